@@ -1,0 +1,235 @@
+//! The `sluice` binary: command-line parsing and the composition root.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use sluice::proxy::{Cidr, ProxyConfig};
+use sluice_actors::run::{self, RunOptions};
+use sluice_actors::telemetry::{self, LogFormat};
+
+/// sluice: a Kubernetes ingress controller (routing, TLS, ACME and DNS in one supervised binary).
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load a folder of Kubernetes manifests, print the routes they compile to and every
+    /// diagnostic; exit 1 if there is an error.
+    Check {
+        /// Folder of *.yaml, *.yml and *.json manifests (searched recursively).
+        dir: PathBuf,
+        #[command(flatten)]
+        classes: ClassArgs,
+    },
+    /// Serve Ingress traffic from a folder of manifests (standalone mode).
+    Run {
+        /// Folder of *.yaml, *.yml and *.json manifests, watched for changes.
+        #[arg(long)]
+        manifests: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        classes: ClassArgs,
+    },
+    /// Start built-in echo backends and the proxy in front of them, and print curl lines to try.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+/// Which Ingresses are ours.
+#[derive(Args, Debug, Clone)]
+struct ClassArgs {
+    /// IngressClasses whose spec.controller is this are ours.
+    #[arg(long, default_value = sluice::translate::DEFAULT_CONTROLLER_NAME)]
+    controller_name: String,
+    /// Ingresses naming this class are ours even if no IngressClass object of that name exists.
+    #[arg(long, default_value = "sluice")]
+    ingress_class: String,
+    /// Also serve Ingresses that name no class at all.
+    #[arg(long)]
+    watch_ingress_without_class: bool,
+}
+
+impl ClassArgs {
+    fn options(&self) -> sluice::translate::Options {
+        sluice::translate::Options {
+            controller_name: self.controller_name.clone(),
+            ingress_class: self.ingress_class.clone(),
+            watch_without_class: self.watch_ingress_without_class,
+        }
+    }
+}
+
+/// Listener, runtime and proxy settings shared by `run` and `demo`.
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Plain-HTTP listener.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// HTTPS listener.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    https_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_addr: SocketAddr,
+    /// Runtime worker threads (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    shutdown_grace: Duration,
+    /// Log one JSON line per request (tracing target sluice::access).
+    #[arg(long)]
+    access_log: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Peers (IP or CIDR, repeatable or comma-separated) whose X-Forwarded-* headers are kept.
+    #[arg(long, value_delimiter = ',')]
+    trusted_proxies: Vec<Cidr>,
+    /// Port in the Location of HTTP->HTTPS redirects (default: 443, or the --https-addr port
+    /// for `demo`).
+    #[arg(long)]
+    https_redirect_port: Option<u16>,
+    /// Time for a request head to arrive; also the idle keep-alive timeout.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    client_header_timeout: Duration,
+    /// Maximum request head size in bytes (larger: 431).
+    #[arg(long, default_value_t = 32 * 1024)]
+    max_header_bytes: usize,
+    /// Default upstream connect timeout (annotation sluice.io/proxy-connect-timeout).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    proxy_connect_timeout: Duration,
+    /// Default upstream response-head timeout (annotation sluice.io/proxy-read-timeout).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    proxy_read_timeout: Duration,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    sluice::translate::annotations::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s, 500ms or 2m"))
+}
+
+impl ServeArgs {
+    fn proxy_config(&self, default_redirect_port: u16) -> ProxyConfig {
+        ProxyConfig {
+            client_header_timeout: self.client_header_timeout,
+            max_header_bytes: self.max_header_bytes,
+            connect_timeout: self.proxy_connect_timeout,
+            read_timeout: self.proxy_read_timeout,
+            trusted_proxies: self.trusted_proxies.clone(),
+            https_redirect_port: self.https_redirect_port.unwrap_or(default_redirect_port),
+            access_log: self.access_log,
+            ..ProxyConfig::default()
+        }
+    }
+
+    fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = self.workers {
+            b.worker_threads(n.max(1));
+        }
+        b.enable_all().build().context("cannot start the async runtime")
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { dir, classes } => sluice_actors::check::run(&dir, &classes.options()),
+        Command::Run { manifests, serve, classes } => {
+            telemetry::init_logging(serve.log_format);
+            let opts = RunOptions {
+                manifests,
+                http_addr: serve.http_addr,
+                https_addr: serve.https_addr,
+                admin_addr: serve.admin_addr,
+                classes: classes.options(),
+                proxy: serve.proxy_config(443),
+                debounce: Duration::from_millis(50),
+            };
+            exit(serve.runtime().and_then(|rt| rt.block_on(serve_until_signal(opts, serve.shutdown_grace, None))))
+        }
+        Command::Demo { serve } => {
+            telemetry::init_logging(serve.log_format);
+            let mut serve = serve;
+            // The demo is for this machine only: default to loopback.
+            if serve.http_addr.ip().is_unspecified() {
+                serve.http_addr.set_ip([127, 0, 0, 1].into());
+            }
+            if serve.https_addr.ip().is_unspecified() {
+                serve.https_addr.set_ip([127, 0, 0, 1].into());
+            }
+            exit(serve.runtime().and_then(|rt| rt.block_on(demo(serve))))
+        }
+    }
+}
+
+fn exit(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
+    use sluice_actors::demo;
+    let (echo, _t1) = demo::spawn_echo("127.0.0.1:0".parse()?, "echo").await?;
+    let (api1, _t2) = demo::spawn_echo("127.0.0.2:0".parse()?, "api").await?;
+    let (api2, _t3) = demo::spawn_echo(SocketAddr::new([127, 0, 0, 3].into(), api1.port()), "api")
+        .await
+        .context("the demo's second api endpoint (127.0.0.3) could not start")?;
+    let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
+    demo::write_manifests(&dir, echo, [api1, api2])?;
+    let opts = RunOptions {
+        manifests: dir.clone(),
+        http_addr: serve.http_addr,
+        https_addr: serve.https_addr,
+        admin_addr: serve.admin_addr,
+        classes: sluice::translate::Options::default(),
+        proxy: serve.proxy_config(serve.https_addr.port()),
+        debounce: Duration::from_millis(50),
+    };
+    let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn serve_until_signal(opts: RunOptions, grace: Duration, demo_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let running = run::start(opts).await?;
+    if let Some(dir) = demo_dir {
+        let seen = running.reloads();
+        if seen == 0 {
+            running.wait_reload(0, Duration::from_secs(10)).await?;
+        }
+        println!("{}", sluice_actors::demo::instructions(running.http_addr, running.https_addr, running.admin_addr, &dir));
+    }
+    wait_for_signal().await?;
+    tracing::info!(grace = ?grace, open = running.open_connections(), "shutting down: no new connections, finishing in-flight requests");
+    if running.shutdown(grace).await {
+        tracing::info!("shutdown complete");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

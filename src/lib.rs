@@ -1,0 +1,20 @@
+//! # sluice: the engine
+//!
+//! sluice is a Kubernetes ingress controller. This crate is its engine: pure functions and
+//! data structures, with no actors and no global state. The runtime (`sluice-actors`) owns
+//! state, restarts and I/O scheduling, and calls into this crate.
+//!
+//! The pipeline:
+//! 1. a [`source`] yields a [`source::ClusterState`] (Kubernetes objects), from the API server
+//!    or from a folder of manifests;
+//! 2. [`translate::translate`] turns it into a [`model::Model`] plus diagnostics naming the
+//!    object and field of everything it rejected;
+//! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
+//!    the data plane reads through one atomic snapshot load per request.
+
+pub mod model;
+pub mod proxy;
+pub mod routing;
+pub mod source;
+pub mod tls;
+pub mod translate;

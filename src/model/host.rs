@@ -1,0 +1,158 @@
+//! Ingress hosts: exact names and `*.` wildcards, validated as the API server does.
+
+use std::fmt;
+
+/// Which request hosts a rule answers for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostMatch {
+    /// Exactly this (lower-case) name.
+    Exact(String),
+    /// `*.suffix`: any name made of exactly one non-empty label followed by `.suffix`.
+    /// Holds the suffix without the leading `*.`.
+    Wildcard(String),
+    /// A rule with no host: every request.
+    Any,
+}
+
+/// Why a host was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// Longer than 253 characters.
+    #[error("must be no more than 253 characters")]
+    TooLong,
+    /// A label is empty, longer than 63 characters, or uses characters outside `[a-z0-9-]`.
+    #[error(
+        "label {0:?} is not valid: labels are 1 to 63 lower-case letters, digits or '-', and \
+         start and end with a letter or digit"
+    )]
+    BadLabel(String),
+    /// `*` somewhere other than as the whole first label.
+    #[error("a wildcard must be the whole first label, as in '*.example.com'")]
+    BadWildcard,
+    /// An IP address.
+    #[error("must be a DNS name, not an IP address")]
+    IpAddress,
+}
+
+impl HostMatch {
+    /// Parses an Ingress host (`spec.rules[].host` or `spec.tls[].hosts[]`). An empty string is
+    /// [`HostMatch::Any`].
+    pub fn parse(host: &str) -> Result<HostMatch, HostError> {
+        if host.is_empty() {
+            return Ok(HostMatch::Any);
+        }
+        if host.len() > 253 {
+            return Err(HostError::TooLong);
+        }
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(HostError::IpAddress);
+        }
+        let (wild, rest) = match host.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, host),
+        };
+        if rest.contains('*') {
+            return Err(HostError::BadWildcard);
+        }
+        for label in rest.split('.') {
+            if !valid_label(label) {
+                return Err(HostError::BadLabel(label.to_string()));
+            }
+        }
+        Ok(if wild { HostMatch::Wildcard(rest.to_string()) } else { HostMatch::Exact(rest.to_string()) })
+    }
+
+    /// Does this rule host cover `host` (already lower-case, without port or trailing dot)?
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => h == host,
+            HostMatch::Wildcard(suffix) => match host.split_once('.') {
+                Some((first, rest)) => !first.is_empty() && rest == suffix,
+                None => false,
+            },
+            HostMatch::Any => true,
+        }
+    }
+}
+
+impl fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Wildcard(s) => write!(f, "*.{s}"),
+            HostMatch::Any => f.write_str("*"),
+        }
+    }
+}
+
+fn valid_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Normalises a request `Host` header or `:authority` for matching: strips the port and a
+/// trailing dot and lower-cases. Returns `None` for hosts that can never match a rule host
+/// (IP literals in brackets, empty, over 253 bytes), which then fall through to host-less rules.
+pub fn normalize_request_host(host: &str, buf: &mut [u8; 253]) -> Option<usize> {
+    let host = if host.starts_with('[') {
+        return None;
+    } else {
+        match host.rfind(':') {
+            Some(i) => &host[..i],
+            None => host,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let n = host.len();
+    if n == 0 || n > buf.len() {
+        return None;
+    }
+    for (dst, src) in buf.iter_mut().zip(host.bytes()) {
+        *dst = src.to_ascii_lowercase();
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hosts() {
+        assert_eq!(HostMatch::parse("foo.bar.com"), Ok(HostMatch::Exact("foo.bar.com".into())));
+        assert_eq!(HostMatch::parse("*.foo.com"), Ok(HostMatch::Wildcard("foo.com".into())));
+        assert_eq!(HostMatch::parse(""), Ok(HostMatch::Any));
+        assert_eq!(HostMatch::parse("10.0.0.1"), Err(HostError::IpAddress));
+        assert_eq!(HostMatch::parse("::1"), Err(HostError::IpAddress));
+        assert_eq!(HostMatch::parse("foo.*.com"), Err(HostError::BadWildcard));
+        assert_eq!(HostMatch::parse("*"), Err(HostError::BadWildcard));
+        assert_eq!(HostMatch::parse("Foo.com"), Err(HostError::BadLabel("Foo".into())));
+        assert_eq!(HostMatch::parse("-a.com"), Err(HostError::BadLabel("-a".into())));
+        assert_eq!(HostMatch::parse("a..com"), Err(HostError::BadLabel(String::new())));
+        assert_eq!(HostMatch::parse(&"a".repeat(254)), Err(HostError::TooLong));
+        assert!(HostMatch::parse(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn wildcard_covers_exactly_one_label() {
+        let w = HostMatch::Wildcard("foo.com".into());
+        assert!(w.matches("bar.foo.com"));
+        assert!(!w.matches("baz.bar.foo.com"));
+        assert!(!w.matches("foo.com"));
+        assert!(!w.matches(".foo.com"));
+    }
+
+    #[test]
+    fn request_host_normalisation() {
+        let mut buf = [0u8; 253];
+        let n = normalize_request_host("Foo.Example.COM.:8443", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"foo.example.com");
+        assert_eq!(normalize_request_host("[::1]:80", &mut buf), None);
+        assert_eq!(normalize_request_host("", &mut buf), None);
+        assert_eq!(normalize_request_host(":80", &mut buf), None);
+    }
+}

@@ -1,0 +1,53 @@
+//! Per-Ingress backend settings, from `sluice.io/*` annotations (see docs/annotations.md).
+
+use std::time::Duration;
+
+/// How requests are spread over a backend's endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LoadBalancer {
+    /// Each endpoint in turn (the default).
+    #[default]
+    RoundRobin,
+    /// Power of two random choices, the one with fewer outstanding requests wins.
+    LeastRequest,
+}
+
+/// The protocol spoken to the backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with pooled keep-alive connections (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext (gRPC backends).
+    H2c,
+}
+
+/// Settings of one backend. `None` means the proxy-wide default.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BackendSettings {
+    /// `sluice.io/load-balancer`.
+    pub load_balancer: LoadBalancer,
+    /// `sluice.io/backend-protocol`.
+    pub protocol: UpstreamProtocol,
+    /// `sluice.io/proxy-connect-timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `sluice.io/proxy-read-timeout`: time allowed for the response head.
+    pub read_timeout: Option<Duration>,
+    /// `sluice.io/proxy-body-size`: maximum request body in bytes (`None`: unlimited).
+    pub max_body_bytes: Option<u64>,
+    /// `sluice.io/ssl-redirect` (default true).
+    pub ssl_redirect: bool,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        BackendSettings {
+            load_balancer: LoadBalancer::default(),
+            protocol: UpstreamProtocol::default(),
+            connect_timeout: None,
+            read_timeout: None,
+            max_body_bytes: None,
+            ssl_redirect: true,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Load balancing over a backend's endpoints, with passive health.
+//!
+//! Per-endpoint state ([`EndpointState`]) lives in a registry keyed by address, so outstanding
+//! request counts and "recently refused" marks survive configuration changes: a new snapshot
+//! reuses the state objects of the previous one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::model::{Backend, LoadBalancer};
+
+/// How long an endpoint that refused a connection is skipped.
+pub const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(5);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Live state of one endpoint address, shared by every backend that uses it.
+#[derive(Debug)]
+pub struct EndpointState {
+    /// The address.
+    pub addr: SocketAddr,
+    outstanding: AtomicUsize,
+    down_until_ms: AtomicU64,
+}
+
+impl EndpointState {
+    fn new(addr: SocketAddr) -> Self {
+        EndpointState { addr, outstanding: AtomicUsize::new(0), down_until_ms: AtomicU64::new(0) }
+    }
+
+    /// Requests sent to this endpoint and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// True while the endpoint is skipped after a refused connection.
+    pub fn is_down(&self) -> bool {
+        self.down_until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    /// Marks the endpoint as refusing connections for [`PASSIVE_HEALTH_BACKOFF`].
+    pub fn mark_down(&self) {
+        let until = now_ms().saturating_add(u64::try_from(PASSIVE_HEALTH_BACKOFF.as_millis()).unwrap_or(0));
+        self.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// Clears the down mark (a request succeeded).
+    pub fn mark_up(&self) {
+        if self.down_until_ms.load(Ordering::Relaxed) != 0 {
+            self.down_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a request as outstanding until the guard is dropped.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// An outstanding request on an endpoint; decrements the count on drop.
+#[derive(Debug)]
+pub struct InFlight(Arc<EndpointState>);
+
+impl InFlight {
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Arc<EndpointState> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Registry of endpoint states, owned by whoever publishes snapshots.
+#[derive(Debug, Default)]
+pub struct EndpointRegistry {
+    states: Mutex<HashMap<SocketAddr, Arc<EndpointState>>>,
+}
+
+impl EndpointRegistry {
+    /// Builds the balancers for a table's backends, reusing known endpoint states and forgetting
+    /// the ones no longer referenced.
+    pub fn balancers(&self, backends: &[Arc<Backend>]) -> Vec<Balancer> {
+        let mut states = self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next: HashMap<SocketAddr, Arc<EndpointState>> = HashMap::new();
+        let out = backends
+            .iter()
+            .map(|b| {
+                let endpoints = b
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let st = states.get(&e.addr).cloned().unwrap_or_else(|| Arc::new(EndpointState::new(e.addr)));
+                        next.insert(e.addr, st.clone());
+                        st
+                    })
+                    .collect();
+                Balancer { policy: b.settings.load_balancer, endpoints, next: AtomicUsize::new(0) }
+            })
+            .collect();
+        *states = next;
+        out
+    }
+}
+
+/// Chooses endpoints for one backend.
+#[derive(Debug)]
+pub struct Balancer {
+    policy: LoadBalancer,
+    endpoints: Vec<Arc<EndpointState>>,
+    next: AtomicUsize,
+}
+
+impl Balancer {
+    /// The endpoints, in address order.
+    pub fn endpoints(&self) -> &[Arc<EndpointState>] {
+        &self.endpoints
+    }
+
+    /// Picks an endpoint other than `avoid`, preferring ones not marked down. Returns `None` only
+    /// when there is no endpoint at all (or only `avoid`).
+    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<&Arc<EndpointState>> {
+        let eps = &self.endpoints;
+        let usable = |e: &&Arc<EndpointState>| Some(e.addr) != avoid;
+        match eps.len() {
+            0 => return None,
+            1 => return eps.first().filter(usable),
+            _ => {}
+        }
+        let healthy = |e: &&Arc<EndpointState>| usable(e) && !e.is_down();
+        let chosen = match self.policy {
+            LoadBalancer::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..eps.len()).map(|k| &eps[(start + k) % eps.len()]).find(healthy)
+            }
+            LoadBalancer::LeastRequest => {
+                let a = &eps[fastrand::usize(..eps.len())];
+                let mut b = &eps[fastrand::usize(..eps.len() - 1)];
+                if Arc::ptr_eq(a, b) {
+                    b = &eps[eps.len() - 1];
+                }
+                match (healthy(&a), healthy(&b)) {
+                    (true, true) => Some(if b.outstanding() < a.outstanding() { b } else { a }),
+                    (true, false) => Some(a),
+                    (false, true) => Some(b),
+                    (false, false) => eps.iter().filter(healthy).min_by_key(|e| e.outstanding()),
+                }
+            }
+        };
+        // Everything is marked down: try one anyway rather than refuse the request.
+        chosen.or_else(|| eps.iter().find(usable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BackendSettings, Endpoint, ObjectRef, ServicePort};
+
+    fn backend(n: u16, lb: LoadBalancer) -> Arc<Backend> {
+        Arc::new(Backend {
+            ingress: ObjectRef::new("d", "i"),
+            service: ObjectRef::new("d", "s"),
+            port: ServicePort::Number(80),
+            endpoints: (0..n).map(|i| Endpoint { addr: ([127, 0, 0, 1], 1000 + i).into(), ready: true }).collect(),
+            settings: BackendSettings { load_balancer: lb, ..BackendSettings::default() },
+        })
+    }
+
+    #[test]
+    fn round_robin_cycles_and_skips_down() {
+        let reg = EndpointRegistry::default();
+        let bal = &reg.balancers(&[backend(3, LoadBalancer::RoundRobin)])[0];
+        let picks: Vec<u16> = (0..6).map(|_| bal.pick(None).unwrap().addr.port()).collect();
+        assert_eq!(picks, [1000, 1001, 1002, 1000, 1001, 1002]);
+        bal.endpoints()[1].mark_down();
+        let picks: Vec<u16> = (0..4).map(|_| bal.pick(None).unwrap().addr.port()).collect();
+        assert!(!picks.contains(&1001), "{picks:?}");
+        bal.endpoints()[1].mark_up();
+        assert!((0..3).any(|_| bal.pick(None).unwrap().addr.port() == 1001));
+    }
+
+    #[test]
+    fn all_down_still_picks_and_avoid_is_respected() {
+        let reg = EndpointRegistry::default();
+        let bal = &reg.balancers(&[backend(2, LoadBalancer::RoundRobin)])[0];
+        for e in bal.endpoints() {
+            e.mark_down();
+        }
+        assert!(bal.pick(None).is_some());
+        let avoid = bal.endpoints()[0].addr;
+        for _ in 0..10 {
+            assert_eq!(bal.pick(Some(avoid)).unwrap().addr.port(), 1001);
+        }
+        let one = &reg.balancers(&[backend(1, LoadBalancer::RoundRobin)])[0];
+        assert!(one.pick(Some(one.endpoints()[0].addr)).is_none());
+        assert!(reg.balancers(&[backend(0, LoadBalancer::RoundRobin)])[0].pick(None).is_none());
+    }
+
+    #[test]
+    fn least_request_prefers_idle_endpoint() {
+        let reg = EndpointRegistry::default();
+        let bal = &reg.balancers(&[backend(2, LoadBalancer::LeastRequest)])[0];
+        let _busy: Vec<InFlight> = (0..5).map(|_| bal.endpoints()[0].start()).collect();
+        for _ in 0..50 {
+            assert_eq!(bal.pick(None).unwrap().addr.port(), 1001);
+        }
+    }
+
+    #[test]
+    fn state_survives_rebuild() {
+        let reg = EndpointRegistry::default();
+        let b = backend(2, LoadBalancer::RoundRobin);
+        let first = reg.balancers(std::slice::from_ref(&b));
+        let guard = first[0].endpoints()[0].start();
+        first[0].endpoints()[1].mark_down();
+        let second = reg.balancers(&[b]);
+        assert_eq!(second[0].endpoints()[0].outstanding(), 1);
+        assert!(second[0].endpoints()[1].is_down());
+        drop(guard);
+        assert_eq!(second[0].endpoints()[0].outstanding(), 0);
+    }
+}

@@ -1,0 +1,206 @@
+//! Connections: serving one accepted TCP (or TLS) connection, tracking open connections for
+//! graceful shutdown, and WebSocket tunnels.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+
+use super::Proxy;
+use super::balance::InFlight;
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Entrypoint {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS.
+    Https,
+}
+
+impl Entrypoint {
+    /// `http` or `https`: the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entrypoint::Http => "http",
+            Entrypoint::Https => "https",
+        }
+    }
+
+    /// The URL scheme, for `X-Forwarded-Proto`.
+    pub fn scheme(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// What the proxy knows about a client connection.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address the client connected to.
+    pub local: SocketAddr,
+    /// The listener.
+    pub entrypoint: Entrypoint,
+    /// The SNI the client sent in its TLS handshake.
+    pub sni: Option<String>,
+}
+
+/// Counts open connections and tells them to shut down gracefully.
+#[derive(Debug)]
+pub struct ConnTracker {
+    open: AtomicUsize,
+    idle: Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Default for ConnTracker {
+    fn default() -> Self {
+        ConnTracker { open: AtomicUsize::new(0), idle: Notify::new(), shutdown: watch::channel(false).0 }
+    }
+}
+
+impl ConnTracker {
+    /// Open connections (upgraded tunnels included).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Asks every connection to finish its in-flight requests and close; idle keep-alive
+    /// connections close at once.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// True once [`ConnTracker::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Waits until no connection is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn enter(self: &Arc<Self>, entrypoint: Entrypoint, protocol: &'static str) -> ConnGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        metrics::gauge!("sluice_open_connections", "entrypoint" => entrypoint.as_str(), "protocol" => protocol).increment(1.0);
+        ConnGuard { tracker: self.clone(), entrypoint, protocol }
+    }
+}
+
+struct ConnGuard {
+    tracker: Arc<ConnTracker>,
+    entrypoint: Entrypoint,
+    protocol: &'static str,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("sluice_open_connections", "entrypoint" => self.entrypoint.as_str(), "protocol" => self.protocol)
+            .decrement(1.0);
+        if self.tracker.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.tracker.idle.notify_waiters();
+        }
+    }
+}
+
+impl Proxy {
+    /// Serves one accepted plain-HTTP connection (HTTP/1.1, or h2c with prior knowledge) until
+    /// it closes or shutdown completes it.
+    pub async fn serve_http(self: Arc<Self>, tracker: Arc<ConnTracker>, stream: TcpStream, peer: SocketAddr) {
+        let local = stream.local_addr().unwrap_or(peer);
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo { peer, local, entrypoint: Entrypoint::Http, sni: None };
+        let guard = tracker.enter(Entrypoint::Http, "http");
+        self.serve_io(tracker.clone(), stream, info).await;
+        drop(guard);
+    }
+
+    /// Serves one accepted TLS connection: handshake (bounded by the handshake timeout), then
+    /// HTTP/1.1 or HTTP/2 as negotiated by ALPN.
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let local = stream.local_addr().unwrap_or(peer);
+        let _ = stream.set_nodelay(true);
+        let guard = tracker.enter(Entrypoint::Https, "tls");
+        let tls = match tokio::time::timeout(self.config.tls_handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "error").increment(1);
+                return;
+            }
+            Err(_) => {
+                metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "timeout").increment(1);
+                return;
+            }
+        };
+        let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase);
+        let info = ConnInfo { peer, local, entrypoint: Entrypoint::Https, sni };
+        self.serve_io(tracker.clone(), tls, info).await;
+        drop(guard);
+    }
+
+    async fn serve_io<I>(self: Arc<Self>, tracker: Arc<ConnTracker>, io: I, info: ConnInfo)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let info = Arc::new(info);
+        let proxy = self.clone();
+        let svc = service_fn(move |req| super::service(proxy.clone(), info.clone(), req));
+        let mut conn = pin!(self.server.serve_connection_with_upgrades(TokioIo::new(io), svc));
+        let mut shutdown = tracker.shutdown.subscribe();
+        if *shutdown.borrow_and_update() {
+            conn.as_mut().graceful_shutdown();
+        }
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection error");
+                }
+                return;
+            }
+            _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+        }
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection error during shutdown");
+        }
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and an upgraded upstream
+/// connection (WebSocket), keeping the endpoint's outstanding count up meanwhile.
+pub(super) async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, inflight: InFlight) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "tunnel closed with error");
+    }
+    drop(inflight);
+}

@@ -1,0 +1,100 @@
+//! Proxy errors and the responses they become.
+
+use std::error::Error as _;
+use std::io;
+
+use http::{Response, StatusCode, header};
+
+use super::body::{self, ProxyBody};
+use crate::routing::RequestPathError;
+
+/// Why a request was not forwarded, or failed upstream.
+#[derive(Debug)]
+pub(crate) enum ProxyError {
+    /// 400: malformed request.
+    BadRequest(&'static str),
+    /// 400: the path could not be normalised.
+    BadPath(RequestPathError),
+    /// 404: no route and no default backend.
+    NoRoute,
+    /// 421: HTTP/2 connection reused for a host its certificate does not cover.
+    Misdirected,
+    /// 413: body larger than `sluice.io/proxy-body-size`.
+    BodyTooLarge,
+    /// 503: the backend has no ready endpoint.
+    NoEndpoints,
+    /// 502: connection refused or reset, or the upstream broke the protocol.
+    UpstreamRefused(String),
+    /// 502: the upstream answered 101 to a request that did not ask for an upgrade.
+    UpstreamProtocol,
+    /// 504: connect or response-head timeout.
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    /// Classifies an upstream client error.
+    pub(crate) fn from_client_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
+        let mut source = e.source();
+        while let Some(s) = source {
+            if s.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::TimedOut) {
+                return ProxyError::UpstreamTimeout;
+            }
+            if s.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return ProxyError::BodyTooLarge;
+            }
+            source = s.source();
+        }
+        let mut msg = e.to_string();
+        if let Some(s) = e.source() {
+            msg = format!("{msg}: {s}");
+        }
+        ProxyError::UpstreamRefused(msg)
+    }
+
+    /// The metric label (`reason`).
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => "bad_request",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::Misdirected => "misdirected",
+            ProxyError::BodyTooLarge => "body_too_large",
+            ProxyError::NoEndpoints => "no_endpoints",
+            ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => "upstream_error",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short text response.
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+        let text = match &self {
+            ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
+            ProxyError::BadPath(e) => format!("bad request: {e}\n"),
+            ProxyError::NoRoute => "no route for this host and path\n".to_string(),
+            ProxyError::Misdirected => "misdirected request: this connection's certificate does not cover this host\n".to_string(),
+            ProxyError::BodyTooLarge => "request body too large\n".to_string(),
+            ProxyError::NoEndpoints => "no ready endpoint for this service\n".to_string(),
+            ProxyError::UpstreamRefused(e) => {
+                tracing::debug!(error = %e, "upstream error");
+                "bad gateway: the upstream refused or reset the connection\n".to_string()
+            }
+            ProxyError::UpstreamProtocol => "bad gateway: the upstream broke the protocol\n".to_string(),
+            ProxyError::UpstreamTimeout => "gateway timeout: the upstream did not answer in time\n".to_string(),
+        };
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+        resp
+    }
+}

@@ -1,0 +1,511 @@
+//! The data plane: accept connections, route, balance, forward, answer errors.
+//!
+//! The proxy never awaits anything but sockets: the routing table and balancers come from one
+//! [`ArcSwap`] load per request ([`Proxy::publish`] swaps them), the certificates from another
+//! per TLS handshake. Connections are plain tokio tasks.
+//!
+//! Per request: normalise the path (400), look up the route (404), answer 421 for an HTTP/2
+//! connection reused for a host its certificate does not cover, redirect plain HTTP to HTTPS
+//! (308) where the host has TLS, pick an endpoint (503 if none), rewrite headers, forward with
+//! HTTP/1.1 keep-alive (or h2c), map failures to 502 (refused/reset), 504 (timeout) or 413
+//! (body too large), and stream the response back.
+
+pub mod balance;
+pub mod body;
+mod conn;
+mod error;
+pub mod headers;
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::model::{BackendSettings, UpstreamProtocol};
+use crate::routing::{RoutingTable, normalize_request_path};
+use crate::tls::CertStore;
+
+use balance::{Balancer, EndpointRegistry};
+use body::{ProxyBody, Tracked};
+pub use conn::{ConnInfo, ConnTracker, Entrypoint};
+use error::ProxyError;
+
+/// Proxy-wide settings. Per-backend annotations override the upstream timeouts and body size.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Time allowed for a request head to arrive, counted on keep-alive connections from the
+    /// end of the previous response: the slowloris bound and the idle keep-alive timeout.
+    pub client_header_timeout: Duration,
+    /// Maximum size of a request head (request line and headers), bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Time allowed to complete a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Default upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Default time allowed for the upstream response head.
+    pub read_timeout: Duration,
+    /// How long idle upstream connections stay pooled.
+    pub upstream_idle_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` headers are trusted (CIDRs).
+    pub trusted_proxies: Vec<Cidr>,
+    /// The port HTTP requests are redirected to for HTTPS (omitted from the URL when 443).
+    pub https_redirect_port: u16,
+    /// Emit one JSON access-log line per request (tracing target `sluice::access`).
+    pub access_log: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            client_header_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 * 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            https_redirect_port: 443,
+            access_log: false,
+        }
+    }
+}
+
+/// An IP network, for `--trusted-proxies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Does the network contain `ip`? (IPv4-mapped IPv6 addresses count as IPv4.)
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: IpAddr = a.parse().map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// What one request reads: the compiled table and a balancer per backend.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The routing table.
+    pub table: RoutingTable,
+    upstreams: Vec<Upstream>,
+    /// Increases with every publish.
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+struct Upstream {
+    balancer: Balancer,
+    client: Client<HttpConnector, ProxyBody>,
+    settings: BackendSettings,
+}
+
+type ClientKey = (Duration, UpstreamProtocol);
+
+/// The proxy: shared by every connection task.
+pub struct Proxy {
+    config: ProxyConfig,
+    snapshot: ArcSwap<Snapshot>,
+    certs: Arc<ArcSwap<CertStore>>,
+    registry: EndpointRegistry,
+    clients: Mutex<Vec<(ClientKey, Client<HttpConnector, ProxyBody>)>>,
+    generation: AtomicU64,
+    server: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy with an empty routing table (every request 404) reading certificates from
+    /// `certs`.
+    pub fn new(config: ProxyConfig, certs: Arc<ArcSwap<CertStore>>) -> Arc<Proxy> {
+        let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        server
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.client_header_timeout)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            .keep_alive(true);
+        server
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Arc::new(Proxy {
+            config,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            certs,
+            registry: EndpointRegistry::default(),
+            clients: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            server,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Publishes a new routing table: requests that start after this call use it; requests in
+    /// flight finish on the table they started with. Never blocks on the data plane.
+    pub fn publish(&self, table: RoutingTable) -> u64 {
+        let balancers = self.registry.balancers(table.backends());
+        let upstreams = table
+            .backends()
+            .iter()
+            .zip(balancers)
+            .map(|(b, balancer)| {
+                let connect = b.settings.connect_timeout.unwrap_or(self.config.connect_timeout);
+                Upstream { balancer, client: self.client((connect, b.settings.protocol)), settings: b.settings.clone() }
+            })
+            .collect();
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.snapshot.store(Arc::new(Snapshot { table, upstreams, generation }));
+        generation
+    }
+
+    /// The snapshot requests currently read.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn client(&self, key: ClientKey) -> Client<HttpConnector, ProxyBody> {
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(key.0));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(self.config.upstream_idle_timeout)
+            .pool_max_idle_per_host(1024)
+            .retry_canceled_requests(true);
+        if key.1 == UpstreamProtocol::H2c {
+            builder.http2_only(true);
+        }
+        let client = builder.build(connector);
+        clients.push((key, client.clone()));
+        client
+    }
+
+    /// Handles one request. Never fails: errors become responses.
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let snap = self.snapshot.load_full();
+        let mut labels = RequestLabels::default();
+        let resp = match self.route(&snap, conn, req, &mut labels).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                labels.error = Some(e.label());
+                e.into_response()
+            }
+        };
+        self.record(conn, &method, &labels, resp.status(), start);
+        resp
+    }
+
+    async fn route(
+        &self,
+        snap: &Snapshot,
+        conn: &ConnInfo,
+        mut req: Request<Incoming>,
+        labels: &mut RequestLabels,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = request_host(&req).ok_or(ProxyError::BadRequest("missing Host header"))?.to_string();
+        let path = normalize_request_path(req.uri().path()).map_err(ProxyError::BadPath)?.into_owned();
+        let m = snap.table.lookup(&host, &path).ok_or(ProxyError::NoRoute)?;
+        labels.ingress = Some(m.backend.ingress.to_string());
+        labels.service = Some(m.backend.service.to_string());
+
+        if conn.entrypoint == Entrypoint::Https && req.version() == Version::HTTP_2 {
+            let bare = host_without_port(&host);
+            if !self.certs.load().covers(conn.sni.as_deref(), bare) {
+                return Err(ProxyError::Misdirected);
+            }
+        }
+        if conn.entrypoint == Entrypoint::Http && m.route.is_some_and(|r| r.redirect_to_https) {
+            return Ok(self.redirect(&host, &path, req.uri()));
+        }
+        let upstream = &snap.upstreams[m.backend_index];
+        let settings = &upstream.settings;
+        if let Some(limit) = settings.max_body_bytes {
+            let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ProxyError::BodyTooLarge);
+            }
+        }
+
+        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let body_empty = body.is_end_stream();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let trusted = self.config.trusted_proxies.iter().any(|c| c.contains(conn.peer.ip()));
+        headers::set_forwarded(
+            &mut parts.headers,
+            &headers::ForwardedInfo {
+                peer: conn.peer.ip(),
+                trusted,
+                proto: conn.entrypoint.scheme(),
+                host: &host,
+                port: conn.local.port(),
+            },
+        );
+        let request_id = headers::ensure_request_id(&mut parts.headers);
+        if !parts.headers.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(&host)
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut body = Some(match settings.max_body_bytes {
+            Some(limit) => body::boxed(http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))),
+            None => body::boxed(body),
+        });
+        let version = match settings.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::H2c => Version::HTTP_2,
+        };
+        let read_timeout = settings.read_timeout.unwrap_or(self.config.read_timeout);
+        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+
+        let mut avoid = None;
+        for attempt in 0..2 {
+            let endpoint = upstream.balancer.pick(avoid).ok_or(ProxyError::NoEndpoints)?;
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(endpoint.addr.to_string())
+                .path_and_query(path_and_query.as_str())
+                .build()
+                .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
+            let mut upreq = Request::new(body.take().unwrap_or_else(body::empty));
+            *upreq.method_mut() = parts.method.clone();
+            *upreq.uri_mut() = uri;
+            *upreq.version_mut() = version;
+            *upreq.headers_mut() = parts.headers.clone();
+            let inflight = endpoint.start();
+            let sent = tokio::time::timeout(read_timeout, upstream.client.request(upreq)).await;
+            let resp = match sent {
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => {
+                    let err = ProxyError::from_client_error(&e);
+                    if e.is_connect() {
+                        metrics::counter!("sluice_upstream_connect_errors_total", "service" => labels.service.clone().unwrap_or_default()).increment(1);
+                        if matches!(err, ProxyError::UpstreamRefused(_)) {
+                            endpoint.mark_down();
+                        }
+                        // Nothing was sent: an idempotent request without a body is retried
+                        // once on another endpoint.
+                        if attempt == 0 && idempotent && body_empty {
+                            avoid = Some(endpoint.addr);
+                            body = Some(body::empty());
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+            };
+            endpoint.mark_up();
+            let mut resp = resp;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let Some(client_upgrade) = client_upgrade else {
+                    return Err(ProxyError::UpstreamProtocol);
+                };
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(conn::tunnel(client_upgrade, upstream_upgrade, inflight));
+                let (rparts, _) = resp.into_parts();
+                return Ok(Response::from_parts(rparts, body::empty()));
+            }
+            let (mut rparts, rbody) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut rparts.headers, false);
+            rparts.headers.entry(headers::X_REQUEST_ID.clone()).or_insert(request_id);
+            let body = Tracked::new(body::boxed(rbody), inflight);
+            return Ok(Response::from_parts(rparts, body::boxed(body)));
+        }
+        Err(ProxyError::NoEndpoints)
+    }
+
+    fn redirect(&self, host: &str, path: &str, uri: &Uri) -> Response<ProxyBody> {
+        let bare = host_without_port(host);
+        let port = match self.config.https_redirect_port {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let location = format!("https://{bare}{port}{path}{query}");
+        let mut resp = Response::new(body::full(Bytes::from(format!("redirecting to {location}\n"))));
+        *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
+    }
+
+    fn record(&self, conn: &ConnInfo, method: &Method, labels: &RequestLabels, status: StatusCode, start: Instant) {
+        let elapsed = start.elapsed();
+        let method = method_label(method);
+        let ingress = labels.ingress.clone().unwrap_or_default();
+        let service = labels.service.clone().unwrap_or_default();
+        let entrypoint = conn.entrypoint.as_str();
+        metrics::counter!(
+            "sluice_requests_total",
+            "entrypoint" => entrypoint,
+            "ingress" => ingress.clone(),
+            "service" => service.clone(),
+            "method" => method,
+            "code" => status.as_str().to_owned(),
+        )
+        .increment(1);
+        metrics::histogram!("sluice_request_duration_seconds", "entrypoint" => entrypoint, "service" => service.clone())
+            .record(elapsed.as_secs_f64());
+        if let Some(err) = labels.error {
+            metrics::counter!("sluice_proxy_errors_total", "entrypoint" => entrypoint, "reason" => err).increment(1);
+        }
+        if self.config.access_log {
+            tracing::info!(
+                target: "sluice::access",
+                peer = %conn.peer,
+                entrypoint,
+                method,
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                ingress = %ingress,
+                service = %service,
+                error = labels.error.unwrap_or(""),
+            );
+        }
+    }
+}
+
+#[derive(Default)]
+struct RequestLabels {
+    ingress: Option<String>,
+    service: Option<String>,
+    error: Option<&'static str>,
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// The request host: the URI authority (HTTP/2 `:authority`, absolute-form) or the Host header.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()))
+        .filter(|h| !h.is_empty())
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    h.strip_suffix('.').unwrap_or(h)
+}
+
+/// Adapts a handler for hyper's `service_fn`.
+pub(crate) async fn service(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(proxy.handle(&conn, req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn hosts_without_port() {
+        assert_eq!(host_without_port("a.com:8443"), "a.com");
+        assert_eq!(host_without_port("a.com."), "a.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("a.com"), "a.com");
+    }
+}

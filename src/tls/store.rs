@@ -1,0 +1,222 @@
+//! The SNI -> certificate lookup.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Secret;
+use rustls::sign::CertifiedKey;
+
+use super::{LoadedCert, load_pem};
+use crate::model::host::normalize_request_host;
+use crate::model::{Diagnostic, HostMatch, Kind, ObjectRef, Reason, TlsHost};
+use crate::translate::object_ref;
+
+/// Longest DNS name, in bytes.
+const MAX_NAME: usize = 253;
+
+/// An immutable snapshot of which certificate to serve for which server name.
+///
+/// Built from the model's TLS hosts and the cluster's Secrets by [`CertStore::build`]; swapped
+/// as a whole when either changes.
+#[derive(Clone, Debug)]
+pub struct CertStore {
+    /// Exact (lower-case) host -> certificate.
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Wildcard suffix (`foo.com` for `*.foo.com`) -> certificate.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Served when nothing else matches.
+    default: Arc<CertifiedKey>,
+    /// Leaf `notAfter` of every Secret in use, sorted by Secret.
+    not_after: Vec<(ObjectRef, i64)>,
+}
+
+impl CertStore {
+    /// A store that serves `default` for every name (before the first model is known).
+    pub fn empty(default: Arc<CertifiedKey>) -> CertStore {
+        CertStore {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default,
+            not_after: Vec::new(),
+        }
+    }
+
+    /// Builds the store for `tls` from `secrets`, judging expiry against the current time.
+    /// See [`CertStore::build_at`].
+    pub fn build(
+        tls: &[TlsHost],
+        secrets: &[Secret],
+        default: Arc<CertifiedKey>,
+    ) -> (CertStore, Vec<Diagnostic>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Self::build_at(tls, secrets, default, now)
+    }
+
+    /// Builds the store for `tls` from `secrets`, with `now` in Unix seconds.
+    ///
+    /// Each referenced Secret is parsed once with [`load_pem`](super::load_pem). A Secret that
+    /// cannot be used yields an error [`Diagnostic`] (`SecretInvalid`, on the Secret's
+    /// `data[tls.crt]` or `data[tls.key]`) and its hosts are served `default`. An expired leaf
+    /// yields a warning and is still served. A Secret missing from `secrets` is skipped
+    /// silently: translation has already reported it (`SecretNotFound`).
+    pub fn build_at(
+        tls: &[TlsHost],
+        secrets: &[Secret],
+        default: Arc<CertifiedKey>,
+        now: i64,
+    ) -> (CertStore, Vec<Diagnostic>) {
+        let by_ref: HashMap<ObjectRef, &Secret> = secrets
+            .iter()
+            .map(|s| (object_ref(&s.metadata), s))
+            .collect();
+        let mut loaded: HashMap<&ObjectRef, Option<LoadedCert>> = HashMap::new();
+        let mut diagnostics = Vec::new();
+        let mut store = CertStore::empty(default);
+
+        for t in tls {
+            let cert = match loaded.entry(&t.secret) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let cert = by_ref
+                        .get(&t.secret)
+                        .and_then(|s| load_secret(&t.secret, s, now, &mut diagnostics));
+                    e.insert(cert)
+                }
+            };
+            let key = cert.as_ref().map_or(&store.default, |c| &c.key);
+            let (map, name) = match &t.host {
+                HostMatch::Exact(h) => (&mut store.exact, h),
+                HostMatch::Wildcard(s) => (&mut store.wildcard, s),
+                // Translation never produces it: a TLS host must be named.
+                HostMatch::Any => continue,
+            };
+            // Translation gives each host one Secret; should two TlsHosts share a host anyway,
+            // the first one wins.
+            map.entry(name.clone()).or_insert_with(|| Arc::clone(key));
+        }
+
+        store.not_after = loaded
+            .into_iter()
+            .filter_map(|(r, c)| c.map(|c| (r.clone(), c.not_after)))
+            .collect();
+        store.not_after.sort();
+        (store, diagnostics)
+    }
+
+    /// The certificate for a TLS handshake that asked for `sni` (none: the default).
+    ///
+    /// The name is compared lower-case with one trailing dot stripped: an exact host first,
+    /// then a wildcard covering exactly one more label, else the default certificate.
+    pub fn resolve(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        Arc::clone(self.pick(sni))
+    }
+
+    /// Whether a connection whose handshake asked for `sni` is valid for requests to `host`
+    /// (a `Host` header or `:authority`, port allowed): true when the certificate chosen for
+    /// `host` is the very one chosen for `sni`. When false, an HTTP/2 connection reused for
+    /// another host should be answered 421 Misdirected Request.
+    pub fn covers(&self, sni: Option<&str>, host: &str) -> bool {
+        let mut buf = [0u8; MAX_NAME];
+        let host = normalize_request_host(host, &mut buf)
+            .and_then(|n| buf.get(..n))
+            .and_then(|b| std::str::from_utf8(b).ok());
+        Arc::ptr_eq(self.pick(sni), self.pick(host))
+    }
+
+    /// `notAfter` of the leaf certificate of every Secret in use, in Unix seconds, sorted by
+    /// Secret: the `sluice_tls_certs_not_after{secret}` metric.
+    pub fn not_after(&self) -> Vec<(ObjectRef, i64)> {
+        self.not_after.clone()
+    }
+
+    /// The certificate served when nothing else matches.
+    pub fn default_cert(&self) -> &Arc<CertifiedKey> {
+        &self.default
+    }
+
+    fn pick(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+        let Some(name) = name else {
+            return &self.default;
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.is_empty() || name.len() > MAX_NAME {
+            return &self.default;
+        }
+        let mut buf = [0u8; MAX_NAME];
+        let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            for (dst, src) in buf.iter_mut().zip(name.bytes()) {
+                *dst = src.to_ascii_lowercase();
+            }
+            // ASCII lower-casing keeps UTF-8 valid; the fallback is never taken.
+            match buf
+                .get(..name.len())
+                .and_then(|b| std::str::from_utf8(b).ok())
+            {
+                Some(s) => s,
+                None => return &self.default,
+            }
+        } else {
+            name
+        };
+        if let Some(key) = self.exact.get(lower) {
+            return key;
+        }
+        if let Some((first, rest)) = lower.split_once('.')
+            && !first.is_empty()
+            && let Some(key) = self.wildcard.get(rest)
+        {
+            return key;
+        }
+        &self.default
+    }
+}
+
+/// Loads one Secret, pushing a diagnostic when it cannot be used or has expired.
+fn load_secret(
+    secret: &ObjectRef,
+    s: &Secret,
+    now: i64,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<LoadedCert> {
+    let data = |k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map_or(&[][..], |v| v.0.as_slice())
+    };
+    match load_pem(data("tls.crt"), data("tls.key")) {
+        Ok(cert) => {
+            if cert.not_after < now {
+                diagnostics.push(Diagnostic::warning(
+                    Reason::SecretInvalid,
+                    Kind::Secret,
+                    secret,
+                    "data[tls.crt]",
+                    format!(
+                        "the certificate expired at {}; it is still served, but clients will \
+                         reject it: renew it",
+                        super::der::format_unix(cert.not_after)
+                    ),
+                ));
+            }
+            Some(cert)
+        }
+        Err(e) => {
+            diagnostics.push(Diagnostic::error(
+                Reason::SecretInvalid,
+                Kind::Secret,
+                secret,
+                e.secret_field().unwrap_or("data"),
+                format!(
+                    "{e}; its hosts are served with the default certificate until the Secret is \
+                     fixed"
+                ),
+            ));
+            None
+        }
+    }
+}

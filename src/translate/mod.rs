@@ -1,0 +1,419 @@
+//! Kubernetes objects -> [`Model`], with a [`Diagnostic`] for every field that was rejected.
+//!
+//! [`translate`] is a pure function: the same [`ClusterState`] and [`Options`] always give the
+//! same [`Translation`]. It never fails as a whole: a bad field drops only what it describes (a
+//! path, a rule, a TLS entry) and the rest of the object, and every other object, is served.
+//!
+//! Semantics follow the Ingress v1 API reference:
+//! - An Ingress is ours when its class (`spec.ingressClassName`, else the legacy annotation
+//!   `kubernetes.io/ingress.class`) names an IngressClass whose `spec.controller` is ours, or
+//!   names [`Options::ingress_class`] and no IngressClass of that name exists; a class-less one is
+//!   ours when one of our classes is annotated as the default class or
+//!   [`Options::watch_without_class`] is set.
+//! - Conflicts (the same host, path type and normalised path in two places) go to the oldest
+//!   Ingress (`creationTimestamp`, then namespace/name); the loser gets a [`Reason::PathConflict`].
+//! - `ImplementationSpecific` means `Prefix` in sluice.
+//! - Endpoints: ready endpoints (`ready` unset counts as ready); when there is none, the serving
+//!   but terminating ones; when there is none of those either the route still exists and answers
+//!   503.
+
+pub mod annotations;
+mod backend;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::model::{
+    Backend, Diagnostic, HostMatch, Kind, Model, ObjectRef, PathKind, PathMatch, Reason, Route,
+    RouteSource, TlsHost,
+};
+use crate::source::ClusterState;
+
+use backend::Resolver;
+
+/// The controller name sluice claims IngressClasses for by default.
+pub const DEFAULT_CONTROLLER_NAME: &str = "sluice.io/ingress-controller";
+/// The legacy annotation naming an Ingress's class.
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// The annotation marking an IngressClass as the cluster default.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// Which Ingresses are ours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// IngressClasses with this `spec.controller` are ours.
+    pub controller_name: String,
+    /// A class name that is ours even when no IngressClass object of that name exists (the
+    /// common case in a folder of manifests).
+    pub ingress_class: String,
+    /// Also take Ingresses that have no class at all.
+    pub watch_without_class: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+            ingress_class: "sluice".to_string(),
+            watch_without_class: false,
+        }
+    }
+}
+
+/// The result of [`translate`].
+#[derive(Clone, Debug, Default)]
+pub struct Translation {
+    /// What to serve.
+    pub model: Model,
+    /// Everything that was rejected or looks wrong, in object order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Translation {
+    /// True when any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// The reference of an object, defaulting the namespace to `default` as the API server does.
+pub fn object_ref(meta: &ObjectMeta) -> ObjectRef {
+    ObjectRef::new(
+        meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Translates the cluster state into the desired state.
+pub fn translate(state: &ClusterState, options: &Options) -> Translation {
+    let classes = ClassIndex::new(&state.ingress_classes, options);
+    let mut owned: Vec<&Ingress> = state.ingresses.iter().filter(|i| classes.owns(i)).collect();
+    owned.sort_by_cached_key(|i| age_key(i));
+
+    let mut t = Translator {
+        resolver: Resolver::new(state),
+        model: Model::default(),
+        diagnostics: Vec::new(),
+        claimed_paths: HashMap::new(),
+        claimed_tls: HashMap::new(),
+        default_owner: None,
+    };
+    for ingress in owned {
+        t.ingress(ingress);
+    }
+    let tls_hosts: Vec<&HostMatch> = t.model.tls.iter().map(|h| &h.host).collect();
+    for route in &mut t.model.routes {
+        route.redirect_to_https = route.backend.settings.ssl_redirect && tls_covers(&tls_hosts, &route.host);
+    }
+    t.model.ingresses.sort();
+    // An object seen through several references (an EndpointSlice used by two Ingresses) is
+    // reported once.
+    let mut seen = HashSet::new();
+    let mut diagnostics = t.diagnostics;
+    diagnostics.retain(|d| seen.insert(d.clone()));
+    Translation { model: t.model, diagnostics }
+}
+
+/// Is every host `route` answers for covered by one of the TLS hosts?
+fn tls_covers(tls: &[&HostMatch], route: &HostMatch) -> bool {
+    match route {
+        HostMatch::Exact(h) => tls.iter().any(|t| t.matches(h)),
+        HostMatch::Wildcard(_) => tls.contains(&route),
+        HostMatch::Any => false,
+    }
+}
+
+/// Sort key: oldest first; objects without a creation timestamp count as newest; ties by
+/// namespace/name.
+fn age_key(i: &Ingress) -> (bool, Option<k8s_openapi::jiff::Timestamp>, ObjectRef) {
+    let ts = i.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (ts.is_none(), ts, object_ref(&i.metadata))
+}
+
+struct ClassIndex<'a> {
+    ours: HashSet<&'a str>,
+    all: HashSet<&'a str>,
+    default_is_ours: bool,
+    options: &'a Options,
+}
+
+impl<'a> ClassIndex<'a> {
+    fn new(classes: &'a [IngressClass], options: &'a Options) -> Self {
+        let mut ours = HashSet::new();
+        let mut all = HashSet::new();
+        let mut default_is_ours = false;
+        for class in classes {
+            let Some(name) = class.metadata.name.as_deref() else { continue };
+            all.insert(name);
+            let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
+            if controller == Some(options.controller_name.as_str()) {
+                ours.insert(name);
+                let is_default = class
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true");
+                default_is_ours |= is_default;
+            }
+        }
+        ClassIndex { ours, all, default_is_ours, options }
+    }
+
+    fn owns(&self, ingress: &Ingress) -> bool {
+        let class = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref())
+            .or_else(|| {
+                ingress.metadata.annotations.as_ref().and_then(|a| a.get(LEGACY_CLASS_ANNOTATION)).map(String::as_str)
+            });
+        match class {
+            Some(name) => {
+                self.ours.contains(name)
+                    || (!self.all.contains(name) && name == self.options.ingress_class)
+            }
+            None => self.default_is_ours || self.options.watch_without_class,
+        }
+    }
+}
+
+/// Who holds a (host, type, path) or TLS host: the Ingress and the field.
+#[derive(Clone)]
+struct Claim {
+    ingress: ObjectRef,
+    field: String,
+}
+
+struct Translator<'a> {
+    resolver: Resolver<'a>,
+    model: Model,
+    diagnostics: Vec<Diagnostic>,
+    claimed_paths: HashMap<(HostMatch, PathKind, String), Claim>,
+    claimed_tls: HashMap<HostMatch, (ObjectRef, Claim)>,
+    default_owner: Option<ObjectRef>,
+}
+
+impl Translator<'_> {
+    fn ingress(&mut self, ingress: &Ingress) {
+        let me = object_ref(&ingress.metadata);
+        self.model.ingresses.push(me.clone());
+        let Some(spec) = ingress.spec.as_ref() else { return };
+        let settings = annotations::settings(&me, ingress.metadata.annotations.as_ref(), &mut self.diagnostics);
+        let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
+
+        if let Some(default) = spec.default_backend.as_ref() {
+            let field = "spec.defaultBackend";
+            match &self.default_owner {
+                Some(owner) => self.diagnostics.push(Diagnostic::error(
+                    Reason::DefaultBackendConflict,
+                    Kind::Ingress,
+                    &me,
+                    field,
+                    format!("the default backend is already set by the older Ingress {owner}; this one is ignored"),
+                )),
+                None => {
+                    if let Some(b) = self.resolver.backend(&me, field, default, &settings, &mut backends, &mut self.diagnostics) {
+                        self.model.default_backend = Some(b);
+                        self.default_owner = Some(me.clone());
+                    }
+                }
+            }
+        }
+
+        let mut rule_hosts = Vec::new();
+        for (ri, rule) in spec.rules.iter().flatten().enumerate() {
+            let host_field = format!("spec.rules[{ri}].host");
+            let host = match HostMatch::parse(rule.host.as_deref().unwrap_or("")) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.diagnostics.push(Diagnostic::error(
+                        Reason::InvalidHost,
+                        Kind::Ingress,
+                        &me,
+                        host_field,
+                        format!("{:?}: {e}; this rule is ignored", rule.host.as_deref().unwrap_or("")),
+                    ));
+                    continue;
+                }
+            };
+            if host != HostMatch::Any {
+                rule_hosts.push(host.clone());
+            }
+            let Some(http) = rule.http.as_ref() else { continue };
+            for (pi, p) in http.paths.iter().enumerate() {
+                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+                let Some(path) = self.path(&me, &field, p.path_type.as_str(), p.path.as_deref()) else {
+                    continue;
+                };
+                let key = (host.clone(), path.kind, path.path.clone());
+                if let Some(owner) = self.claimed_paths.get(&key) {
+                    let msg = if owner.ingress == me {
+                        format!(
+                            "{} {} on host {} is already defined by {} of this Ingress; this path is ignored",
+                            path.kind, path.path, host, owner.field
+                        )
+                    } else {
+                        format!(
+                            "{} {} on host {} is already served by the older Ingress {} ({}); this path is ignored",
+                            path.kind, path.path, host, owner.ingress, owner.field
+                        )
+                    };
+                    self.diagnostics.push(Diagnostic::error(Reason::PathConflict, Kind::Ingress, &me, field, msg));
+                    continue;
+                }
+                let backend_field = format!("{field}.backend");
+                let Some(backend) =
+                    self.resolver.backend(&me, &backend_field, &p.backend, &settings, &mut backends, &mut self.diagnostics)
+                else {
+                    continue;
+                };
+                self.claimed_paths.insert(key, Claim { ingress: me.clone(), field });
+                self.model.routes.push(Route {
+                    host: host.clone(),
+                    path,
+                    backend,
+                    source: RouteSource { ingress: me.clone(), rule: ri, path: pi },
+                    redirect_to_https: false,
+                });
+            }
+        }
+
+        for (ti, tls) in spec.tls.iter().flatten().enumerate() {
+            self.tls(&me, ti, tls, &rule_hosts);
+        }
+    }
+
+    fn path(&mut self, me: &ObjectRef, field: &str, path_type: &str, path: Option<&str>) -> Option<PathMatch> {
+        let kind = match path_type {
+            "Exact" => PathKind::Exact,
+            "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+            "" => {
+                self.diagnostics.push(Diagnostic::error(
+                    Reason::InvalidPath,
+                    Kind::Ingress,
+                    me,
+                    format!("{field}.pathType"),
+                    "required: one of Exact, Prefix, ImplementationSpecific; this path is ignored",
+                ));
+                return None;
+            }
+            other => {
+                self.diagnostics.push(Diagnostic::error(
+                    Reason::InvalidPath,
+                    Kind::Ingress,
+                    me,
+                    format!("{field}.pathType"),
+                    format!("{other:?} is not one of Exact, Prefix, ImplementationSpecific; this path is ignored"),
+                ));
+                return None;
+            }
+        };
+        let raw = match (path, path_type) {
+            (None | Some(""), "ImplementationSpecific") => "/",
+            (None | Some(""), _) => {
+                self.diagnostics.push(Diagnostic::error(
+                    Reason::InvalidPath,
+                    Kind::Ingress,
+                    me,
+                    format!("{field}.path"),
+                    format!("required for pathType {path_type}; this path is ignored"),
+                ));
+                return None;
+            }
+            (Some(p), _) => p,
+        };
+        match PathMatch::new(kind, raw) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.diagnostics.push(Diagnostic::error(
+                    Reason::InvalidPath,
+                    Kind::Ingress,
+                    me,
+                    format!("{field}.path"),
+                    format!("{raw:?}: {e}; this path is ignored"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn tls(
+        &mut self,
+        me: &ObjectRef,
+        ti: usize,
+        tls: &k8s_openapi::api::networking::v1::IngressTLS,
+        rule_hosts: &[HostMatch],
+    ) {
+        let field = format!("spec.tls[{ti}]");
+        let mut hosts = Vec::new();
+        match tls.hosts.as_deref() {
+            Some(list) if !list.is_empty() => {
+                for (hi, h) in list.iter().enumerate() {
+                    match HostMatch::parse(h) {
+                        Ok(HostMatch::Any) | Err(_) => self.diagnostics.push(Diagnostic::error(
+                            Reason::InvalidHost,
+                            Kind::Ingress,
+                            me,
+                            format!("{field}.hosts[{hi}]"),
+                            match HostMatch::parse(h) {
+                                Err(e) => format!("{h:?}: {e}; this TLS host is ignored"),
+                                Ok(_) => "must not be empty; this TLS host is ignored".to_string(),
+                            },
+                        )),
+                        Ok(m) => hosts.push(m),
+                    }
+                }
+            }
+            // No hosts: the certificate covers every host of this Ingress's rules.
+            _ => hosts.extend(rule_hosts.iter().cloned()),
+        }
+        let Some(secret_name) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+            if !hosts.is_empty() {
+                self.diagnostics.push(Diagnostic::warning(
+                    Reason::SecretNotFound,
+                    Kind::Ingress,
+                    me,
+                    format!("{field}.secretName"),
+                    "not set: these hosts are served with the default certificate",
+                ));
+            }
+            return;
+        };
+        let secret = ObjectRef::new(me.namespace.clone(), secret_name);
+        if !self.resolver.check_tls_secret(me, &format!("{field}.secretName"), &secret, &mut self.diagnostics) {
+            return;
+        }
+        for host in hosts {
+            match self.claimed_tls.get(&host) {
+                Some((other_secret, _)) if *other_secret == secret => continue,
+                Some((other_secret, owner)) => {
+                    self.diagnostics.push(Diagnostic::error(
+                        Reason::TlsConflict,
+                        Kind::Ingress,
+                        me,
+                        field.clone(),
+                        format!(
+                            "host {host} already uses Secret {other_secret} from {} ({}); Secret {secret} is not used for it",
+                            if owner.ingress == *me { "this Ingress".to_string() } else { format!("the older Ingress {}", owner.ingress) },
+                            owner.field
+                        ),
+                    ));
+                }
+                None => {
+                    self.claimed_tls.insert(
+                        host.clone(),
+                        (secret.clone(), Claim { ingress: me.clone(), field: field.clone() }),
+                    );
+                    self.model.tls.push(TlsHost { host, secret: secret.clone(), ingress: me.clone() });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
