@@ -16,7 +16,8 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice::model::{
-    Backend, HostMatch, Model, ObjectRef, PathKind, PathMatch, Route, RouteSource, ServicePort as Port,
+    Backend, HostMatch, Model, ObjectRef, PathKind, PathMatch, Route, RouteSource,
+    ServicePort as Port,
 };
 use sluice::routing::RoutingTable;
 use sluice::source::ClusterState;
@@ -67,12 +68,19 @@ fn model(hosts: usize) -> Model {
                 host: host(i),
                 path: PathMatch::new(*kind, p).expect("valid bench path"),
                 backend: backend.clone(),
-                source: RouteSource { ingress: ObjectRef::new("default", format!("ing{i}")), rule: 0, path: pi },
+                source: RouteSource {
+                    ingress: ObjectRef::new("default", format!("ing{i}")),
+                    rule: 0,
+                    path: pi,
+                },
                 redirect_to_https: false,
             });
         }
     }
-    Model { routes, ..Model::default() }
+    Model {
+        routes,
+        ..Model::default()
+    }
 }
 
 fn lookup(c: &mut Criterion) {
@@ -84,7 +92,12 @@ fn lookup(c: &mut Criterion) {
         let requests: Vec<(String, &str)> = (0..1024)
             .map(|k| {
                 let i = (k * 7919) % hosts;
-                let path = ["/api/v1/users", "/api/v1/users/42", "/static/app.js", "/nothing/here"][k % 4];
+                let path = [
+                    "/api/v1/users",
+                    "/api/v1/users/42",
+                    "/static/app.js",
+                    "/nothing/here",
+                ][k % 4];
                 (request_host(i), path)
             })
             .collect();
@@ -112,7 +125,11 @@ fn cluster(ingresses: usize) -> ClusterState {
         state.services.push(Service {
             metadata: meta(format!("svc{i}"), None),
             spec: Some(ServiceSpec {
-                ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..ServicePort::default() }]),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    ..ServicePort::default()
+                }]),
                 ..ServiceSpec::default()
             }),
             ..Service::default()
@@ -120,15 +137,25 @@ fn cluster(ingresses: usize) -> ClusterState {
         state.endpoint_slices.push(EndpointSlice {
             metadata: meta(
                 format!("svc{i}-abc"),
-                Some(BTreeMap::from([("kubernetes.io/service-name".to_string(), format!("svc{i}"))])),
+                Some(BTreeMap::from([(
+                    "kubernetes.io/service-name".to_string(),
+                    format!("svc{i}"),
+                )])),
             ),
             address_type: "IPv4".into(),
             endpoints: Some(
                 (0..3)
-                    .map(|e| Endpoint { addresses: vec![format!("10.{}.{}.{e}", i / 250, i % 250)], ..Endpoint::default() })
+                    .map(|e| Endpoint {
+                        addresses: vec![format!("10.{}.{}.{e}", i / 250, i % 250)],
+                        ..Endpoint::default()
+                    })
                     .collect(),
             ),
-            ports: Some(vec![EndpointPort { name: Some("http".into()), port: Some(8080), ..EndpointPort::default() }]),
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                ..EndpointPort::default()
+            }]),
         });
     }
     for i in 0..ingresses {
@@ -140,7 +167,10 @@ fn cluster(ingresses: usize) -> ClusterState {
                 backend: IngressBackend {
                     service: Some(IngressServiceBackend {
                         name: format!("svc{}", i / 10),
-                        port: Some(ServiceBackendPort { name: Some("http".into()), number: None }),
+                        port: Some(ServiceBackendPort {
+                            name: Some("http".into()),
+                            number: None,
+                        }),
                     }),
                     resource: None,
                 },
@@ -151,7 +181,10 @@ fn cluster(ingresses: usize) -> ClusterState {
             metadata: meta(format!("ing{i}"), None),
             spec: Some(IngressSpec {
                 ingress_class_name: Some("sluice".into()),
-                rules: Some(vec![IngressRule { host: Some(h), http: Some(HTTPIngressRuleValue { paths }) }]),
+                rules: Some(vec![IngressRule {
+                    host: Some(h),
+                    http: Some(HTTPIngressRuleValue { paths }),
+                }]),
                 ..IngressSpec::default()
             }),
             ..Ingress::default()
@@ -165,10 +198,14 @@ fn compile(c: &mut Criterion) {
     g.sample_size(20);
     let state = cluster(10_000);
     let options = Options::default();
-    g.bench_function("translate_10000_ingresses", |b| b.iter(|| black_box(translate(&state, &options))));
+    g.bench_function("translate_10000_ingresses", |b| {
+        b.iter(|| black_box(translate(&state, &options)))
+    });
     let model = translate(&state, &options).model;
     assert_eq!(model.routes.len(), 100_000);
-    g.bench_function("compile_10000_ingresses", |b| b.iter(|| black_box(RoutingTable::compile(&model))));
+    g.bench_function("compile_10000_ingresses", |b| {
+        b.iter(|| black_box(RoutingTable::compile(&model)))
+    });
     g.bench_function("translate_and_compile_10000_ingresses", |b| {
         b.iter(|| black_box(RoutingTable::compile(&translate(&state, &options).model)));
     });

@@ -14,18 +14,30 @@ use sluice::translate::{Options, Translation, translate};
 /// or any diagnostic is an error, 2 when the folder cannot be read at all.
 pub fn run(dir: &Path, options: &Options) -> ExitCode {
     if !dir.is_dir() {
-        eprintln!("sluice check: {} is not a folder; pass the folder that holds your manifests", dir.display());
+        eprintln!(
+            "sluice check: {} is not a folder; pass the folder that holds your manifests",
+            dir.display()
+        );
         return ExitCode::from(2);
     }
     let loaded = load_dir(dir);
     let translation = translate(&loaded.state, options);
     let table = RoutingTable::compile(&translation.model);
     print!("{}", report(dir, &loaded, &translation, &table));
-    if loaded.errors.is_empty() && !translation.has_errors() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if loaded.errors.is_empty() && !translation.has_errors() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Renders the report: a summary line, the route table, TLS hosts, then diagnostics.
-pub fn report(dir: &Path, loaded: &Loaded, translation: &Translation, table: &RoutingTable) -> String {
+pub fn report(
+    dir: &Path,
+    loaded: &Loaded,
+    translation: &Translation,
+    table: &RoutingTable,
+) -> String {
     let mut out = String::new();
     let model = &translation.model;
     let _ = writeln!(
@@ -73,17 +85,35 @@ pub fn report(dir: &Path, loaded: &Loaded, translation: &Translation, table: &Ro
     if rows.is_empty() {
         out.push_str("No routes: no Ingress of ours has a valid rule (every request gets 404).\n");
     } else {
-        table_out(&mut out, ["HOST", "PATH", "TYPE", "INGRESS", "BACKEND", "ENDPOINTS"], &rows);
+        table_out(
+            &mut out,
+            ["HOST", "PATH", "TYPE", "INGRESS", "BACKEND", "ENDPOINTS"],
+            &rows,
+        );
     }
 
     if !model.tls.is_empty() {
         out.push('\n');
-        let rows: Vec<[String; 3]> =
-            model.tls.iter().map(|t| [t.host.to_string(), t.secret.to_string(), t.ingress.to_string()]).collect();
+        let rows: Vec<[String; 3]> = model
+            .tls
+            .iter()
+            .map(|t| {
+                [
+                    t.host.to_string(),
+                    t.secret.to_string(),
+                    t.ingress.to_string(),
+                ]
+            })
+            .collect();
         table_out(&mut out, ["TLS HOST", "SECRET", "INGRESS"], &rows);
     }
 
-    let errors = loaded.errors.len() + translation.diagnostics.iter().filter(|d| d.is_error()).count();
+    let errors = loaded.errors.len()
+        + translation
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .count();
     let warnings = translation.diagnostics.len() + loaded.errors.len() - errors;
     out.push('\n');
     for e in &loaded.errors {
@@ -108,8 +138,16 @@ fn endpoints(eps: &[sluice::model::Endpoint]) -> String {
     if eps.is_empty() {
         return "none (503)".to_string();
     }
-    let list: Vec<String> =
-        eps.iter().map(|e| if e.ready { e.addr.to_string() } else { format!("{} (terminating)", e.addr) }).collect();
+    let list: Vec<String> = eps
+        .iter()
+        .map(|e| {
+            if e.ready {
+                e.addr.to_string()
+            } else {
+                format!("{} (terminating)", e.addr)
+            }
+        })
+        .collect();
     list.join(", ")
 }
 

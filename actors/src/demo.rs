@@ -20,12 +20,19 @@ pub const DEMO_HOST: &str = "echo.sluice.test";
 
 /// Starts an echo server on `addr` that answers every request with a text description of it
 /// (service name, its own address, method, path, headers, body size).
-pub async fn spawn_echo(addr: SocketAddr, service: &'static str) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind echo backend on {addr}"))?;
+pub async fn spawn_echo(
+    addr: SocketAddr,
+    service: &'static str,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind echo backend on {addr}"))?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = service_fn(move |req| echo(req, service, local));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -37,9 +44,19 @@ pub async fn spawn_echo(addr: SocketAddr, service: &'static str) -> anyhow::Resu
     Ok((local, task))
 }
 
-async fn echo(req: Request<Incoming>, service: &str, local: SocketAddr) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+    service: &str,
+    local: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut out = String::new();
-    let _ = writeln!(out, "service: {service}\nendpoint: {local}\n{} {} {:?}", req.method(), req.uri(), req.version());
+    let _ = writeln!(
+        out,
+        "service: {service}\nendpoint: {local}\n{} {} {:?}",
+        req.method(),
+        req.uri(),
+        req.version()
+    );
     for (k, v) in req.headers() {
         let _ = writeln!(out, "{k}: {}", v.to_str().unwrap_or("<binary>"));
     }
@@ -49,8 +66,15 @@ async fn echo(req: Request<Incoming>, service: &str, local: SocketAddr) -> Resul
     };
     let _ = writeln!(out, "body: {size} bytes");
     let mut resp = Response::new(Full::new(Bytes::from(out)));
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp.headers_mut().insert("x-echo-endpoint", header::HeaderValue::from_str(&local.to_string()).unwrap_or(header::HeaderValue::from_static("?")));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        "x-echo-endpoint",
+        header::HeaderValue::from_str(&local.to_string())
+            .unwrap_or(header::HeaderValue::from_static("?")),
+    );
     Ok(resp)
 }
 
@@ -58,8 +82,13 @@ async fn echo(req: Request<Incoming>, service: &str, local: SocketAddr) -> Resul
 /// `echo` (one endpoint) and `api` (two endpoints) with EndpointSlices pointing at the given
 /// addresses, and a freshly generated self-signed TLS Secret.
 pub fn write_manifests(dir: &Path, echo: SocketAddr, api: [SocketAddr; 2]) -> anyhow::Result<()> {
-    let cert = rcgen::generate_simple_self_signed(vec![DEMO_HOST.to_string()]).context("cannot generate the demo certificate")?;
-    let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let cert = rcgen::generate_simple_self_signed(vec![DEMO_HOST.to_string()])
+        .context("cannot generate the demo certificate")?;
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
     let ingress = format!(
         r#"# The sluice demo. Edit this file while `sluice demo` runs: changes are live within ~100 ms.
 apiVersion: networking.k8s.io/v1
@@ -88,8 +117,13 @@ spec:
 "#
     );
     let slice = |name: &str, svc: &str, port_name: Option<&str>, addrs: &[SocketAddr]| {
-        let port_line = port_name.map(|n| format!("name: {n}, ")).unwrap_or_default();
-        let eps: String = addrs.iter().map(|a| format!("  - addresses: [\"{}\"]\n", a.ip())).collect();
+        let port_line = port_name
+            .map(|n| format!("name: {n}, "))
+            .unwrap_or_default();
+        let eps: String = addrs
+            .iter()
+            .map(|a| format!("  - addresses: [\"{}\"]\n", a.ip()))
+            .collect();
         format!(
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {svc}\naddressType: IPv4\nports:\n  - {{ {port_line}port: {} }}\nendpoints:\n{eps}",
             addrs[0].port()

@@ -113,10 +113,14 @@ struct ServeArgs {
     /// Default upstream response-head timeout (annotation sluice.io/proxy-read-timeout).
     #[arg(long, default_value = "60s", value_parser = duration)]
     proxy_read_timeout: Duration,
+    /// Chaos testing: the admin API accepts POST /debug/crash/{actor}. Never in production.
+    #[arg(long)]
+    chaos: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    sluice::translate::annotations::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s, 500ms or 2m"))
+    sluice::translate::annotations::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 30s, 500ms or 2m"))
 }
 
 impl ServeArgs {
@@ -138,7 +142,9 @@ impl ServeArgs {
         if let Some(n) = self.workers {
             b.worker_threads(n.max(1));
         }
-        b.enable_all().build().context("cannot start the async runtime")
+        b.enable_all()
+            .build()
+            .context("cannot start the async runtime")
     }
 }
 
@@ -146,7 +152,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { dir, classes } => sluice_actors::check::run(&dir, &classes.options()),
-        Command::Run { manifests, serve, classes } => {
+        Command::Run {
+            manifests,
+            serve,
+            classes,
+        } => {
             telemetry::init_logging(serve.log_format);
             let opts = RunOptions {
                 manifests,
@@ -156,8 +166,14 @@ fn main() -> ExitCode {
                 classes: classes.options(),
                 proxy: serve.proxy_config(443),
                 debounce: Duration::from_millis(50),
+                chaos: serve.chaos,
+                intensity: Default::default(),
             };
-            exit(serve.runtime().and_then(|rt| rt.block_on(serve_until_signal(opts, serve.shutdown_grace, None))))
+            exit(
+                serve.runtime().and_then(|rt| {
+                    rt.block_on(serve_until_signal(opts, serve.shutdown_grace, None))
+                }),
+            )
         }
         Command::Demo { serve } => {
             telemetry::init_logging(serve.log_format);
@@ -202,22 +218,49 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         classes: sluice::translate::Options::default(),
         proxy: serve.proxy_config(serve.https_addr.port()),
         debounce: Duration::from_millis(50),
+        chaos: serve.chaos,
+        intensity: Default::default(),
     };
     let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn serve_until_signal(opts: RunOptions, grace: Duration, demo_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let running = run::start(opts).await?;
+async fn serve_until_signal(
+    opts: RunOptions,
+    grace: Duration,
+    demo_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut running = run::start(opts).await?;
     if let Some(dir) = demo_dir {
         let seen = running.reloads();
         if seen == 0 {
             running.wait_reload(0, Duration::from_secs(10)).await?;
         }
-        println!("{}", sluice_actors::demo::instructions(running.http_addr, running.https_addr, running.admin_addr, &dir));
+        println!(
+            "{}",
+            sluice_actors::demo::instructions(
+                running.http_addr,
+                running.https_addr,
+                running.admin_addr,
+                &dir
+            )
+        );
     }
-    wait_for_signal().await?;
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        exit = running.exited() => {
+            // The root supervisor gave up (or stopped): exit non-zero, naming the cause, and
+            // let the kubelet restart the pod.
+            let cause = match exit {
+                Some(sluice_actors::supervisor::RootExit::Failed(cause)) => cause,
+                Some(sluice_actors::supervisor::RootExit::Stopped) => "the root supervisor stopped".to_string(),
+                None => "the root supervisor ended".to_string(),
+            };
+            tracing::error!("sluice is exiting: {cause}");
+            anyhow::bail!("sluice is exiting: {cause}");
+        }
+    }
     tracing::info!(grace = ?grace, open = running.open_connections(), "shutting down: no new connections, finishing in-flight requests");
     if running.shutdown(grace).await {
         tracing::info!("shutdown complete");

@@ -1,28 +1,42 @@
-//! `sluice run`: bind the listeners, follow the configuration source, serve traffic, and shut
-//! down gracefully.
+//! `sluice run`: the composition root. Binds the listening sockets, builds the shared state
+//! (data-plane snapshots, topics, metrics) and starts the supervision tree:
+//!
+//! ```text
+//! root (one_for_one)
+//! |- control (rest_for_one): watcher -> router
+//! |- certificate
+//! |- listeners (one_for_one): listener-http, listener-https, admin
+//! ```
 //!
 //! [`start`] returns a [`Running`] handle with the bound addresses, so tests start the whole
 //! runtime in-process on port 0.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use sluice::proxy::{ConnTracker, Proxy, ProxyConfig};
-use sluice::routing::RoutingTable;
-use sluice::source::manifests::{self, Loaded};
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::ActorRef;
+use sluice::proxy::{ConnTracker, Entrypoint, Proxy, ProxyConfig};
 use sluice::tls::{CertStore, SniResolver};
-use sluice::translate::{self, Options};
+use sluice::translate::Options;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
-use crate::admin::{self, Readiness};
+use crate::admin::{Admin, Readiness};
+use crate::certificate::Certificate;
+use crate::listener::Listener;
+use crate::messages::{CertDiagnosticsTopic, DesiredTopic, SourceTopic};
+use crate::router::Router;
+use crate::supervisor::{
+    ActorTree, Backoff, ChildSpec, Intensity, Restart, RootExit, Strategy, SupervisorMsg,
+    SupervisorSpec, spawn_root,
+};
 use crate::telemetry;
+use crate::watcher::Watcher;
 
 /// Everything `sluice run` needs.
 #[derive(Clone, Debug)]
@@ -33,7 +47,7 @@ pub struct RunOptions {
     pub http_addr: SocketAddr,
     /// HTTPS listener.
     pub https_addr: SocketAddr,
-    /// Admin listener (health, readiness, metrics).
+    /// Admin listener (health, readiness, metrics, API).
     pub admin_addr: SocketAddr,
     /// Which Ingresses are ours.
     pub classes: Options,
@@ -41,6 +55,81 @@ pub struct RunOptions {
     pub proxy: ProxyConfig,
     /// Debounce for manifest changes.
     pub debounce: Duration,
+    /// Enable `POST /debug/crash/{actor}` on the admin API (chaos testing).
+    pub chaos: bool,
+    /// Restart intensity of every supervisor.
+    pub intensity: Intensity,
+}
+
+impl RunOptions {
+    /// Defaults for `manifests`: every listener on 127.0.0.1 with an OS-chosen port, default
+    /// classes and proxy settings, 50 ms debounce, no chaos, default restart intensity.
+    pub fn new(manifests: impl Into<PathBuf>) -> RunOptions {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        RunOptions {
+            manifests: manifests.into(),
+            http_addr: any,
+            https_addr: any,
+            admin_addr: any,
+            classes: Options::default(),
+            proxy: ProxyConfig::default(),
+            debounce: Duration::from_millis(50),
+            chaos: false,
+            intensity: Intensity::default(),
+        }
+    }
+}
+
+/// State shared by the actors and owned above them: it survives any actor's restart.
+pub struct Shared {
+    /// The manifests folder.
+    pub manifests: PathBuf,
+    /// Debounce for manifest changes.
+    pub debounce: Duration,
+    /// Which Ingresses are ours.
+    pub classes: Options,
+    /// The data plane.
+    pub proxy: Arc<Proxy>,
+    /// The certificate snapshot read by the TLS resolver.
+    pub certs: Arc<ArcSwap<CertStore>>,
+    /// The generated default certificate.
+    pub default_cert: Arc<rustls::sign::CertifiedKey>,
+    /// TLS acceptor over the SNI resolver.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Open connections, for graceful shutdown.
+    pub tracker: Arc<ConnTracker>,
+    /// Listening sockets, owned here so that a listener actor's restart never closes them.
+    pub http: Arc<TcpListener>,
+    /// See `http`.
+    pub https: Arc<TcpListener>,
+    /// See `http`.
+    pub admin: Arc<TcpListener>,
+    /// Set to true to stop every accept loop.
+    pub stop_accepting: watch::Sender<bool>,
+    /// Latest source state (watcher -> router).
+    pub source: SourceTopic,
+    /// Latest translation (router -> certificate, admin).
+    pub desired: DesiredTopic,
+    /// Latest certificate diagnostics (certificate -> admin).
+    pub cert_diagnostics: CertDiagnosticsTopic,
+    /// Number of configurations published.
+    pub reloads: watch::Sender<u64>,
+    /// Readiness flags.
+    pub readiness: Arc<Readiness>,
+    /// The supervision tree's statuses.
+    pub tree: Arc<ActorTree>,
+    /// Prometheus handle.
+    pub metrics: PrometheusHandle,
+    /// Chaos routes enabled.
+    pub chaos: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("manifests", &self.manifests)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running instance.
@@ -56,16 +145,18 @@ pub struct Running {
     pub proxy: Arc<Proxy>,
     /// Readiness flags.
     pub readiness: Arc<Readiness>,
-    tracker: Arc<ConnTracker>,
-    stop_accepting: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The supervision tree's statuses.
+    pub tree: Arc<ActorTree>,
+    shared: Arc<Shared>,
+    root: ActorRef<SupervisorMsg>,
+    exit: Option<oneshot::Receiver<RootExit>>,
     reloads: watch::Receiver<u64>,
 }
 
 impl Running {
     /// Open client connections.
     pub fn open_connections(&self) -> usize {
-        self.tracker.open()
+        self.shared.tracker.open()
     }
 
     /// The number of configurations published so far.
@@ -83,185 +174,167 @@ impl Running {
             .context("the configuration loop ended")
     }
 
+    /// Resolves when the root supervisor ends (it gave up, or it was stopped). Cancel-safe;
+    /// once it has resolved, later calls return `None` at once.
+    pub async fn exited(&mut self) -> Option<RootExit> {
+        let rx = self.exit.as_mut()?;
+        let exit = rx.await.ok();
+        self.exit = None;
+        exit
+    }
+
     /// Graceful shutdown: report not ready, stop accepting, let in-flight requests finish
-    /// within `grace`, close idle connections. Returns false when connections were still open
-    /// at the deadline (they are dropped).
-    pub async fn shutdown(self, grace: Duration) -> bool {
+    /// within `grace`, close idle connections, stop the actors. Returns false when connections
+    /// were still open at the deadline (they are dropped).
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.readiness.set_draining();
-        self.stop_accepting.send_replace(true);
-        self.tracker.shutdown();
-        let clean = tokio::time::timeout(grace, self.tracker.wait_idle()).await.is_ok();
+        self.shared.stop_accepting.send_replace(true);
+        self.shared.tracker.shutdown();
+        let clean = tokio::time::timeout(grace, self.shared.tracker.wait_idle())
+            .await
+            .is_ok();
         if !clean {
-            tracing::warn!(open = self.tracker.open(), "shutdown grace period over; closing remaining connections");
+            tracing::warn!(
+                open = self.shared.tracker.open(),
+                "shutdown grace period over; closing remaining connections"
+            );
         }
-        for t in &self.tasks {
-            t.abort();
+        self.root.stop(Some("shutdown".into()));
+        if let Some(rx) = self.exit.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
         clean
     }
 }
 
 fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
-    socket
-        .bind(&addr.into())
-        .with_context(|| format!("cannot bind the {what} listener to {addr}; is another process using it? (choose another with --{what}-addr)"))?;
+    socket.bind(&addr.into()).with_context(|| {
+        format!("cannot bind the {what} listener to {addr}; is another process using it? (choose another with --{what}-addr)")
+    })?;
     socket.listen(4096)?;
     Ok(TcpListener::from_std(socket.into())?)
 }
 
-/// Binds every listener, starts following the manifests folder and serving. Returns once the
-/// listeners are bound (the first configuration may still be loading: see [`Readiness`]).
+/// The supervision tree over `shared`.
+pub fn tree_spec(shared: &Arc<Shared>, intensity: Intensity) -> SupervisorSpec {
+    let tree = shared.tree.clone();
+    let sup = |name: &str, strategy, children| SupervisorSpec {
+        name: name.to_string(),
+        strategy,
+        intensity,
+        backoff: Backoff::default(),
+        children,
+        tree: tree.clone(),
+    };
+    let s = shared.clone();
+    let watcher = ChildSpec::new("watcher", Restart::Permanent, move || (Watcher, s.clone()));
+    let s = shared.clone();
+    let router = ChildSpec::new("router", Restart::Permanent, move || (Router, s.clone()));
+    let s = shared.clone();
+    let certificate = ChildSpec::new("certificate", Restart::Permanent, move || {
+        (Certificate, s.clone())
+    });
+    let s = shared.clone();
+    let http = ChildSpec::new("listener-http", Restart::Permanent, move || {
+        (Listener, (s.clone(), Entrypoint::Http))
+    });
+    let s = shared.clone();
+    let https = ChildSpec::new("listener-https", Restart::Permanent, move || {
+        (Listener, (s.clone(), Entrypoint::Https))
+    });
+    let s = shared.clone();
+    let admin = ChildSpec::new("admin", Restart::Permanent, move || (Admin, s.clone()));
+    sup(
+        "root",
+        Strategy::OneForOne,
+        vec![
+            ChildSpec::supervisor(sup("control", Strategy::RestForOne, vec![watcher, router])),
+            certificate,
+            ChildSpec::supervisor(sup(
+                "listeners",
+                Strategy::OneForOne,
+                vec![http, https, admin],
+            )),
+        ],
+    )
+}
+
+/// Binds every listener and starts the supervision tree. Returns once the listeners are bound
+/// and every actor has started (the first configuration may still be loading: see
+/// [`Readiness`]).
 pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     telemetry::install_crypto_provider();
     let metrics = telemetry::metrics();
-    let default_cert = sluice::tls::default_certificate().context("cannot generate the default certificate")?;
-    let certs = Arc::new(ArcSwap::from_pointee(CertStore::empty(default_cert.clone())));
+    let default_cert =
+        sluice::tls::default_certificate().context("cannot generate the default certificate")?;
+    let certs = Arc::new(ArcSwap::from_pointee(CertStore::empty(
+        default_cert.clone(),
+    )));
     let tls_config = sluice::tls::server_config(Arc::new(SniResolver::new(certs.clone())))
         .context("cannot build the TLS configuration")?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let proxy = Proxy::new(opts.proxy.clone(), certs.clone());
-    let readiness = Arc::new(Readiness::default());
-    let tracker = Arc::new(ConnTracker::default());
-
+    if !opts.manifests.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder: pass the folder that holds your manifests with --manifests",
+            opts.manifests.display()
+        );
+    }
     let http = bind(opts.http_addr, "http")?;
     let https = bind(opts.https_addr, "https")?;
-    let admin_listener = bind(opts.admin_addr, "admin")?;
-    let (http_addr, https_addr, admin_addr) = (http.local_addr()?, https.local_addr()?, admin_listener.local_addr()?);
-
-    let watch = manifests::watch(opts.manifests.clone(), opts.debounce)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("cannot watch the manifests folder")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (reload_tx, reload_rx) = watch::channel(0u64);
-
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(admin::serve(admin_listener, readiness.clone(), metrics)));
-    tasks.push(tokio::spawn(config_loop(watch, opts.classes.clone(), proxy.clone(), certs, default_cert, readiness.clone(), reload_tx)));
-    {
-        let (proxy, tracker, mut stop) = (proxy.clone(), tracker.clone(), stop_rx.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    accepted = http.accept() => match accepted {
-                        Ok((stream, peer)) => { tokio::spawn(proxy.clone().serve_http(tracker.clone(), stream, peer)); }
-                        Err(e) => accept_error(&e).await,
-                    },
-                    _ = stop.changed() => return,
-                }
-            }
-        }));
+    let admin = bind(opts.admin_addr, "admin")?;
+    let (http_addr, https_addr, admin_addr) =
+        (http.local_addr()?, https.local_addr()?, admin.local_addr()?);
+    if opts.chaos {
+        tracing::warn!(
+            "CHAOS MODE: POST /debug/crash/{{actor}} on the admin API makes that actor panic; never use in production"
+        );
     }
-    {
-        let (proxy, tracker, mut stop) = (proxy.clone(), tracker.clone(), stop_rx);
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    accepted = https.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            tokio::spawn(proxy.clone().serve_tls(tracker.clone(), acceptor.clone(), stream, peer));
-                        }
-                        Err(e) => accept_error(&e).await,
-                    },
-                    _ = stop.changed() => return,
-                }
-            }
-        }));
-    }
-    readiness.set_listening();
+    let (reloads_tx, reloads_rx) = watch::channel(0u64);
+    let shared = Arc::new(Shared {
+        manifests: opts.manifests.clone(),
+        debounce: opts.debounce,
+        classes: opts.classes.clone(),
+        proxy: proxy.clone(),
+        certs,
+        default_cert,
+        acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
+        tracker: Arc::new(ConnTracker::default()),
+        http: Arc::new(http),
+        https: Arc::new(https),
+        admin: Arc::new(admin),
+        stop_accepting: watch::channel(false).0,
+        source: watch::channel(None).0,
+        desired: watch::channel(None).0,
+        cert_diagnostics: watch::channel(Arc::new(Vec::new())).0,
+        reloads: reloads_tx,
+        readiness: Arc::new(Readiness::default()),
+        tree: Arc::new(ActorTree::default()),
+        metrics,
+        chaos: opts.chaos,
+    });
+    let (root, exit) = spawn_root(tree_spec(&shared, opts.intensity))
+        .await
+        .map_err(|e| anyhow::anyhow!("the supervision tree did not start: {e}"))?;
+    shared.readiness.set_listening();
     tracing::info!(%http_addr, %https_addr, %admin_addr, manifests = %opts.manifests.display(), "sluice is listening");
     Ok(Running {
         http_addr,
         https_addr,
         admin_addr,
         proxy,
-        readiness,
-        tracker,
-        stop_accepting: stop_tx,
-        tasks,
-        reloads: reload_rx,
+        readiness: shared.readiness.clone(),
+        tree: shared.tree.clone(),
+        shared,
+        root,
+        exit: Some(exit),
+        reloads: reloads_rx,
     })
-}
-
-/// Accept errors (EMFILE and the like) are transient: log, count, back off briefly.
-async fn accept_error(e: &std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    metrics::counter!("sluice_accept_errors_total").increment(1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-/// Follows the manifests folder: every delivered state is translated, compiled and published.
-async fn config_loop(
-    mut watch: manifests::ManifestWatch,
-    classes: Options,
-    proxy: Arc<Proxy>,
-    certs: Arc<ArcSwap<CertStore>>,
-    default_cert: Arc<rustls::sign::CertifiedKey>,
-    readiness: Arc<Readiness>,
-    reloads: watch::Sender<u64>,
-) {
-    let mut reported: HashSet<String> = HashSet::new();
-    while let Some(loaded) = watch.rx.recv().await {
-        let started = Instant::now();
-        apply(&loaded, &classes, &proxy, &certs, &default_cert, &mut reported);
-        readiness.set_config_live();
-        reloads.send_modify(|n| *n += 1);
-        metrics::histogram!("sluice_config_apply_seconds").record(started.elapsed().as_secs_f64());
-    }
-}
-
-/// Translates, compiles and publishes one state; logs new diagnostics once.
-pub fn apply(
-    loaded: &Loaded,
-    classes: &Options,
-    proxy: &Proxy,
-    certs: &ArcSwap<CertStore>,
-    default_cert: &Arc<rustls::sign::CertifiedKey>,
-    reported: &mut HashSet<String>,
-) {
-    let translation = translate::translate(&loaded.state, classes);
-    let (store, cert_diags) = CertStore::build(&translation.model.tls, &loaded.state.secrets, default_cert.clone());
-    for (secret, not_after) in store.not_after() {
-        #[allow(clippy::cast_precision_loss, reason = "Unix seconds fit f64 exactly until year 285 million")]
-        metrics::gauge!("sluice_tls_certs_not_after", "secret" => secret.to_string()).set(not_after as f64);
-    }
-    certs.store(Arc::new(store));
-    let table = RoutingTable::compile(&translation.model);
-    let routes = table.routes().len();
-    let generation = proxy.publish(table);
-
-    let mut now: HashSet<String> = HashSet::new();
-    let mut errors = 0usize;
-    for e in &loaded.errors {
-        let line = format!("{e}");
-        errors += 1;
-        if !reported.contains(&line) {
-            tracing::error!(target: "sluice::config", "{line}");
-        }
-        now.insert(line);
-    }
-    for d in translation.diagnostics.iter().chain(&cert_diags) {
-        let line = d.to_string();
-        if d.is_error() {
-            errors += 1;
-        }
-        if !reported.contains(&line) {
-            if d.is_error() {
-                tracing::error!(target: "sluice::config", reason = d.reason.as_str(), "{line}");
-            } else {
-                tracing::warn!(target: "sluice::config", reason = d.reason.as_str(), "{line}");
-            }
-            metrics::counter!("sluice_config_diagnostics_total", "reason" => d.reason.as_str(), "severity" => d.severity.as_str()).increment(1);
-        }
-        now.insert(line);
-    }
-    *reported = now;
-    metrics::counter!("sluice_config_reloads_total").increment(1);
-    metrics::gauge!("sluice_config_last_reload_success").set(if errors == 0 { 1.0 } else { 0.0 });
-    #[allow(clippy::cast_precision_loss, reason = "a count of errors")]
-    metrics::gauge!("sluice_config_errors").set(errors as f64);
-    tracing::info!(target: "sluice::config", generation, routes, errors, "configuration published");
 }

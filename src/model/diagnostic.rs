@@ -131,7 +131,10 @@ impl Diagnostic {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Self::error(reason, kind, object, field, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Self::error(reason, kind, object, field, message)
+        }
     }
 
     /// True for [`Severity::Error`].

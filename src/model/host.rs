@@ -59,7 +59,11 @@ impl HostMatch {
                 return Err(HostError::BadLabel(label.to_string()));
             }
         }
-        Ok(if wild { HostMatch::Wildcard(rest.to_string()) } else { HostMatch::Exact(rest.to_string()) })
+        Ok(if wild {
+            HostMatch::Wildcard(rest.to_string())
+        } else {
+            HostMatch::Exact(rest.to_string())
+        })
     }
 
     /// Does this rule host cover `host` (already lower-case, without port or trailing dot)?
@@ -89,7 +93,8 @@ fn valid_label(label: &str) -> bool {
     let b = label.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -123,16 +128,31 @@ mod tests {
 
     #[test]
     fn parses_hosts() {
-        assert_eq!(HostMatch::parse("foo.bar.com"), Ok(HostMatch::Exact("foo.bar.com".into())));
-        assert_eq!(HostMatch::parse("*.foo.com"), Ok(HostMatch::Wildcard("foo.com".into())));
+        assert_eq!(
+            HostMatch::parse("foo.bar.com"),
+            Ok(HostMatch::Exact("foo.bar.com".into()))
+        );
+        assert_eq!(
+            HostMatch::parse("*.foo.com"),
+            Ok(HostMatch::Wildcard("foo.com".into()))
+        );
         assert_eq!(HostMatch::parse(""), Ok(HostMatch::Any));
         assert_eq!(HostMatch::parse("10.0.0.1"), Err(HostError::IpAddress));
         assert_eq!(HostMatch::parse("::1"), Err(HostError::IpAddress));
         assert_eq!(HostMatch::parse("foo.*.com"), Err(HostError::BadWildcard));
         assert_eq!(HostMatch::parse("*"), Err(HostError::BadWildcard));
-        assert_eq!(HostMatch::parse("Foo.com"), Err(HostError::BadLabel("Foo".into())));
-        assert_eq!(HostMatch::parse("-a.com"), Err(HostError::BadLabel("-a".into())));
-        assert_eq!(HostMatch::parse("a..com"), Err(HostError::BadLabel(String::new())));
+        assert_eq!(
+            HostMatch::parse("Foo.com"),
+            Err(HostError::BadLabel("Foo".into()))
+        );
+        assert_eq!(
+            HostMatch::parse("-a.com"),
+            Err(HostError::BadLabel("-a".into()))
+        );
+        assert_eq!(
+            HostMatch::parse("a..com"),
+            Err(HostError::BadLabel(String::new()))
+        );
         assert_eq!(HostMatch::parse(&"a".repeat(254)), Err(HostError::TooLong));
         assert!(HostMatch::parse(&"a".repeat(64)).is_err());
     }

@@ -65,7 +65,10 @@ pub struct ObjectRef {
 impl ObjectRef {
     /// A reference to `namespace/name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectRef { namespace: namespace.into(), name: name.into() }
+        ObjectRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 

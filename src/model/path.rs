@@ -67,8 +67,13 @@ pub enum PathRuleError {
     /// Ends with `/..` or `/.`.
     #[error("cannot end with '{0}'")]
     BadSuffix(&'static str),
+    /// A segment that is `.` or `..` once percent-decoded (`%2e%2e`): it would widen the rule.
+    #[error("must not contain a percent-encoded dot segment ('%2e' or '%2e%2e')")]
+    EncodedDotSegment,
     /// Contains a character that is never part of a request path.
-    #[error("must not contain {0:?} (query strings, fragments, whitespace and control characters are not part of a path)")]
+    #[error(
+        "must not contain {0:?} (query strings, fragments, whitespace and control characters are not part of a path)"
+    )]
     BadChar(char),
     /// A malformed or forbidden percent-escape.
     #[error("{0}")]
@@ -94,7 +99,17 @@ impl PathMatch {
                 return Err(PathRuleError::BadSuffix(suffix));
             }
         }
-        if let Some(c) = path.chars().find(|c| matches!(c, '?' | '#') || c.is_whitespace() || c.is_control()) {
+        let decoded_dots = |seg: &str| seg.to_ascii_lowercase().replace("%2e", ".");
+        if path
+            .split('/')
+            .any(|seg| seg.contains('%') && matches!(decoded_dots(seg).as_str(), "." | ".."))
+        {
+            return Err(PathRuleError::EncodedDotSegment);
+        }
+        if let Some(c) = path
+            .chars()
+            .find(|c| matches!(c, '?' | '#') || c.is_whitespace() || c.is_control())
+        {
             return Err(PathRuleError::BadChar(c));
         }
         let normalized = normalize_request_path(path).map_err(PathRuleError::Escape)?;
@@ -120,7 +135,8 @@ impl PathMatch {
 /// Element-wise prefix match of a normalised rule path (no trailing slash unless it is `/`).
 #[inline]
 pub fn prefix_matches(rule: &str, req: &str) -> bool {
-    rule == "/" || (req.starts_with(rule) && matches!(req.as_bytes().get(rule.len()), None | Some(b'/')))
+    rule == "/"
+        || (req.starts_with(rule) && matches!(req.as_bytes().get(rule.len()), None | Some(b'/')))
 }
 
 /// Why a request path was refused (the proxy answers 400).
@@ -183,9 +199,10 @@ pub fn normalize_request_path(raw: &str) -> Result<Cow<'_, str>, RequestPathErro
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (Some(h), Some(l)) =
-                (bytes.get(i + 1).copied().and_then(hex_val), bytes.get(i + 2).copied().and_then(hex_val))
-            else {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex_val),
+                bytes.get(i + 2).copied().and_then(hex_val),
+            ) else {
                 return Err(RequestPathError::BadEscape);
             };
             let v = h << 4 | l;
@@ -208,7 +225,10 @@ pub fn normalize_request_path(raw: &str) -> Result<Cow<'_, str>, RequestPathErro
     // 3 and 4: segments. Splitting on '/' and dropping empty segments merges slashes.
     let ends_with_slash = decoded.ends_with(b"/");
     let mut out: Vec<&[u8]> = Vec::new();
-    let segments: Vec<&[u8]> = decoded.split(|&c| c == b'/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&[u8]> = decoded
+        .split(|&c| c == b'/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut trailing = ends_with_slash;
     for (idx, seg) in segments.iter().enumerate() {
         let last = idx + 1 == segments.len();
@@ -255,9 +275,18 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        assert!(matches!(normalize_request_path("/a/b/c.html"), Ok(Cow::Borrowed("/a/b/c.html"))));
-        assert!(matches!(normalize_request_path("/"), Ok(Cow::Borrowed("/"))));
-        assert!(matches!(normalize_request_path("/a/b?x=/../"), Ok(Cow::Borrowed("/a/b"))));
+        assert!(matches!(
+            normalize_request_path("/a/b/c.html"),
+            Ok(Cow::Borrowed("/a/b/c.html"))
+        ));
+        assert!(matches!(
+            normalize_request_path("/"),
+            Ok(Cow::Borrowed("/"))
+        ));
+        assert!(matches!(
+            normalize_request_path("/a/b?x=/../"),
+            Ok(Cow::Borrowed("/a/b"))
+        ));
     }
 
     #[test]
@@ -279,12 +308,30 @@ mod tests {
         assert_eq!(n("/%41%62%7e"), "/Ab~");
         assert_eq!(n("/caf%c3%a9"), "/caf%C3%A9");
         assert_eq!(n("/a%20b"), "/a%20b");
-        assert_eq!(normalize_request_path("/a%2Fb"), Err(RequestPathError::ForbiddenEscape(b'/')));
-        assert_eq!(normalize_request_path("/a%5cb"), Err(RequestPathError::ForbiddenEscape(b'\\')));
-        assert_eq!(normalize_request_path("/a%00"), Err(RequestPathError::ForbiddenEscape(0)));
-        assert_eq!(normalize_request_path("/a%2"), Err(RequestPathError::BadEscape));
-        assert_eq!(normalize_request_path("/a%zz"), Err(RequestPathError::BadEscape));
-        assert_eq!(normalize_request_path("a"), Err(RequestPathError::NotAbsolute));
+        assert_eq!(
+            normalize_request_path("/a%2Fb"),
+            Err(RequestPathError::ForbiddenEscape(b'/'))
+        );
+        assert_eq!(
+            normalize_request_path("/a%5cb"),
+            Err(RequestPathError::ForbiddenEscape(b'\\'))
+        );
+        assert_eq!(
+            normalize_request_path("/a%00"),
+            Err(RequestPathError::ForbiddenEscape(0))
+        );
+        assert_eq!(
+            normalize_request_path("/a%2"),
+            Err(RequestPathError::BadEscape)
+        );
+        assert_eq!(
+            normalize_request_path("/a%zz"),
+            Err(RequestPathError::BadEscape)
+        );
+        assert_eq!(
+            normalize_request_path("a"),
+            Err(RequestPathError::NotAbsolute)
+        );
     }
 
     #[test]
@@ -300,12 +347,42 @@ mod tests {
         let p = PathMatch::new(PathKind::Prefix, "/foo/").unwrap();
         assert_eq!(p.path, "/foo");
         assert_eq!(PathMatch::new(PathKind::Prefix, "/").unwrap().path, "/");
-        assert_eq!(PathMatch::new(PathKind::Exact, "/foo/").unwrap().path, "/foo/");
-        assert_eq!(PathMatch::new(PathKind::Exact, "foo"), Err(PathRuleError::NotAbsolute));
-        assert_eq!(PathMatch::new(PathKind::Exact, "/a//b"), Err(PathRuleError::BadSequence("//")));
-        assert_eq!(PathMatch::new(PathKind::Exact, "/a/.."), Err(PathRuleError::BadSuffix("/..")));
-        assert_eq!(PathMatch::new(PathKind::Prefix, "/a?b"), Err(PathRuleError::BadChar('?')));
-        assert_eq!(PathMatch::new(PathKind::Prefix, "/a b"), Err(PathRuleError::BadChar(' ')));
+        assert_eq!(
+            PathMatch::new(PathKind::Exact, "/foo/").unwrap().path,
+            "/foo/"
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Exact, "foo"),
+            Err(PathRuleError::NotAbsolute)
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Exact, "/a//b"),
+            Err(PathRuleError::BadSequence("//"))
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Exact, "/a/.."),
+            Err(PathRuleError::BadSuffix("/.."))
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Prefix, "/a?b"),
+            Err(PathRuleError::BadChar('?'))
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Prefix, "/a b"),
+            Err(PathRuleError::BadChar(' '))
+        );
         assert!(PathMatch::new(PathKind::Prefix, "/a%zz").is_err());
+        assert_eq!(
+            PathMatch::new(PathKind::Prefix, "/a/%2e%2E"),
+            Err(PathRuleError::EncodedDotSegment)
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Exact, "/%2e/b"),
+            Err(PathRuleError::EncodedDotSegment)
+        );
+        assert_eq!(
+            PathMatch::new(PathKind::Exact, "/a%2eb").unwrap().path,
+            "/a.b"
+        );
     }
 }

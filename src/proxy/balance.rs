@@ -35,7 +35,11 @@ pub struct EndpointState {
 
 impl EndpointState {
     fn new(addr: SocketAddr) -> Self {
-        EndpointState { addr, outstanding: AtomicUsize::new(0), down_until_ms: AtomicU64::new(0) }
+        EndpointState {
+            addr,
+            outstanding: AtomicUsize::new(0),
+            down_until_ms: AtomicU64::new(0),
+        }
     }
 
     /// Requests sent to this endpoint and not yet answered.
@@ -50,7 +54,8 @@ impl EndpointState {
 
     /// Marks the endpoint as refusing connections for [`PASSIVE_HEALTH_BACKOFF`].
     pub fn mark_down(&self) {
-        let until = now_ms().saturating_add(u64::try_from(PASSIVE_HEALTH_BACKOFF.as_millis()).unwrap_or(0));
+        let until =
+            now_ms().saturating_add(u64::try_from(PASSIVE_HEALTH_BACKOFF.as_millis()).unwrap_or(0));
         self.down_until_ms.store(until, Ordering::Relaxed);
     }
 
@@ -95,7 +100,10 @@ impl EndpointRegistry {
     /// Builds the balancers for a table's backends, reusing known endpoint states and forgetting
     /// the ones no longer referenced.
     pub fn balancers(&self, backends: &[Arc<Backend>]) -> Vec<Balancer> {
-        let mut states = self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next: HashMap<SocketAddr, Arc<EndpointState>> = HashMap::new();
         let out = backends
             .iter()
@@ -104,12 +112,19 @@ impl EndpointRegistry {
                     .endpoints
                     .iter()
                     .map(|e| {
-                        let st = states.get(&e.addr).cloned().unwrap_or_else(|| Arc::new(EndpointState::new(e.addr)));
+                        let st = states
+                            .get(&e.addr)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(EndpointState::new(e.addr)));
                         next.insert(e.addr, st.clone());
                         st
                     })
                     .collect();
-                Balancer { policy: b.settings.load_balancer, endpoints, next: AtomicUsize::new(0) }
+                Balancer {
+                    policy: b.settings.load_balancer,
+                    endpoints,
+                    next: AtomicUsize::new(0),
+                }
             })
             .collect();
         *states = next;
@@ -145,7 +160,9 @@ impl Balancer {
         let chosen = match self.policy {
             LoadBalancer::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..eps.len()).map(|k| &eps[(start + k) % eps.len()]).find(healthy)
+                (0..eps.len())
+                    .map(|k| &eps[(start + k) % eps.len()])
+                    .find(healthy)
             }
             LoadBalancer::LeastRequest => {
                 let a = &eps[fastrand::usize(..eps.len())];
@@ -154,7 +171,11 @@ impl Balancer {
                     b = &eps[eps.len() - 1];
                 }
                 match (healthy(&a), healthy(&b)) {
-                    (true, true) => Some(if b.outstanding() < a.outstanding() { b } else { a }),
+                    (true, true) => Some(if b.outstanding() < a.outstanding() {
+                        b
+                    } else {
+                        a
+                    }),
                     (true, false) => Some(a),
                     (false, true) => Some(b),
                     (false, false) => eps.iter().filter(healthy).min_by_key(|e| e.outstanding()),
@@ -176,8 +197,16 @@ mod tests {
             ingress: ObjectRef::new("d", "i"),
             service: ObjectRef::new("d", "s"),
             port: ServicePort::Number(80),
-            endpoints: (0..n).map(|i| Endpoint { addr: ([127, 0, 0, 1], 1000 + i).into(), ready: true }).collect(),
-            settings: BackendSettings { load_balancer: lb, ..BackendSettings::default() },
+            endpoints: (0..n)
+                .map(|i| Endpoint {
+                    addr: ([127, 0, 0, 1], 1000 + i).into(),
+                    ready: true,
+                })
+                .collect(),
+            settings: BackendSettings {
+                load_balancer: lb,
+                ..BackendSettings::default()
+            },
         })
     }
 
@@ -185,10 +214,14 @@ mod tests {
     fn round_robin_cycles_and_skips_down() {
         let reg = EndpointRegistry::default();
         let bal = &reg.balancers(&[backend(3, LoadBalancer::RoundRobin)])[0];
-        let picks: Vec<u16> = (0..6).map(|_| bal.pick(None).unwrap().addr.port()).collect();
+        let picks: Vec<u16> = (0..6)
+            .map(|_| bal.pick(None).unwrap().addr.port())
+            .collect();
         assert_eq!(picks, [1000, 1001, 1002, 1000, 1001, 1002]);
         bal.endpoints()[1].mark_down();
-        let picks: Vec<u16> = (0..4).map(|_| bal.pick(None).unwrap().addr.port()).collect();
+        let picks: Vec<u16> = (0..4)
+            .map(|_| bal.pick(None).unwrap().addr.port())
+            .collect();
         assert!(!picks.contains(&1001), "{picks:?}");
         bal.endpoints()[1].mark_up();
         assert!((0..3).any(|_| bal.pick(None).unwrap().addr.port() == 1001));
@@ -208,7 +241,11 @@ mod tests {
         }
         let one = &reg.balancers(&[backend(1, LoadBalancer::RoundRobin)])[0];
         assert!(one.pick(Some(one.endpoints()[0].addr)).is_none());
-        assert!(reg.balancers(&[backend(0, LoadBalancer::RoundRobin)])[0].pick(None).is_none());
+        assert!(
+            reg.balancers(&[backend(0, LoadBalancer::RoundRobin)])[0]
+                .pick(None)
+                .is_none()
+        );
     }
 
     #[test]

@@ -63,7 +63,11 @@ pub struct ConnTracker {
 
 impl Default for ConnTracker {
     fn default() -> Self {
-        ConnTracker { open: AtomicUsize::new(0), idle: Notify::new(), shutdown: watch::channel(false).0 }
+        ConnTracker {
+            open: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutdown: watch::channel(false).0,
+        }
     }
 }
 
@@ -98,7 +102,11 @@ impl ConnTracker {
     fn enter(self: &Arc<Self>, entrypoint: Entrypoint, protocol: &'static str) -> ConnGuard {
         self.open.fetch_add(1, Ordering::SeqCst);
         metrics::gauge!("sluice_open_connections", "entrypoint" => entrypoint.as_str(), "protocol" => protocol).increment(1.0);
-        ConnGuard { tracker: self.clone(), entrypoint, protocol }
+        ConnGuard {
+            tracker: self.clone(),
+            entrypoint,
+            protocol,
+        }
     }
 }
 
@@ -121,10 +129,20 @@ impl Drop for ConnGuard {
 impl Proxy {
     /// Serves one accepted plain-HTTP connection (HTTP/1.1, or h2c with prior knowledge) until
     /// it closes or shutdown completes it.
-    pub async fn serve_http(self: Arc<Self>, tracker: Arc<ConnTracker>, stream: TcpStream, peer: SocketAddr) {
+    pub async fn serve_http(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { peer, local, entrypoint: Entrypoint::Http, sni: None };
+        let info = ConnInfo {
+            peer,
+            local,
+            entrypoint: Entrypoint::Http,
+            sni: None,
+        };
         let guard = tracker.enter(Entrypoint::Http, "http");
         self.serve_io(tracker.clone(), stream, info).await;
         drop(guard);
@@ -142,20 +160,30 @@ impl Proxy {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
         let guard = tracker.enter(Entrypoint::Https, "tls");
-        let tls = match tokio::time::timeout(self.config.tls_handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "error").increment(1);
-                return;
-            }
-            Err(_) => {
-                metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "timeout").increment(1);
-                return;
-            }
-        };
+        let tls =
+            match tokio::time::timeout(self.config.tls_handshake_timeout, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "error")
+                        .increment(1);
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "timeout")
+                        .increment(1);
+                    return;
+                }
+            };
         let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase);
-        let info = ConnInfo { peer, local, entrypoint: Entrypoint::Https, sni };
+        let info = ConnInfo {
+            peer,
+            local,
+            entrypoint: Entrypoint::Https,
+            sni,
+        };
         self.serve_io(tracker.clone(), tls, info).await;
         drop(guard);
     }
@@ -167,7 +195,10 @@ impl Proxy {
         let info = Arc::new(info);
         let proxy = self.clone();
         let svc = service_fn(move |req| super::service(proxy.clone(), info.clone(), req));
-        let mut conn = pin!(self.server.serve_connection_with_upgrades(TokioIo::new(io), svc));
+        let mut conn = pin!(
+            self.server
+                .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        );
         let mut shutdown = tracker.shutdown.subscribe();
         if *shutdown.borrow_and_update() {
             conn.as_mut().graceful_shutdown();

@@ -34,15 +34,31 @@ pub(crate) enum ProxyError {
 impl ProxyError {
     /// Classifies an upstream client error.
     pub(crate) fn from_client_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
+        let mut chain = Vec::new();
         let mut source = e.source();
         while let Some(s) = source {
-            if s.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::TimedOut) {
-                return ProxyError::UpstreamTimeout;
-            }
-            if s.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return ProxyError::BodyTooLarge;
-            }
+            chain.push(s);
             source = s.source();
+        }
+        if chain.iter().any(|s| {
+            s.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+        }) {
+            return ProxyError::BodyTooLarge;
+        }
+        if chain.iter().any(|s| {
+            s.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+        }) {
+            return ProxyError::UpstreamTimeout;
+        }
+        // The request body we were streaming upstream failed: the client sent a malformed body
+        // (a bad chunk size, say) or went away. Not the upstream's fault.
+        if chain.iter().any(|s| {
+            s.downcast_ref::<hyper::Error>()
+                .is_some_and(|h| h.is_user() || h.is_parse() || h.is_incomplete_message())
+        }) {
+            return ProxyError::BadRequest("malformed or incomplete request body");
         }
         let mut msg = e.to_string();
         if let Some(s) = e.source() {
@@ -71,7 +87,9 @@ impl ProxyError {
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -82,19 +100,29 @@ impl ProxyError {
             ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
             ProxyError::NoRoute => "no route for this host and path\n".to_string(),
-            ProxyError::Misdirected => "misdirected request: this connection's certificate does not cover this host\n".to_string(),
+            ProxyError::Misdirected => {
+                "misdirected request: this connection's certificate does not cover this host\n"
+                    .to_string()
+            }
             ProxyError::BodyTooLarge => "request body too large\n".to_string(),
             ProxyError::NoEndpoints => "no ready endpoint for this service\n".to_string(),
             ProxyError::UpstreamRefused(e) => {
                 tracing::debug!(error = %e, "upstream error");
                 "bad gateway: the upstream refused or reset the connection\n".to_string()
             }
-            ProxyError::UpstreamProtocol => "bad gateway: the upstream broke the protocol\n".to_string(),
-            ProxyError::UpstreamTimeout => "gateway timeout: the upstream did not answer in time\n".to_string(),
+            ProxyError::UpstreamProtocol => {
+                "bad gateway: the upstream broke the protocol\n".to_string()
+            }
+            ProxyError::UpstreamTimeout => {
+                "gateway timeout: the upstream did not answer in time\n".to_string()
+            }
         };
         let mut resp = Response::new(body::full(text));
         *resp.status_mut() = self.status();
-        resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         resp
     }
 }

@@ -35,7 +35,11 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// (Traefik CVE-2021-32813). When `keep_upgrade` is set (a WebSocket handshake), `Connection:
 /// upgrade` and `Upgrade` are put back.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    let upgrade = if keep_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -78,8 +82,16 @@ pub struct ForwardedInfo<'a> {
 pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardedInfo<'_>) {
     let peer = f.peer.to_string();
     let xff = if f.trusted {
-        let prior: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        if prior.is_empty() { peer.clone() } else { format!("{}, {peer}", prior.join(", ")) }
+        let prior: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            peer.clone()
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        }
     } else {
         peer.clone()
     };
@@ -133,7 +145,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -154,7 +169,13 @@ mod tests {
         // The proxy adds its own afterwards: a client cannot strip them.
         set_forwarded(
             &mut h,
-            &ForwardedInfo { peer: [10, 0, 0, 9].into(), trusted: false, proto: "http", host: "a.com", port: 80 },
+            &ForwardedInfo {
+                peer: [10, 0, 0, 9].into(),
+                trusted: false,
+                proto: "http",
+                host: "a.com",
+                port: 80,
+            },
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
     }
@@ -170,8 +191,18 @@ mod tests {
 
     #[test]
     fn forwarded_untrusted_replaced_trusted_appended() {
-        let info = ForwardedInfo { peer: [10, 0, 0, 9].into(), trusted: false, proto: "https", host: "a.com:8443", port: 8443 };
-        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http"), ("x-forwarded-host", "evil")]);
+        let info = ForwardedInfo {
+            peer: [10, 0, 0, 9].into(),
+            trusted: false,
+            proto: "https",
+            host: "a.com:8443",
+            port: 8443,
+        };
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil"),
+        ]);
         set_forwarded(&mut h, &info);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -179,8 +210,18 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "8443");
         assert_eq!(h["x-real-ip"], "10.0.0.9");
 
-        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
-        set_forwarded(&mut h, &ForwardedInfo { trusted: true, proto: "http", ..info });
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(
+            &mut h,
+            &ForwardedInfo {
+                trusted: true,
+                proto: "http",
+                ..info
+            },
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -97,11 +97,15 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -113,11 +117,17 @@ impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let addr: IpAddr = a.parse().map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: bad prefix length"))?,
         };
         Ok(Cidr { addr, prefix })
     }
@@ -155,7 +165,9 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -201,12 +213,23 @@ impl Proxy {
             .iter()
             .zip(balancers)
             .map(|(b, balancer)| {
-                let connect = b.settings.connect_timeout.unwrap_or(self.config.connect_timeout);
-                Upstream { balancer, client: self.client((connect, b.settings.protocol)), settings: b.settings.clone() }
+                let connect = b
+                    .settings
+                    .connect_timeout
+                    .unwrap_or(self.config.connect_timeout);
+                Upstream {
+                    balancer,
+                    client: self.client((connect, b.settings.protocol)),
+                    settings: b.settings.clone(),
+                }
             })
             .collect();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.snapshot.store(Arc::new(Snapshot { table, upstreams, generation }));
+        self.snapshot.store(Arc::new(Snapshot {
+            table,
+            upstreams,
+            generation,
+        }));
         generation
     }
 
@@ -216,7 +239,10 @@ impl Proxy {
     }
 
     fn client(&self, key: ClientKey) -> Client<HttpConnector, ProxyBody> {
-        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
             return c.clone();
         }
@@ -262,8 +288,12 @@ impl Proxy {
         mut req: Request<Incoming>,
         labels: &mut RequestLabels,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = request_host(&req).ok_or(ProxyError::BadRequest("missing Host header"))?.to_string();
-        let path = normalize_request_path(req.uri().path()).map_err(ProxyError::BadPath)?.into_owned();
+        let host = request_host(&req)
+            .ok_or(ProxyError::BadRequest("missing Host header"))?
+            .to_string();
+        let path = normalize_request_path(req.uri().path())
+            .map_err(ProxyError::BadPath)?
+            .into_owned();
         let m = snap.table.lookup(&host, &path).ok_or(ProxyError::NoRoute)?;
         labels.ingress = Some(m.backend.ingress.to_string());
         labels.service = Some(m.backend.service.to_string());
@@ -280,18 +310,26 @@ impl Proxy {
         let upstream = &snap.upstreams[m.backend_index];
         let settings = &upstream.settings;
         if let Some(limit) = settings.max_body_bytes {
-            let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit) {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
 
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        let upgrade =
+            req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let body_empty = body.is_end_stream();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        let trusted = self.config.trusted_proxies.iter().any(|c| c.contains(conn.peer.ip()));
+        let trusted = self
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(conn.peer.ip()));
         headers::set_forwarded(
             &mut parts.headers,
             &headers::ForwardedInfo {
@@ -313,7 +351,10 @@ impl Proxy {
             None => path,
         };
         let mut body = Some(match settings.max_body_bytes {
-            Some(limit) => body::boxed(http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))),
+            Some(limit) => body::boxed(http_body_util::Limited::new(
+                body,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )),
             None => body::boxed(body),
         });
         let version = match settings.protocol {
@@ -321,11 +362,23 @@ impl Proxy {
             UpstreamProtocol::H2c => Version::HTTP_2,
         };
         let read_timeout = settings.read_timeout.unwrap_or(self.config.read_timeout);
-        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
 
         let mut avoid = None;
+        let mut last_error = None;
         for attempt in 0..2 {
-            let endpoint = upstream.balancer.pick(avoid).ok_or(ProxyError::NoEndpoints)?;
+            let Some(endpoint) = upstream.balancer.pick(avoid) else {
+                // No other endpoint to retry on: answer with what the first attempt got.
+                return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
+            };
             let uri = Uri::builder()
                 .scheme("http")
                 .authority(endpoint.addr.to_string())
@@ -354,6 +407,7 @@ impl Proxy {
                         if attempt == 0 && idempotent && body_empty {
                             avoid = Some(endpoint.addr);
                             body = Some(body::empty());
+                            last_error = Some(err);
                             continue;
                         }
                     }
@@ -373,11 +427,14 @@ impl Proxy {
             }
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip_hop_by_hop(&mut rparts.headers, false);
-            rparts.headers.entry(headers::X_REQUEST_ID.clone()).or_insert(request_id);
+            rparts
+                .headers
+                .entry(headers::X_REQUEST_ID.clone())
+                .or_insert(request_id);
             let body = Tracked::new(body::boxed(rbody), inflight);
             return Ok(Response::from_parts(rparts, body::boxed(body)));
         }
-        Err(ProxyError::NoEndpoints)
+        Err(last_error.unwrap_or(ProxyError::NoEndpoints))
     }
 
     fn redirect(&self, host: &str, path: &str, uri: &Uri) -> Response<ProxyBody> {
@@ -388,7 +445,9 @@ impl Proxy {
         };
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
         let location = format!("https://{bare}{port}{path}{query}");
-        let mut resp = Response::new(body::full(Bytes::from(format!("redirecting to {location}\n"))));
+        let mut resp = Response::new(body::full(Bytes::from(format!(
+            "redirecting to {location}\n"
+        ))));
         *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
         if let Ok(v) = HeaderValue::from_str(&location) {
             resp.headers_mut().insert(header::LOCATION, v);
@@ -396,7 +455,14 @@ impl Proxy {
         resp
     }
 
-    fn record(&self, conn: &ConnInfo, method: &Method, labels: &RequestLabels, status: StatusCode, start: Instant) {
+    fn record(
+        &self,
+        conn: &ConnInfo,
+        method: &Method,
+        labels: &RequestLabels,
+        status: StatusCode,
+        start: Instant,
+    ) {
         let elapsed = start.elapsed();
         let method = method_label(method);
         let ingress = labels.ingress.clone().unwrap_or_default();
@@ -459,13 +525,19 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
     req.uri()
         .authority()
         .map(http::uri::Authority::as_str)
-        .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
         .filter(|h| !h.is_empty())
 }
 
 fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
     h.strip_suffix('.').unwrap_or(h)

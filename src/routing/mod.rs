@@ -48,11 +48,16 @@ struct Entry {
 
 impl HostRoutes {
     fn push(&mut self, kind: PathKind, path: &str, route: usize) {
-        self.entries.push(Entry { kind, path: path.into(), route });
+        self.entries.push(Entry {
+            kind,
+            path: path.into(),
+            route,
+        });
     }
 
     fn sort(&mut self) {
-        self.entries.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.kind.cmp(&b.kind)));
+        self.entries
+            .sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.kind.cmp(&b.kind)));
     }
 
     #[inline]
@@ -124,25 +129,27 @@ impl RoutingTable {
         };
         let path = if path.is_empty() { "/" } else { path };
         let mut buf = [0u8; 253];
-        let host = normalize_request_host(host, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok());
+        let host = normalize_request_host(host, &mut buf)
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok());
         let hit = host
             .and_then(|h| {
-                self.exact
-                    .get(h)
-                    .and_then(|r| r.find(path))
-                    .or_else(|| {
-                        let (first, parent) = h.split_once('.')?;
-                        if first.is_empty() {
-                            return None;
-                        }
-                        self.wildcard.get(parent)?.find(path)
-                    })
+                self.exact.get(h).and_then(|r| r.find(path)).or_else(|| {
+                    let (first, parent) = h.split_once('.')?;
+                    if first.is_empty() {
+                        return None;
+                    }
+                    self.wildcard.get(parent)?.find(path)
+                })
             })
             .or_else(|| self.any.find(path));
         match hit {
             Some(i) => {
                 let route = &self.routes[i];
-                Some(RouteMatch { route: Some(route), backend: &route.backend, backend_index: self.route_backend[i] })
+                Some(RouteMatch {
+                    route: Some(route),
+                    backend: &route.backend,
+                    backend_index: self.route_backend[i],
+                })
             }
             None => self.default_backend.as_ref().map(|backend| RouteMatch {
                 route: None,

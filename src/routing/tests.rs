@@ -201,20 +201,15 @@ fn endpoint_slice(service: &str, ip: &str) -> EndpointSlice {
     }
 }
 
-/// A usable `kubernetes.io/tls` Secret (the content is not parsed by translation).
+/// A usable `kubernetes.io/tls` Secret.
 fn tls_secret(name: &str) -> Secret {
+    let (crt, key) = crate::tls::test_pem();
     Secret {
         metadata: meta(name),
         type_: Some("kubernetes.io/tls".into()),
         data: Some(BTreeMap::from([
-            (
-                "tls.crt".to_string(),
-                ByteString(b"-----BEGIN CERTIFICATE-----".to_vec()),
-            ),
-            (
-                "tls.key".to_string(),
-                ByteString(b"-----BEGIN PRIVATE KEY-----".to_vec()),
-            ),
+            ("tls.crt".to_string(), ByteString(crt.clone().into_bytes())),
+            ("tls.key".to_string(), ByteString(key.clone().into_bytes())),
         ])),
         ..Secret::default()
     }

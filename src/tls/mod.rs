@@ -224,3 +224,15 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<Server
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     Ok(Arc::new(config))
 }
+
+/// A valid self-signed certificate and key (PEM), generated once, for tests that need a
+/// Secret that parses.
+#[cfg(test)]
+pub(crate) fn test_pem() -> &'static (String, String) {
+    static PEM: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        let c =
+            rcgen::generate_simple_self_signed(vec!["test.invalid".to_string()]).expect("rcgen");
+        (c.cert.pem(), c.key_pair.serialize_pem())
+    })
+}

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{BackendSettings, Diagnostic, Kind, LoadBalancer, ObjectRef, Reason, UpstreamProtocol};
+use crate::model::{
+    BackendSettings, Diagnostic, Kind, LoadBalancer, ObjectRef, Reason, UpstreamProtocol,
+};
 
 /// `round-robin` (default) or `least-request`.
 pub const LOAD_BALANCER: &str = "sluice.io/load-balancer";
@@ -28,7 +30,9 @@ pub fn settings(
     diags: &mut Vec<Diagnostic>,
 ) -> BackendSettings {
     let mut s = BackendSettings::default();
-    let Some(annotations) = annotations else { return s };
+    let Some(annotations) = annotations else {
+        return s;
+    };
     let mut bad = |key: &str, value: &str, expected: &str| {
         diags.push(Diagnostic::error(
             Reason::InvalidAnnotation,
@@ -52,11 +56,18 @@ pub fn settings(
             _ => bad(BACKEND_PROTOCOL, v, "http, h2c or grpc"),
         }
     }
-    for (key, slot) in [(PROXY_CONNECT_TIMEOUT, &mut s.connect_timeout), (PROXY_READ_TIMEOUT, &mut s.read_timeout)] {
+    for (key, slot) in [
+        (PROXY_CONNECT_TIMEOUT, &mut s.connect_timeout),
+        (PROXY_READ_TIMEOUT, &mut s.read_timeout),
+    ] {
         if let Some(v) = annotations.get(key) {
             match parse_duration(v) {
                 Some(d) if !d.is_zero() => *slot = Some(d),
-                _ => bad(key, v, "a positive duration such as 5s, 500ms, 2m or a number of seconds"),
+                _ => bad(
+                    key,
+                    v,
+                    "a positive duration such as 5s, 500ms, 2m or a number of seconds",
+                ),
             }
         }
     }
@@ -64,7 +75,11 @@ pub fn settings(
         match parse_size(v) {
             Some(0) => s.max_body_bytes = None,
             Some(n) => s.max_body_bytes = Some(n),
-            None => bad(PROXY_BODY_SIZE, v, "a size such as 8m, 512k, 1g or a number of bytes (0: unlimited)"),
+            None => bad(
+                PROXY_BODY_SIZE,
+                v,
+                "a size such as 8m, 512k, 1g or a number of bytes (0: unlimited)",
+            ),
         }
     }
     if let Some(v) = annotations.get(SSL_REDIRECT) {

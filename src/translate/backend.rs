@@ -9,7 +9,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 
 use super::object_ref;
-use crate::model::{Backend, BackendSettings, Diagnostic, Endpoint, Kind, ObjectRef, Reason, ServicePort};
+use crate::model::{
+    Backend, BackendSettings, Diagnostic, Endpoint, Kind, ObjectRef, Reason, ServicePort,
+};
 use crate::source::ClusterState;
 
 /// The label EndpointSlices carry naming their Service.
@@ -25,17 +27,37 @@ pub(super) struct Resolver<'a> {
 
 impl<'a> Resolver<'a> {
     pub(super) fn new(state: &'a ClusterState) -> Self {
-        let services = state.services.iter().map(|s| (object_ref(&s.metadata), s)).collect();
+        let services = state
+            .services
+            .iter()
+            .map(|s| (object_ref(&s.metadata), s))
+            .collect();
         let mut slices: HashMap<ObjectRef, Vec<&EndpointSlice>> = HashMap::new();
         for slice in &state.endpoint_slices {
-            let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+            let Some(svc) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
                 continue;
             };
             let ns = object_ref(&slice.metadata).namespace;
-            slices.entry(ObjectRef::new(ns, svc.clone())).or_default().push(slice);
+            slices
+                .entry(ObjectRef::new(ns, svc.clone()))
+                .or_default()
+                .push(slice);
         }
-        let secrets = state.secrets.iter().map(|s| (object_ref(&s.metadata), s)).collect();
-        Resolver { services, slices, secrets }
+        let secrets = state
+            .secrets
+            .iter()
+            .map(|s| (object_ref(&s.metadata), s))
+            .collect();
+        Resolver {
+            services,
+            slices,
+            secrets,
+        }
     }
 
     /// Resolves one Ingress backend. Returns `None` (with a diagnostic) when the backend itself
@@ -63,14 +85,28 @@ impl<'a> Resolver<'a> {
             return None;
         }
         let Some(svc) = backend.service.as_ref() else {
-            err(diags, Reason::InvalidBackend, format!("{field}.service"), "required".into());
+            err(
+                diags,
+                Reason::InvalidBackend,
+                format!("{field}.service"),
+                "required".into(),
+            );
             return None;
         };
         if svc.name.is_empty() {
-            err(diags, Reason::InvalidBackend, format!("{field}.service.name"), "required".into());
+            err(
+                diags,
+                Reason::InvalidBackend,
+                format!("{field}.service.name"),
+                "required".into(),
+            );
             return None;
         }
-        let port = match svc.port.as_ref().map(|p| (p.name.as_deref().filter(|n| !n.is_empty()), p.number)) {
+        let port = match svc
+            .port
+            .as_ref()
+            .map(|p| (p.name.as_deref().filter(|n| !n.is_empty()), p.number))
+        {
             Some((Some(name), None)) => ServicePort::Name(name.to_string()),
             Some((None, Some(n))) => match u16::try_from(n) {
                 Ok(n) if n > 0 => ServicePort::Number(n),
@@ -109,7 +145,13 @@ impl<'a> Resolver<'a> {
         }
         let service = ObjectRef::new(ingress.namespace.clone(), svc.name.clone());
         let endpoints = self.endpoints(ingress, field, &service, &port, diags);
-        let b = Arc::new(Backend { ingress: ingress.clone(), service, port, endpoints, settings: settings.clone() });
+        let b = Arc::new(Backend {
+            ingress: ingress.clone(),
+            service,
+            port,
+            endpoints,
+            settings: settings.clone(),
+        });
         cache.insert(key, b.clone());
         Some(b)
     }
@@ -184,7 +226,10 @@ impl<'a> Resolver<'a> {
                 Kind::Ingress,
                 ingress,
                 format!("{field}.service.port"),
-                format!("Service {service} port {} is not TCP; requests get 503", sp.port),
+                format!(
+                    "Service {service} port {} is not TCP; requests get 503",
+                    sp.port
+                ),
             ));
             return Vec::new();
         }
@@ -199,11 +244,16 @@ impl<'a> Resolver<'a> {
                 p.name.as_deref().unwrap_or("") == port_name
                     && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
             });
-            let Some(target) = slice_port.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()) else {
+            let Some(target) = slice_port
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
                 continue;
             };
             for (ei, ep) in slice.endpoints.iter().flatten().enumerate() {
-                let Some(addr) = ep.addresses.first() else { continue };
+                let Some(addr) = ep.addresses.first() else {
+                    continue;
+                };
                 let ip: IpAddr = match addr.parse() {
                     Ok(ip) => ip,
                     Err(_) => {
@@ -231,18 +281,32 @@ impl<'a> Resolver<'a> {
             }
         }
         if !ready.is_empty() {
-            return ready.into_iter().map(|addr| Endpoint { addr, ready: true }).collect();
+            return ready
+                .into_iter()
+                .map(|addr| Endpoint { addr, ready: true })
+                .collect();
         }
         let msg = if terminating.is_empty() {
-            format!("Service {service} port {port} has no ready endpoints; requests get 503 until one is ready")
+            format!(
+                "Service {service} port {port} has no ready endpoints; requests get 503 until one is ready"
+            )
         } else {
             format!(
                 "Service {service} port {port} has no ready endpoints; using {} terminating endpoint(s) that still serve",
                 terminating.len()
             )
         };
-        diags.push(Diagnostic::warning(Reason::NoReadyEndpoints, Kind::Ingress, ingress, format!("{field}.service"), msg));
-        terminating.into_iter().map(|addr| Endpoint { addr, ready: false }).collect()
+        diags.push(Diagnostic::warning(
+            Reason::NoReadyEndpoints,
+            Kind::Ingress,
+            ingress,
+            format!("{field}.service"),
+            msg,
+        ));
+        terminating
+            .into_iter()
+            .map(|addr| Endpoint { addr, ready: false })
+            .collect()
     }
 
     /// Checks that `secret` exists and is a usable TLS Secret; pushes an error and returns
@@ -260,7 +324,9 @@ impl<'a> Resolver<'a> {
                 Kind::Ingress,
                 ingress,
                 field,
-                format!("Secret {secret} not found; its hosts are served with the default certificate"),
+                format!(
+                    "Secret {secret} not found; its hosts are served with the default certificate"
+                ),
             ));
             return false;
         };
@@ -268,11 +334,20 @@ impl<'a> Resolver<'a> {
         let data = s.data.as_ref();
         let has = |k: &str| data.and_then(|d| d.get(k)).is_some_and(|v| !v.0.is_empty());
         let problem = if type_ != "kubernetes.io/tls" {
-            Some(format!("Secret {secret} has type {type_:?}, not \"kubernetes.io/tls\""))
+            Some(format!(
+                "Secret {secret} has type {type_:?}, not \"kubernetes.io/tls\""
+            ))
         } else if !has("tls.crt") || !has("tls.key") {
-            Some(format!("Secret {secret} must have non-empty data keys tls.crt and tls.key"))
+            Some(format!(
+                "Secret {secret} must have non-empty data keys tls.crt and tls.key"
+            ))
         } else {
-            None
+            // Parse it here too, so that a host whose certificate cannot be served is not
+            // redirected to HTTPS: it keeps serving plain HTTP.
+            let get = |k: &str| data.and_then(|d| d.get(k)).map_or(&[][..], |v| &v.0[..]);
+            crate::tls::load_pem(get("tls.crt"), get("tls.key"))
+                .err()
+                .map(|e| format!("Secret {secret}: {e}"))
         };
         match problem {
             Some(p) => {
@@ -281,7 +356,7 @@ impl<'a> Resolver<'a> {
                     Kind::Ingress,
                     ingress,
                     field,
-                    format!("{p}; its hosts are served with the default certificate"),
+                    format!("{p}; its hosts are served with the default certificate and plain HTTP is not redirected"),
                 ));
                 false
             }

@@ -82,7 +82,9 @@ impl Translation {
 /// The reference of an object, defaulting the namespace to `default` as the API server does.
 pub fn object_ref(meta: &ObjectMeta) -> ObjectRef {
     ObjectRef::new(
-        meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
         meta.name.clone().unwrap_or_default(),
     )
 }
@@ -106,7 +108,8 @@ pub fn translate(state: &ClusterState, options: &Options) -> Translation {
     }
     let tls_hosts: Vec<&HostMatch> = t.model.tls.iter().map(|h| &h.host).collect();
     for route in &mut t.model.routes {
-        route.redirect_to_https = route.backend.settings.ssl_redirect && tls_covers(&tls_hosts, &route.host);
+        route.redirect_to_https =
+            route.backend.settings.ssl_redirect && tls_covers(&tls_hosts, &route.host);
     }
     t.model.ingresses.sort();
     // An object seen through several references (an EndpointSlice used by two Ingresses) is
@@ -114,7 +117,10 @@ pub fn translate(state: &ClusterState, options: &Options) -> Translation {
     let mut seen = HashSet::new();
     let mut diagnostics = t.diagnostics;
     diagnostics.retain(|d| seen.insert(d.clone()));
-    Translation { model: t.model, diagnostics }
+    Translation {
+        model: t.model,
+        diagnostics,
+    }
 }
 
 /// Is every host `route` answers for covered by one of the TLS hosts?
@@ -146,7 +152,9 @@ impl<'a> ClassIndex<'a> {
         let mut all = HashSet::new();
         let mut default_is_ours = false;
         for class in classes {
-            let Some(name) = class.metadata.name.as_deref() else { continue };
+            let Some(name) = class.metadata.name.as_deref() else {
+                continue;
+            };
             all.insert(name);
             let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
             if controller == Some(options.controller_name.as_str()) {
@@ -160,7 +168,12 @@ impl<'a> ClassIndex<'a> {
                 default_is_ours |= is_default;
             }
         }
-        ClassIndex { ours, all, default_is_ours, options }
+        ClassIndex {
+            ours,
+            all,
+            default_is_ours,
+            options,
+        }
     }
 
     fn owns(&self, ingress: &Ingress) -> bool {
@@ -169,7 +182,12 @@ impl<'a> ClassIndex<'a> {
             .as_ref()
             .and_then(|s| s.ingress_class_name.as_deref())
             .or_else(|| {
-                ingress.metadata.annotations.as_ref().and_then(|a| a.get(LEGACY_CLASS_ANNOTATION)).map(String::as_str)
+                ingress
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+                    .map(String::as_str)
             });
         match class {
             Some(name) => {
@@ -201,8 +219,14 @@ impl Translator<'_> {
     fn ingress(&mut self, ingress: &Ingress) {
         let me = object_ref(&ingress.metadata);
         self.model.ingresses.push(me.clone());
-        let Some(spec) = ingress.spec.as_ref() else { return };
-        let settings = annotations::settings(&me, ingress.metadata.annotations.as_ref(), &mut self.diagnostics);
+        let Some(spec) = ingress.spec.as_ref() else {
+            return;
+        };
+        let settings = annotations::settings(
+            &me,
+            ingress.metadata.annotations.as_ref(),
+            &mut self.diagnostics,
+        );
         let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
 
         if let Some(default) = spec.default_backend.as_ref() {
@@ -235,7 +259,10 @@ impl Translator<'_> {
                         Kind::Ingress,
                         &me,
                         host_field,
-                        format!("{:?}: {e}; this rule is ignored", rule.host.as_deref().unwrap_or("")),
+                        format!(
+                            "{:?}: {e}; this rule is ignored",
+                            rule.host.as_deref().unwrap_or("")
+                        ),
                     ));
                     continue;
                 }
@@ -243,10 +270,13 @@ impl Translator<'_> {
             if host != HostMatch::Any {
                 rule_hosts.push(host.clone());
             }
-            let Some(http) = rule.http.as_ref() else { continue };
+            let Some(http) = rule.http.as_ref() else {
+                continue;
+            };
             for (pi, p) in http.paths.iter().enumerate() {
                 let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let Some(path) = self.path(&me, &field, p.path_type.as_str(), p.path.as_deref()) else {
+                let Some(path) = self.path(&me, &field, p.path_type.as_str(), p.path.as_deref())
+                else {
                     continue;
                 };
                 let key = (host.clone(), path.kind, path.path.clone());
@@ -262,21 +292,42 @@ impl Translator<'_> {
                             path.kind, path.path, host, owner.ingress, owner.field
                         )
                     };
-                    self.diagnostics.push(Diagnostic::error(Reason::PathConflict, Kind::Ingress, &me, field, msg));
+                    self.diagnostics.push(Diagnostic::error(
+                        Reason::PathConflict,
+                        Kind::Ingress,
+                        &me,
+                        field,
+                        msg,
+                    ));
                     continue;
                 }
                 let backend_field = format!("{field}.backend");
-                let Some(backend) =
-                    self.resolver.backend(&me, &backend_field, &p.backend, &settings, &mut backends, &mut self.diagnostics)
-                else {
+                let Some(backend) = self.resolver.backend(
+                    &me,
+                    &backend_field,
+                    &p.backend,
+                    &settings,
+                    &mut backends,
+                    &mut self.diagnostics,
+                ) else {
                     continue;
                 };
-                self.claimed_paths.insert(key, Claim { ingress: me.clone(), field });
+                self.claimed_paths.insert(
+                    key,
+                    Claim {
+                        ingress: me.clone(),
+                        field,
+                    },
+                );
                 self.model.routes.push(Route {
                     host: host.clone(),
                     path,
                     backend,
-                    source: RouteSource { ingress: me.clone(), rule: ri, path: pi },
+                    source: RouteSource {
+                        ingress: me.clone(),
+                        rule: ri,
+                        path: pi,
+                    },
                     redirect_to_https: false,
                 });
             }
@@ -287,7 +338,13 @@ impl Translator<'_> {
         }
     }
 
-    fn path(&mut self, me: &ObjectRef, field: &str, path_type: &str, path: Option<&str>) -> Option<PathMatch> {
+    fn path(
+        &mut self,
+        me: &ObjectRef,
+        field: &str,
+        path_type: &str,
+        path: Option<&str>,
+    ) -> Option<PathMatch> {
         let kind = match path_type {
             "Exact" => PathKind::Exact,
             "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
@@ -384,7 +441,12 @@ impl Translator<'_> {
             return;
         };
         let secret = ObjectRef::new(me.namespace.clone(), secret_name);
-        if !self.resolver.check_tls_secret(me, &format!("{field}.secretName"), &secret, &mut self.diagnostics) {
+        if !self.resolver.check_tls_secret(
+            me,
+            &format!("{field}.secretName"),
+            &secret,
+            &mut self.diagnostics,
+        ) {
             return;
         }
         for host in hosts {
@@ -406,9 +468,19 @@ impl Translator<'_> {
                 None => {
                     self.claimed_tls.insert(
                         host.clone(),
-                        (secret.clone(), Claim { ingress: me.clone(), field: field.clone() }),
+                        (
+                            secret.clone(),
+                            Claim {
+                                ingress: me.clone(),
+                                field: field.clone(),
+                            },
+                        ),
                     );
-                    self.model.tls.push(TlsHost { host, secret: secret.clone(), ingress: me.clone() });
+                    self.model.tls.push(TlsHost {
+                        host,
+                        secret: secret.clone(),
+                        ingress: me.clone(),
+                    });
                 }
             }
         }

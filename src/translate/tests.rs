@@ -244,8 +244,14 @@ fn tls_secret(id: &str) -> Secret {
         metadata: meta(id),
         type_: Some("kubernetes.io/tls".into()),
         data: Some(BTreeMap::from([
-            ("tls.crt".into(), ByteString(b"cert".to_vec())),
-            ("tls.key".into(), ByteString(b"key".to_vec())),
+            (
+                "tls.crt".into(),
+                ByteString(crate::tls::test_pem().0.clone().into_bytes()),
+            ),
+            (
+                "tls.key".into(),
+                ByteString(crate::tls::test_pem().1.clone().into_bytes()),
+            ),
         ])),
         ..Default::default()
     }
