@@ -78,7 +78,7 @@ fn model(hosts: usize) -> Model {
         }
     }
     Model {
-        routes,
+        routes: routes.into(),
         ..Model::default()
     }
 }
@@ -199,12 +199,12 @@ fn compile(c: &mut Criterion) {
     let state = cluster(10_000);
     let options = Options::default();
     g.bench_function("translate_10000_ingresses", |b| {
-        b.iter(|| black_box(translate(&state, &options)))
+        b.iter(|| black_box(translate(&state, &options)));
     });
     let model = translate(&state, &options).model;
     assert_eq!(model.routes.len(), 100_000);
     g.bench_function("compile_10000_ingresses", |b| {
-        b.iter(|| black_box(RoutingTable::compile(&model)))
+        b.iter(|| black_box(RoutingTable::compile(&model)));
     });
     g.bench_function("translate_and_compile_10000_ingresses", |b| {
         b.iter(|| black_box(RoutingTable::compile(&translate(&state, &options).model)));

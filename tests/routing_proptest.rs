@@ -271,7 +271,7 @@ fn model(rules: &[GenRule], default_backend: Option<usize>) -> Result<Model, Tes
         });
     }
     Ok(Model {
-        routes,
+        routes: routes.into(),
         default_backend: default_backend.map(|choice| pick(choice, "default")),
         ..Model::default()
     })
@@ -497,7 +497,7 @@ proptest! {
             ("*.a.com", PathKind::Exact, "/b/"),
             ("", PathKind::Prefix, "/"),
         ];
-        let routes = rules
+        let routes: Vec<Route> = rules
             .iter()
             .enumerate()
             .map(|(i, &(h, kind, p))| Route {
@@ -508,7 +508,7 @@ proptest! {
                 redirect_to_https: false,
             })
             .collect();
-        let table = RoutingTable::compile(&Model { routes, ..Model::default() });
+        let table = RoutingTable::compile(&Model { routes: routes.into(), ..Model::default() });
         let _ = table.lookup(&host, &path);
         if let Ok(p) = normalize_request_path(&path) {
             // With a host-less Prefix "/" rule, every normalised path has a route.

@@ -20,6 +20,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start; boxing would only add noise")]
 enum Command {
     /// Load a folder of Kubernetes manifests, print the routes they compile to and every
     /// diagnostic; exit 1 if there is an error.
@@ -29,11 +30,35 @@ enum Command {
         #[command(flatten)]
         classes: ClassArgs,
     },
-    /// Serve Ingress traffic from a folder of manifests (standalone mode).
+    /// Serve Ingress traffic from a folder of manifests (standalone mode) or from the
+    /// Kubernetes API (--kube).
     Run {
         /// Folder of *.yaml, *.yml and *.json manifests, watched for changes.
+        #[arg(long, required_unless_present = "kube", conflicts_with = "kube")]
+        manifests: Option<PathBuf>,
+        /// Watch the Kubernetes API (in-cluster configuration, KUBECONFIG or --kubeconfig).
         #[arg(long)]
-        manifests: PathBuf,
+        kube: bool,
+        /// Kubeconfig file for --kube.
+        #[arg(long, requires = "kube")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace to watch with --kube (repeatable); default: every namespace.
+        #[arg(long = "watch-namespace", requires = "kube")]
+        watch_namespaces: Vec<String>,
+        /// Publish this Service's LoadBalancer addresses (NAMESPACE/NAME) in the status of
+        /// every Ingress we own, following it as it changes (the leader writes it).
+        #[arg(long, requires = "kube", value_parser = namespaced_name, conflicts_with = "publish_addresses")]
+        publish_service: Option<String>,
+        /// Publish this IP or host name in the status of every Ingress we own (repeatable).
+        #[arg(long = "publish-address", requires = "kube")]
+        publish_addresses: Vec<String>,
+        /// Namespace of the leader-election Lease (default: the pod's namespace, from
+        /// POD_NAMESPACE or the service account, else "default").
+        #[arg(long, requires = "kube")]
+        leader_election_namespace: Option<String>,
+        /// Name of the leader-election Lease.
+        #[arg(long, requires = "kube", default_value = "sluice-leader")]
+        leader_election_id: String,
         #[command(flatten)]
         serve: ServeArgs,
         #[command(flatten)]
@@ -118,6 +143,15 @@ struct ServeArgs {
     chaos: bool,
 }
 
+fn namespaced_name(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     sluice::translate::annotations::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration like 30s, 500ms or 2m"))
@@ -154,12 +188,32 @@ fn main() -> ExitCode {
         Command::Check { dir, classes } => sluice_actors::check::run(&dir, &classes.options()),
         Command::Run {
             manifests,
+            kube,
+            kubeconfig,
+            watch_namespaces,
+            publish_service,
+            publish_addresses,
+            leader_election_namespace,
+            leader_election_id,
             serve,
             classes,
         } => {
             telemetry::init_logging(serve.log_format);
+            telemetry::install_panic_hook();
             let opts = RunOptions {
-                manifests,
+                manifests: manifests.unwrap_or_default(),
+                kube: kube.then(|| run::KubeSource {
+                    kubeconfig,
+                    namespaces: watch_namespaces,
+                    config: None,
+                    publish_service,
+                    publish_addresses,
+                    leader_election: sluice_actors::leader::LeaderElection {
+                        namespace: leader_election_namespace,
+                        name: leader_election_id,
+                        ..Default::default()
+                    },
+                }),
                 http_addr: serve.http_addr,
                 https_addr: serve.https_addr,
                 admin_addr: serve.admin_addr,
@@ -177,6 +231,7 @@ fn main() -> ExitCode {
         }
         Command::Demo { serve } => {
             telemetry::init_logging(serve.log_format);
+            telemetry::install_panic_hook();
             let mut serve = serve;
             // The demo is for this machine only: default to loopback.
             if serve.http_addr.ip().is_unspecified() {
@@ -220,6 +275,7 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         debounce: Duration::from_millis(50),
         chaos: serve.chaos,
         intensity: Default::default(),
+        kube: None,
     };
     let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! root (one_for_one)
-//! |- control (rest_for_one): watcher -> router
+//! |- control (rest_for_one): watcher -> router -> status
 //! |- certificate
+//! |- leader
 //! |- listeners (one_for_one): listener-http, listener-https, admin
 //! ```
 //!
@@ -21,6 +22,7 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::ActorRef;
 use sluice::proxy::{ConnTracker, Entrypoint, Proxy, ProxyConfig};
+use sluice::source::kube as kube_source;
 use sluice::tls::{CertStore, SniResolver};
 use sluice::translate::Options;
 use tokio::net::TcpListener;
@@ -28,9 +30,11 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::{Admin, Readiness};
 use crate::certificate::Certificate;
+use crate::leader::{self, Leader, LeaderElection};
 use crate::listener::Listener;
 use crate::messages::{CertDiagnosticsTopic, DesiredTopic, SourceTopic};
 use crate::router::Router;
+use crate::status::Status;
 use crate::supervisor::{
     ActorTree, Backoff, ChildSpec, Intensity, Restart, RootExit, Strategy, SupervisorMsg,
     SupervisorSpec, spawn_root,
@@ -59,6 +63,26 @@ pub struct RunOptions {
     pub chaos: bool,
     /// Restart intensity of every supervisor.
     pub intensity: Intensity,
+    /// Read the configuration from the Kubernetes API instead of the manifests folder.
+    pub kube: Option<KubeSource>,
+}
+
+/// Where the Kubernetes API is and what to watch (`sluice run --kube`).
+#[derive(Clone, Debug, Default)]
+pub struct KubeSource {
+    /// `--kubeconfig`; else in-cluster configuration or `KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--watch-namespace` (repeatable); empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// An explicit client configuration (tests point it at a fake API server).
+    pub config: Option<kube::Config>,
+    /// `--publish-service NAMESPACE/NAME`: publish that Service's LoadBalancer addresses in
+    /// the status of every Ingress we own.
+    pub publish_service: Option<String>,
+    /// `--publish-address` (repeatable): publish these IPs or hostnames instead.
+    pub publish_addresses: Vec<String>,
+    /// Leader election (the leader writes Ingress status and Events).
+    pub leader_election: LeaderElection,
 }
 
 impl RunOptions {
@@ -76,14 +100,17 @@ impl RunOptions {
             debounce: Duration::from_millis(50),
             chaos: false,
             intensity: Intensity::default(),
+            kube: None,
         }
     }
 }
 
 /// State shared by the actors and owned above them: it survives any actor's restart.
 pub struct Shared {
-    /// The manifests folder.
+    /// The manifests folder (standalone mode).
     pub manifests: PathBuf,
+    /// The Kubernetes source (`--kube`), used instead of the folder when set.
+    pub kube: Option<KubeSource>,
     /// Debounce for manifest changes.
     pub debounce: Duration,
     /// Which Ingresses are ours.
@@ -122,6 +149,13 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// Chaos routes enabled.
     pub chaos: bool,
+    /// The Kubernetes client for writes (status, Events, the Lease); `None` in standalone mode.
+    pub kube_client: Option<kube::Client>,
+    /// This replica's leader-election identity (pod name and a random suffix), stable across
+    /// actor restarts so that a restarted leader actor renews its own Lease.
+    pub identity: String,
+    /// True while this replica holds the leader Lease (leader -> status, later DNS and ACME).
+    pub leader: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -157,6 +191,21 @@ impl Running {
     /// Open client connections.
     pub fn open_connections(&self) -> usize {
         self.shared.tracker.open()
+    }
+
+    /// True while this instance holds the leader Lease (`--kube` only).
+    pub fn is_leader(&self) -> bool {
+        *self.shared.leader.borrow()
+    }
+
+    /// The leadership topic: true while this instance holds the leader Lease.
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.shared.leader.subscribe()
+    }
+
+    /// This instance's leader-election identity.
+    pub fn identity(&self) -> &str {
+        &self.shared.identity
     }
 
     /// The number of configurations published so far.
@@ -198,6 +247,7 @@ impl Running {
                 open = self.shared.tracker.open(),
                 "shutdown grace period over; closing remaining connections"
             );
+            self.shared.tracker.force_close();
         }
         self.root.stop(Some("shutdown".into()));
         if let Some(rx) = self.exit.take() {
@@ -239,6 +289,10 @@ pub fn tree_spec(shared: &Arc<Shared>, intensity: Intensity) -> SupervisorSpec {
     let s = shared.clone();
     let router = ChildSpec::new("router", Restart::Permanent, move || (Router, s.clone()));
     let s = shared.clone();
+    let status = ChildSpec::new("status", Restart::Permanent, move || (Status, s.clone()));
+    let s = shared.clone();
+    let leader = ChildSpec::new("leader", Restart::Permanent, move || (Leader, s.clone()));
+    let s = shared.clone();
     let certificate = ChildSpec::new("certificate", Restart::Permanent, move || {
         (Certificate, s.clone())
     });
@@ -256,8 +310,13 @@ pub fn tree_spec(shared: &Arc<Shared>, intensity: Intensity) -> SupervisorSpec {
         "root",
         Strategy::OneForOne,
         vec![
-            ChildSpec::supervisor(sup("control", Strategy::RestForOne, vec![watcher, router])),
+            ChildSpec::supervisor(sup(
+                "control",
+                Strategy::RestForOne,
+                vec![watcher, router, status],
+            )),
             certificate,
+            leader,
             ChildSpec::supervisor(sup(
                 "listeners",
                 Strategy::OneForOne,
@@ -281,7 +340,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let tls_config = sluice::tls::server_config(Arc::new(SniResolver::new(certs.clone())))
         .context("cannot build the TLS configuration")?;
     let proxy = Proxy::new(opts.proxy.clone(), certs.clone());
-    if !opts.manifests.is_dir() {
+    if opts.kube.is_none() && !opts.manifests.is_dir() {
         anyhow::bail!(
             "{} is not a folder: pass the folder that holds your manifests with --manifests",
             opts.manifests.display()
@@ -298,8 +357,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         );
     }
     let (reloads_tx, reloads_rx) = watch::channel(0u64);
+    let kube_client = match &opts.kube {
+        None => None,
+        Some(k) => Some(match (&k.config, &k.kubeconfig) {
+            (Some(config), _) => kube_source::client_from_config(config.clone())?,
+            (None, Some(path)) => kube_source::client_from_kubeconfig(path).await?,
+            (None, None) => kube_source::client_from_env().await?,
+        }),
+    };
     let shared = Arc::new(Shared {
         manifests: opts.manifests.clone(),
+        kube: opts.kube.clone(),
         debounce: opts.debounce,
         classes: opts.classes.clone(),
         proxy: proxy.clone(),
@@ -319,6 +387,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         tree: Arc::new(ActorTree::default()),
         metrics,
         chaos: opts.chaos,
+        kube_client,
+        identity: leader::identity(),
+        leader: watch::channel(false).0,
     });
     let (root, exit) = spawn_root(tree_spec(&shared, opts.intensity))
         .await

@@ -58,3 +58,31 @@ pub fn init_logging(format: LogFormat) {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// Logs panics as one error line (thread, message, location) through tracing instead of a
+/// multi-line backtrace on stderr: a panicking actor is an event the supervisor handles, and
+/// log pipelines want one JSON line per event. `RUST_BACKTRACE=1` adds the backtrace.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            let bt = std::backtrace::Backtrace::force_capture();
+            tracing::error!(target: "sluice::panic", %thread, %location, backtrace = %bt, "panic: {msg}");
+        } else {
+            tracing::error!(target: "sluice::panic", %thread, %location, "panic: {msg}");
+        }
+    }));
+}

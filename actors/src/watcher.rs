@@ -1,9 +1,11 @@
-//! The watcher actor: owns the configuration source (the manifests folder) and publishes every
-//! state it delivers on the source topic.
+//! The watcher actor: owns the configuration source (the manifests folder, or the Kubernetes
+//! API with `--kube`) and publishes every state it delivers on the source topic. Until the
+//! Kubernetes source has listed every kind nothing is published, so readiness stays false.
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sluice::source::kube as kube_source;
 use sluice::source::manifests;
 
 use crate::messages::{TaskGuard, WatcherMsg};
@@ -30,18 +32,45 @@ impl Actor for Watcher {
         myself: ActorRef<WatcherMsg>,
         shared: Arc<Shared>,
     ) -> Result<WatcherState, ActorProcessingErr> {
-        let watch = manifests::watch(shared.manifests.clone(), shared.debounce)
-            .map_err(|e| format!("cannot watch the manifests folder: {e}"))?;
-        let task = tokio::spawn(async move {
-            // Move the whole watch in (not just its receiver, as a disjoint capture would):
-            // it owns the file-system watcher.
-            let mut watch = watch;
-            while let Some(loaded) = watch.rx.recv().await {
-                if myself.cast(WatcherMsg::Loaded(Box::new(loaded))).is_err() {
-                    return;
-                }
+        let task = match &shared.kube {
+            Some(k) => {
+                let options = kube_source::Options {
+                    namespaces: k.namespaces.clone(),
+                    debounce: shared.debounce,
+                    ..kube_source::Options::default()
+                };
+                let watch = match &k.config {
+                    Some(config) => kube_source::watch(
+                        kube_source::client_from_config(config.clone())?,
+                        options,
+                    ),
+                    None => kube_source::start(k.kubeconfig.as_deref(), options).await?,
+                };
+                tokio::spawn(async move {
+                    // The whole watch moves in: dropping it stops the Kubernetes watchers.
+                    let mut watch = watch;
+                    while let Some(loaded) = watch.rx.recv().await {
+                        if myself.cast(WatcherMsg::Loaded(Box::new(loaded))).is_err() {
+                            return;
+                        }
+                    }
+                })
             }
-        });
+            None => {
+                let watch = manifests::watch(shared.manifests.clone(), shared.debounce)
+                    .map_err(|e| format!("cannot watch the manifests folder: {e}"))?;
+                tokio::spawn(async move {
+                    // Move the whole watch in (not just its receiver, as a disjoint capture
+                    // would): it owns the file-system watcher.
+                    let mut watch = watch;
+                    while let Some(loaded) = watch.rx.recv().await {
+                        if myself.cast(WatcherMsg::Loaded(Box::new(loaded))).is_err() {
+                            return;
+                        }
+                    }
+                })
+            }
+        };
         Ok(WatcherState {
             shared,
             _watch: TaskGuard(task),

@@ -175,10 +175,11 @@ pub struct TlsHost {
 }
 
 /// The whole desired state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
-    /// Every accepted route, in no particular order (the routing table sorts them).
-    pub routes: Vec<Route>,
+    /// Every accepted route, in no particular order (the routing table sorts them). Shared, so
+    /// that compiling a table does not copy 100 000 routes.
+    pub routes: Arc<[Route]>,
     /// The catch-all for requests that match no route (`spec.defaultBackend` of the oldest
     /// Ingress that has one).
     pub default_backend: Option<Arc<Backend>>,
@@ -186,4 +187,15 @@ pub struct Model {
     pub tls: Vec<TlsHost>,
     /// Every Ingress sluice owns (by class), sorted: the ones whose status it publishes.
     pub ingresses: Vec<ObjectRef>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            routes: Arc::from(Vec::new()),
+            default_backend: None,
+            tls: Vec::new(),
+            ingresses: Vec::new(),
+        }
+    }
 }

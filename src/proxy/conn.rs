@@ -51,6 +51,8 @@ pub struct ConnInfo {
     pub entrypoint: Entrypoint,
     /// The SNI the client sent in its TLS handshake.
     pub sni: Option<String>,
+    /// The tracker the connection is counted in (upgraded tunnels count there too).
+    pub tracker: Arc<ConnTracker>,
 }
 
 /// Counts open connections and tells them to shut down gracefully.
@@ -59,6 +61,7 @@ pub struct ConnTracker {
     open: AtomicUsize,
     idle: Notify,
     shutdown: watch::Sender<bool>,
+    force: watch::Sender<bool>,
 }
 
 impl Default for ConnTracker {
@@ -67,6 +70,7 @@ impl Default for ConnTracker {
             open: AtomicUsize::new(0),
             idle: Notify::new(),
             shutdown: watch::channel(false).0,
+            force: watch::channel(false).0,
         }
     }
 }
@@ -81,6 +85,17 @@ impl ConnTracker {
     /// connections close at once.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Closes every connection and tunnel still open (the grace period is over).
+    pub fn force_close(&self) {
+        self.force.send_replace(true);
+    }
+
+    /// Resolves once [`ConnTracker::force_close`] was called.
+    pub(super) async fn forced(&self) {
+        let mut rx = self.force.subscribe();
+        let _ = rx.wait_for(|f| *f).await;
     }
 
     /// True once [`ConnTracker::shutdown`] was called.
@@ -99,7 +114,11 @@ impl ConnTracker {
         }
     }
 
-    fn enter(self: &Arc<Self>, entrypoint: Entrypoint, protocol: &'static str) -> ConnGuard {
+    pub(super) fn enter(
+        self: &Arc<Self>,
+        entrypoint: Entrypoint,
+        protocol: &'static str,
+    ) -> ConnGuard {
         self.open.fetch_add(1, Ordering::SeqCst);
         metrics::gauge!("sluice_open_connections", "entrypoint" => entrypoint.as_str(), "protocol" => protocol).increment(1.0);
         ConnGuard {
@@ -110,7 +129,8 @@ impl ConnTracker {
     }
 }
 
-struct ConnGuard {
+/// Counts one open connection (or tunnel) until dropped.
+pub(super) struct ConnGuard {
     tracker: Arc<ConnTracker>,
     entrypoint: Entrypoint,
     protocol: &'static str,
@@ -142,6 +162,7 @@ impl Proxy {
             local,
             entrypoint: Entrypoint::Http,
             sni: None,
+            tracker: tracker.clone(),
         };
         let guard = tracker.enter(Entrypoint::Http, "http");
         self.serve_io(tracker.clone(), stream, info).await;
@@ -183,6 +204,7 @@ impl Proxy {
             local,
             entrypoint: Entrypoint::Https,
             sni,
+            tracker: tracker.clone(),
         };
         self.serve_io(tracker.clone(), tls, info).await;
         drop(guard);
@@ -212,15 +234,26 @@ impl Proxy {
             }
             _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
         }
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection error during shutdown");
+        tokio::select! {
+            res = conn => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection error during shutdown");
+                }
+            }
+            // Grace period over: dropping the connection closes it.
+            () = tracker.forced() => {}
         }
     }
 }
 
 /// Copies bytes both ways between an upgraded client connection and an upgraded upstream
 /// connection (WebSocket), keeping the endpoint's outstanding count up meanwhile.
-pub(super) async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, inflight: InFlight) {
+pub(super) async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    inflight: InFlight,
+    guard: ConnGuard,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -230,8 +263,15 @@ pub(super) async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, inflight: InF
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "tunnel closed with error");
+    let tracker = guard.tracker.clone();
+    tokio::select! {
+        res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "tunnel closed with error");
+            }
+        }
+        () = tracker.forced() => {}
     }
     drop(inflight);
+    drop(guard);
 }

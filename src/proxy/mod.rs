@@ -421,7 +421,15 @@ impl Proxy {
                     return Err(ProxyError::UpstreamProtocol);
                 };
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(conn::tunnel(client_upgrade, upstream_upgrade, inflight));
+                // The tunnel counts as an open connection until it closes, so graceful
+                // shutdown waits for it (within the grace period).
+                let guard = conn.tracker.enter(conn.entrypoint, "upgraded");
+                tokio::spawn(conn::tunnel(
+                    client_upgrade,
+                    upstream_upgrade,
+                    inflight,
+                    guard,
+                ));
                 let (rparts, _) = resp.into_parts();
                 return Ok(Response::from_parts(rparts, body::empty()));
             }

@@ -13,63 +13,112 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::hash::BuildHasher as _;
+
+use hashbrown::HashTable;
+
 use crate::model::host::normalize_request_host;
 use crate::model::{Backend, HostMatch, Model, PathKind, Route};
 
 pub use crate::model::path::{RequestPathError, normalize_request_path};
 
 /// A compiled, immutable routing table. Cheap to share behind an `Arc`.
+///
+/// Layout, tuned for few cache misses per lookup at 10 000 hosts: each host tier is a
+/// `HashTable` (foldhash) of [`HostRoutes`], and each `HostRoutes` keeps its host name and all its
+/// paths in one string, with a precedence-sorted slice of small entries pointing into it. A
+/// lookup touches the table bucket, that string and the entry slice.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    routes: Vec<Route>,
+    routes: Arc<[Route]>,
     /// Distinct backends (by identity); `route_backend[i]` indexes it for route `i`, and
     /// `default_index` for the default backend.
     backends: Vec<Arc<Backend>>,
     route_backend: Vec<usize>,
     default_index: usize,
-    exact: HashMap<Box<str>, HostRoutes>,
-    wildcard: HashMap<Box<str>, HostRoutes>,
+    hasher: foldhash::fast::RandomState,
+    exact: HashTable<HostRoutes>,
+    wildcard: HashTable<HostRoutes>,
     any: HostRoutes,
     default_backend: Option<Arc<Backend>>,
 }
 
-/// The routes of one host tier, in precedence order: longest path first, Exact before Prefix.
+/// The routes of one host of one tier: the host followed by every path in `text`, and entries
+/// in precedence order (longest path first, Exact before Prefix).
 #[derive(Debug, Default)]
 struct HostRoutes {
-    entries: Vec<Entry>,
+    text: Box<str>,
+    host_len: u32,
+    entries: Box<[Entry]>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Entry {
     kind: PathKind,
-    path: Box<str>,
-    route: usize,
+    start: u32,
+    len: u32,
+    route: u32,
 }
 
 impl HostRoutes {
-    fn push(&mut self, kind: PathKind, path: &str, route: usize) {
-        self.entries.push(Entry {
-            kind,
-            path: path.into(),
-            route,
-        });
+    fn build(host: &str, mut paths: Vec<(PathKind, &str, usize)>) -> HostRoutes {
+        paths.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        let mut text =
+            String::with_capacity(host.len() + paths.iter().map(|p| p.1.len()).sum::<usize>());
+        text.push_str(host);
+        let entries = paths
+            .iter()
+            .map(|(kind, path, route)| {
+                let start = text.len();
+                text.push_str(path);
+                Entry {
+                    kind: *kind,
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    len: u32::try_from(path.len()).unwrap_or(u32::MAX),
+                    route: u32::try_from(*route).unwrap_or(u32::MAX),
+                }
+            })
+            .collect();
+        HostRoutes {
+            host_len: u32::try_from(host.len()).unwrap_or(u32::MAX),
+            text: text.into(),
+            entries,
+        }
     }
 
-    fn sort(&mut self) {
-        self.entries
-            .sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.kind.cmp(&b.kind)));
+    #[inline]
+    fn host(&self) -> &str {
+        self.text.get(..self.host_len as usize).unwrap_or("")
     }
 
     #[inline]
     fn find(&self, path: &str) -> Option<usize> {
         self.entries
             .iter()
-            .find(|e| match e.kind {
-                PathKind::Exact => *e.path == *path,
-                PathKind::Prefix => crate::model::path::prefix_matches(&e.path, path),
+            .find(|e| {
+                let rule = self
+                    .text
+                    .get(e.start as usize..(e.start + e.len) as usize)
+                    .unwrap_or("");
+                match e.kind {
+                    PathKind::Exact => rule == path,
+                    PathKind::Prefix => crate::model::path::prefix_matches(rule, path),
+                }
             })
-            .map(|e| e.route)
+            .map(|e| e.route as usize)
     }
+}
+
+/// True when `host` is already lower-case with no port and no trailing dot (the common case),
+/// so lookup can use it without copying.
+#[inline]
+fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && !host.ends_with('.')
+        && host
+            .bytes()
+            .all(|b| b != b':' && !b.is_ascii_uppercase() && b != b'[')
 }
 
 /// The outcome of a successful lookup.
@@ -99,25 +148,41 @@ impl RoutingTable {
                 backends.len() - 1
             })
         };
-        for r in &t.routes {
+        for r in t.routes.iter() {
             let i = index_of(&r.backend, &mut t.backends);
             t.route_backend.push(i);
         }
         if let Some(b) = &t.default_backend {
             t.default_index = index_of(b, &mut t.backends);
         }
-        for (i, r) in t.routes.iter().enumerate() {
-            let tier = match &r.host {
-                HostMatch::Exact(h) => t.exact.entry(h.as_str().into()).or_default(),
-                HostMatch::Wildcard(s) => t.wildcard.entry(s.as_str().into()).or_default(),
-                HostMatch::Any => &mut t.any,
-            };
-            tier.push(r.path.kind, &r.path.path, i);
+        type Group<'a> = HashMap<&'a str, Vec<(PathKind, &'a str, usize)>>;
+        let (mut exact, mut wildcard): (Group<'_>, Group<'_>) = (HashMap::new(), HashMap::new());
+        let mut any = Vec::new();
+        for (i, r) in model.routes.iter().enumerate() {
+            let entry = (r.path.kind, r.path.path.as_str(), i);
+            match &r.host {
+                HostMatch::Exact(h) => exact.entry(h.as_str()).or_default().push(entry),
+                HostMatch::Wildcard(s) => wildcard.entry(s.as_str()).or_default().push(entry),
+                HostMatch::Any => any.push(entry),
+            }
         }
-        t.exact.values_mut().for_each(HostRoutes::sort);
-        t.wildcard.values_mut().for_each(HostRoutes::sort);
-        t.any.sort();
+        let hasher = t.hasher.clone();
+        let fill = |group: Group<'_>, table: &mut HashTable<HostRoutes>| {
+            table.reserve(group.len(), |h| hasher.hash_one(h.host()));
+            for (host, paths) in group {
+                let routes = HostRoutes::build(host, paths);
+                table.insert_unique(hasher.hash_one(host), routes, |h| hasher.hash_one(h.host()));
+            }
+        };
+        fill(exact, &mut t.exact);
+        fill(wildcard, &mut t.wildcard);
+        t.any = HostRoutes::build("", any);
         t
+    }
+
+    #[inline]
+    fn tier<'a>(&'a self, table: &'a HashTable<HostRoutes>, host: &str) -> Option<&'a HostRoutes> {
+        table.find(self.hasher.hash_one(host), |h| h.host() == host)
     }
 
     /// Finds the route for a request. `host` is the Host header or `:authority` as received;
@@ -129,17 +194,22 @@ impl RoutingTable {
         };
         let path = if path.is_empty() { "/" } else { path };
         let mut buf = [0u8; 253];
-        let host = normalize_request_host(host, &mut buf)
-            .and_then(|n| std::str::from_utf8(&buf[..n]).ok());
+        let host = if is_plain_host(host) {
+            Some(host)
+        } else {
+            normalize_request_host(host, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+        };
         let hit = host
             .and_then(|h| {
-                self.exact.get(h).and_then(|r| r.find(path)).or_else(|| {
-                    let (first, parent) = h.split_once('.')?;
-                    if first.is_empty() {
-                        return None;
-                    }
-                    self.wildcard.get(parent)?.find(path)
-                })
+                self.tier(&self.exact, h)
+                    .and_then(|r| r.find(path))
+                    .or_else(|| {
+                        let (first, parent) = h.split_once('.')?;
+                        if first.is_empty() {
+                            return None;
+                        }
+                        self.tier(&self.wildcard, parent)?.find(path)
+                    })
             })
             .or_else(|| self.any.find(path));
         match hit {

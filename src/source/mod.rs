@@ -3,6 +3,7 @@
 //! Every source produces the same [`ClusterState`]: the Kubernetes API watchers (the `--kube`
 //! mode) and a folder of manifests ([`manifests`]), so nothing downstream knows which one runs.
 
+pub mod kube;
 pub mod manifests;
 
 use k8s_openapi::api::core::v1::{Secret, Service};

@@ -17,6 +17,9 @@ use crate::source::ClusterState;
 /// The label EndpointSlices carry naming their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// Backends already resolved for one Ingress, keyed by the Service name and port as written.
+pub(super) type BackendCache<'i> = HashMap<(&'i str, Option<&'i str>, Option<i32>), Arc<Backend>>;
+
 /// Lookups over the cluster state, built once per translation.
 pub(super) struct Resolver<'a> {
     services: HashMap<ObjectRef, &'a Service>,
@@ -63,13 +66,13 @@ impl<'a> Resolver<'a> {
     /// Resolves one Ingress backend. Returns `None` (with a diagnostic) when the backend itself
     /// is malformed and the route must be dropped; a missing Service or port still yields a
     /// backend without endpoints (the route answers 503), with an error diagnostic.
-    pub(super) fn backend(
+    pub(super) fn backend<'i>(
         &self,
         ingress: &ObjectRef,
-        field: &str,
-        backend: &IngressBackend,
+        field: &dyn std::fmt::Display,
+        backend: &'i IngressBackend,
         settings: &BackendSettings,
-        cache: &mut HashMap<String, Arc<Backend>>,
+        cache: &mut BackendCache<'i>,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<Arc<Backend>> {
         let err = |diags: &mut Vec<Diagnostic>, reason, f: String, msg: String| {
@@ -139,7 +142,11 @@ impl<'a> Resolver<'a> {
                 return None;
             }
         };
-        let key = format!("{}:{}", svc.name, port);
+        let key = (
+            svc.name.as_str(),
+            svc.port.as_ref().and_then(|p| p.name.as_deref()),
+            svc.port.as_ref().and_then(|p| p.number),
+        );
         if let Some(b) = cache.get(&key) {
             return Some(b.clone());
         }
@@ -159,7 +166,7 @@ impl<'a> Resolver<'a> {
     fn endpoints(
         &self,
         ingress: &ObjectRef,
-        field: &str,
+        field: &dyn std::fmt::Display,
         service: &ObjectRef,
         port: &ServicePort,
         diags: &mut Vec<Diagnostic>,

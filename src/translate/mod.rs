@@ -21,14 +21,14 @@ pub mod annotations;
 mod backend;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::hash::BuildHasher as _;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::model::{
-    Backend, Diagnostic, HostMatch, Kind, Model, ObjectRef, PathKind, PathMatch, Reason, Route,
-    RouteSource, TlsHost,
+    Diagnostic, HostMatch, Kind, Model, ObjectRef, PathKind, PathMatch, Reason, Route, RouteSource,
+    TlsHost,
 };
 use crate::source::ClusterState;
 
@@ -98,8 +98,10 @@ pub fn translate(state: &ClusterState, options: &Options) -> Translation {
     let mut t = Translator {
         resolver: Resolver::new(state),
         model: Model::default(),
+        routes: Vec::new(),
         diagnostics: Vec::new(),
-        claimed_paths: HashMap::new(),
+        claimed_paths: hashbrown::HashTable::new(),
+        claim_hasher: foldhash::fast::RandomState::default(),
         claimed_tls: HashMap::new(),
         default_owner: None,
     };
@@ -107,10 +109,11 @@ pub fn translate(state: &ClusterState, options: &Options) -> Translation {
         t.ingress(ingress);
     }
     let tls_hosts: Vec<&HostMatch> = t.model.tls.iter().map(|h| &h.host).collect();
-    for route in &mut t.model.routes {
+    for route in &mut t.routes {
         route.redirect_to_https =
             route.backend.settings.ssl_redirect && tls_covers(&tls_hosts, &route.host);
     }
+    t.model.routes = std::mem::take(&mut t.routes).into();
     t.model.ingresses.sort();
     // An object seen through several references (an EndpointSlice used by two Ingresses) is
     // reported once.
@@ -199,7 +202,36 @@ impl<'a> ClassIndex<'a> {
     }
 }
 
-/// Who holds a (host, type, path) or TLS host: the Ingress and the field.
+/// `spec.rules[r].http.paths[p]`, formatted only when a diagnostic needs it.
+#[derive(Clone, Copy, Debug)]
+struct PathField {
+    rule: usize,
+    path: usize,
+}
+
+impl std::fmt::Display for PathField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spec.rules[{}].http.paths[{}]", self.rule, self.path)
+    }
+}
+
+/// Where a backend is written: a rule path's `backend`, or `spec.defaultBackend`.
+#[derive(Clone, Copy, Debug)]
+enum BackendField {
+    Path(PathField),
+    Default,
+}
+
+impl std::fmt::Display for BackendField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendField::Path(p) => write!(f, "{p}.backend"),
+            BackendField::Default => f.write_str("spec.defaultBackend"),
+        }
+    }
+}
+
+/// Who holds a TLS host: the Ingress and the field.
 #[derive(Clone)]
 struct Claim {
     ingress: ObjectRef,
@@ -209,8 +241,11 @@ struct Claim {
 struct Translator<'a> {
     resolver: Resolver<'a>,
     model: Model,
+    routes: Vec<Route>,
     diagnostics: Vec<Diagnostic>,
-    claimed_paths: HashMap<(HostMatch, PathKind, String), Claim>,
+    /// (host, path type, path) -> index of the route that holds it.
+    claimed_paths: hashbrown::HashTable<usize>,
+    claim_hasher: foldhash::fast::RandomState,
     claimed_tls: HashMap<HostMatch, (ObjectRef, Claim)>,
     default_owner: Option<ObjectRef>,
 }
@@ -227,7 +262,7 @@ impl Translator<'_> {
             ingress.metadata.annotations.as_ref(),
             &mut self.diagnostics,
         );
-        let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
+        let mut backends: backend::BackendCache<'_> = HashMap::new();
 
         if let Some(default) = spec.default_backend.as_ref() {
             let field = "spec.defaultBackend";
@@ -240,7 +275,7 @@ impl Translator<'_> {
                     format!("the default backend is already set by the older Ingress {owner}; this one is ignored"),
                 )),
                 None => {
-                    if let Some(b) = self.resolver.backend(&me, field, default, &settings, &mut backends, &mut self.diagnostics) {
+                    if let Some(b) = self.resolver.backend(&me, &BackendField::Default, default, &settings, &mut backends, &mut self.diagnostics) {
                         self.model.default_backend = Some(b);
                         self.default_owner = Some(me.clone());
                     }
@@ -250,7 +285,6 @@ impl Translator<'_> {
 
         let mut rule_hosts = Vec::new();
         for (ri, rule) in spec.rules.iter().flatten().enumerate() {
-            let host_field = format!("spec.rules[{ri}].host");
             let host = match HostMatch::parse(rule.host.as_deref().unwrap_or("")) {
                 Ok(h) => h,
                 Err(e) => {
@@ -258,7 +292,7 @@ impl Translator<'_> {
                         Reason::InvalidHost,
                         Kind::Ingress,
                         &me,
-                        host_field,
+                        format!("spec.rules[{ri}].host"),
                         format!(
                             "{:?}: {e}; this rule is ignored",
                             rule.host.as_deref().unwrap_or("")
@@ -274,37 +308,48 @@ impl Translator<'_> {
                 continue;
             };
             for (pi, p) in http.paths.iter().enumerate() {
-                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let Some(path) = self.path(&me, &field, p.path_type.as_str(), p.path.as_deref())
+                let field = PathField { rule: ri, path: pi };
+                let Some(path) = self.path(&me, field, p.path_type.as_str(), p.path.as_deref())
                 else {
                     continue;
                 };
-                let key = (host.clone(), path.kind, path.path.clone());
-                if let Some(owner) = self.claimed_paths.get(&key) {
+                let hash = self
+                    .claim_hasher
+                    .hash_one((&host, path.kind, path.path.as_str()));
+                let routes = &self.routes;
+                let claimed = self.claimed_paths.find(hash, |&i| {
+                    let r = &routes[i];
+                    r.path.kind == path.kind && r.path.path == path.path && r.host == host
+                });
+                if let Some(&i) = claimed {
+                    let owner = &routes[i].source;
+                    let owner_field = PathField {
+                        rule: owner.rule,
+                        path: owner.path,
+                    };
                     let msg = if owner.ingress == me {
                         format!(
-                            "{} {} on host {} is already defined by {} of this Ingress; this path is ignored",
-                            path.kind, path.path, host, owner.field
+                            "{} {} on host {} is already defined by {owner_field} of this Ingress; this path is ignored",
+                            path.kind, path.path, host
                         )
                     } else {
                         format!(
-                            "{} {} on host {} is already served by the older Ingress {} ({}); this path is ignored",
-                            path.kind, path.path, host, owner.ingress, owner.field
+                            "{} {} on host {} is already served by the older Ingress {} ({owner_field}); this path is ignored",
+                            path.kind, path.path, host, owner.ingress
                         )
                     };
                     self.diagnostics.push(Diagnostic::error(
                         Reason::PathConflict,
                         Kind::Ingress,
                         &me,
-                        field,
+                        field.to_string(),
                         msg,
                     ));
                     continue;
                 }
-                let backend_field = format!("{field}.backend");
                 let Some(backend) = self.resolver.backend(
                     &me,
-                    &backend_field,
+                    &BackendField::Path(field),
                     &p.backend,
                     &settings,
                     &mut backends,
@@ -312,14 +357,14 @@ impl Translator<'_> {
                 ) else {
                     continue;
                 };
-                self.claimed_paths.insert(
-                    key,
-                    Claim {
-                        ingress: me.clone(),
-                        field,
-                    },
-                );
-                self.model.routes.push(Route {
+                let index = self.routes.len();
+                let hasher = &self.claim_hasher;
+                let routes = &self.routes;
+                self.claimed_paths.insert_unique(hash, index, |&i| {
+                    let r = &routes[i];
+                    hasher.hash_one((&r.host, r.path.kind, r.path.path.as_str()))
+                });
+                self.routes.push(Route {
                     host: host.clone(),
                     path,
                     backend,
@@ -341,7 +386,7 @@ impl Translator<'_> {
     fn path(
         &mut self,
         me: &ObjectRef,
-        field: &str,
+        field: PathField,
         path_type: &str,
         path: Option<&str>,
     ) -> Option<PathMatch> {

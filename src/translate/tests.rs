@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
+use crate::model::Backend;
 use crate::model::ServicePort;
 use crate::model::Severity::{self, Error, Warning};
 

@@ -46,6 +46,7 @@ impl Harness {
             debounce: Duration::from_millis(20),
             chaos: false,
             intensity: Default::default(),
+            kube: None,
         })
         .await
         .expect("sluice starts");
@@ -383,3 +384,4 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
         .expect("read on the tunnel");
     assert_eq!(back, msg);
 }
+pub mod fake_apiserver;
