@@ -20,7 +20,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-#[allow(clippy::large_enum_variant, reason = "parsed once at start; boxing would only add noise")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing would only add noise"
+)]
 enum Command {
     /// Load a folder of Kubernetes manifests, print the routes they compile to and every
     /// diagnostic; exit 1 if there is an error.
