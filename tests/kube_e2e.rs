@@ -72,7 +72,18 @@ async fn get(addr: SocketAddr, host: &str) -> (u16, String) {
 
 /// Polls until `check` accepts the response to `GET host/`, or fails after the deadline.
 async fn until(running: &Running, host: &str, what: &str, check: impl Fn(u16, &str) -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    until_within(DEADLINE, running, host, what, check).await;
+}
+
+/// [`until`] with its own deadline.
+async fn until_within(
+    within: Duration,
+    running: &Running,
+    host: &str,
+    what: &str,
+    check: impl Fn(u16, &str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let (status, body) = get(running.http_addr, host).await;
         if check(status, &body) {
@@ -125,15 +136,25 @@ async fn kube_mode_follows_the_api_server() {
     .await;
 
     // API server away: traffic still flows on the last state, changes apply after it returns.
+    // The outage lasts 10 s (the scenario), with a request every 100 ms throughout.
     fake.pause().await;
-    for _ in 0..20 {
+    let outage = tokio::time::Instant::now();
+    let mut served = 0;
+    while outage.elapsed() < Duration::from_secs(10) {
         let (status, _) = get(running.http_addr, "web.test").await;
-        assert_eq!(status, 200);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            status, 200,
+            "a request failed while the API server was away"
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(served >= 50, "{served} requests during the outage");
     fake.resume().await;
     fake.apply(ingress("other", "other.test", "web"));
-    until(
+    // The watchers back off while the API server is away (up to ~13 s after 10 s of failures).
+    until_within(
+        Duration::from_secs(45),
         &running,
         "other.test",
         "the Ingress created after the outage",
