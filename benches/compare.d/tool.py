@@ -186,6 +186,8 @@ async def idle_main(a):
 def fmt(v):
     if v != v:  # nan
         return "-"
+    if v == int(v):
+        return f"{int(v):,}"
     if abs(v) >= 100:
         return f"{v:,.0f}"
     if abs(v) >= 10:
