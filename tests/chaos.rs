@@ -12,47 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use sluice_actors::run::{self, RunOptions, Running};
 use sluice_actors::supervisor::Intensity;
 use support::*;
-
-async fn start(
-    chaos_intensity: Intensity,
-    files: &[(&str, String)],
-) -> (tempfile::TempDir, Running) {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, yaml) in files {
-        std::fs::write(dir.path().join(name), yaml).unwrap();
-    }
-    let mut opts = RunOptions::new(dir.path());
-    opts.chaos = true;
-    opts.intensity = chaos_intensity;
-    opts.debounce = Duration::from_millis(20);
-    let running = run::start(opts).await.expect("sluice starts");
-    running.wait_reload(0, DEADLINE).await.unwrap();
-    (dir, running)
-}
-
-/// Minimal HTTP/1.1 client call on a fresh connection.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    host: &str,
-    path: &str,
-) -> anyhow::Result<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host)
-        .body(Empty::<Bytes>::new())?;
-    let resp = send.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
-    Ok((status, body))
-}
 
 #[derive(Default)]
 struct Counters {
@@ -111,7 +72,7 @@ fn load(
 async fn crashing_every_actor_under_load_fails_no_request() {
     let a = echo([127, 0, 0, 1], "a").await;
     let b = echo([127, 0, 0, 2], "b").await;
-    let (dir, running) = start(
+    let (dir, running) = start_chaos(
         Intensity::default(),
         &[
             (

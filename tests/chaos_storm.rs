@@ -4,52 +4,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use sluice_actors::run::{self, RunOptions, Running};
 use sluice_actors::supervisor::{Intensity, RootExit};
 use support::*;
-
-async fn start(
-    chaos_intensity: Intensity,
-    files: &[(&str, String)],
-) -> (tempfile::TempDir, Running) {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, yaml) in files {
-        std::fs::write(dir.path().join(name), yaml).unwrap();
-    }
-    let mut opts = RunOptions::new(dir.path());
-    opts.chaos = true;
-    opts.intensity = chaos_intensity;
-    opts.debounce = Duration::from_millis(20);
-    let running = run::start(opts).await.expect("sluice starts");
-    running.wait_reload(0, DEADLINE).await.unwrap();
-    (dir, running)
-}
-
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    host: &str,
-    path: &str,
-) -> anyhow::Result<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host)
-        .body(Empty::<Bytes>::new())?;
-    let resp = send.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
-    Ok((status, body))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_storm_escalates_to_the_root_which_gives_up() {
@@ -58,7 +16,7 @@ async fn a_restart_storm_escalates_to_the_root_which_gives_up() {
         max_restarts: 2,
         period: Duration::from_secs(30),
     };
-    let (_dir, mut running) = start(
+    let (_dir, mut running) = start_chaos(
         intensity,
         &[
             (

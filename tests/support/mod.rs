@@ -385,3 +385,45 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 pub mod fake_apiserver;
+
+/// Starts sluice with chaos testing enabled (`POST /debug/crash/{actor}`) and the given restart
+/// intensity, with `files` in its manifests folder; waits for the first configuration.
+pub async fn start_chaos(
+    intensity: sluice_actors::supervisor::Intensity,
+    files: &[(&str, String)],
+) -> (tempfile::TempDir, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, yaml) in files {
+        std::fs::write(dir.path().join(name), yaml).unwrap();
+    }
+    let mut opts = RunOptions::new(dir.path());
+    opts.chaos = true;
+    opts.intensity = intensity;
+    opts.debounce = Duration::from_millis(20);
+    let running = run::start(opts).await.expect("sluice starts");
+    running.wait_reload(0, DEADLINE).await.unwrap();
+    (dir, running)
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let resp = send.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
+    Ok((status, body))
+}
