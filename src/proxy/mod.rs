@@ -148,6 +148,9 @@ struct Upstream {
     balancer: Balancer,
     client: Client<HttpConnector, ProxyBody>,
     settings: BackendSettings,
+    /// Metric labels, built once per publish so that a request only bumps reference counts.
+    ingress_label: metrics::SharedString,
+    service_label: metrics::SharedString,
 }
 
 type ClientKey = (Duration, UpstreamProtocol);
@@ -221,6 +224,8 @@ impl Proxy {
                     balancer,
                     client: self.client((connect, b.settings.protocol)),
                     settings: b.settings.clone(),
+                    ingress_label: metrics::SharedString::from(b.ingress.to_string()),
+                    service_label: metrics::SharedString::from(b.service.to_string()),
                 }
             })
             .collect();
@@ -295,8 +300,9 @@ impl Proxy {
             .map_err(ProxyError::BadPath)?
             .into_owned();
         let m = snap.table.lookup(&host, &path).ok_or(ProxyError::NoRoute)?;
-        labels.ingress = Some(m.backend.ingress.to_string());
-        labels.service = Some(m.backend.service.to_string());
+        let labelled = &snap.upstreams[m.backend_index];
+        labels.ingress = Some(labelled.ingress_label.clone());
+        labels.service = Some(labelled.service_label.clone());
 
         if conn.entrypoint == Entrypoint::Https && req.version() == Version::HTTP_2 {
             let bare = host_without_port(&host);
@@ -482,7 +488,7 @@ impl Proxy {
             "ingress" => ingress.clone(),
             "service" => service.clone(),
             "method" => method,
-            "code" => status.as_str().to_owned(),
+            "code" => status_label(status),
         )
         .increment(1);
         metrics::histogram!("sluice_request_duration_seconds", "entrypoint" => entrypoint, "service" => service.clone())
@@ -508,9 +514,40 @@ impl Proxy {
 
 #[derive(Default)]
 struct RequestLabels {
-    ingress: Option<String>,
-    service: Option<String>,
+    ingress: Option<metrics::SharedString>,
+    service: Option<metrics::SharedString>,
     error: Option<&'static str>,
+}
+
+/// The `code` label without allocating for the common status codes.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let s: &'static str = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        421 => "421",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return metrics::SharedString::from(status.as_str().to_owned()),
+    };
+    metrics::SharedString::const_str(s)
 }
 
 fn method_label(m: &Method) -> &'static str {
