@@ -164,47 +164,52 @@ fn same(a: &[Address], b: &[Address]) -> bool {
     a == b
 }
 
-/// The addresses in an Ingress's status, sorted.
-fn current_addresses(ing: &Ingress) -> Vec<Address> {
-    let mut out: Vec<Address> = ing
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|list| {
-            list.iter()
-                .map(|e| Address {
-                    ip: e.ip.clone().filter(|v| !v.is_empty()),
-                    hostname: e.hostname.clone().filter(|v| !v.is_empty()),
-                })
-                .collect()
+/// Sorted, de-duplicated addresses from `(ip, hostname)` pairs; empty strings count as unset.
+/// Entries with neither are kept only when `keep_empty` (so they show up as a difference).
+fn sorted_addresses<'a>(
+    pairs: impl Iterator<Item = (Option<&'a String>, Option<&'a String>)>,
+    keep_empty: bool,
+) -> Vec<Address> {
+    let mut out: Vec<Address> = pairs
+        .map(|(ip, hostname)| Address {
+            ip: ip.filter(|v| !v.is_empty()).cloned(),
+            hostname: hostname.filter(|v| !v.is_empty()).cloned(),
         })
-        .unwrap_or_default();
+        .filter(|a| keep_empty || a.ip.is_some() || a.hostname.is_some())
+        .collect();
     out.sort();
     out.dedup();
     out
 }
 
-/// The addresses in a Service's LoadBalancer status, sorted.
-fn service_addresses(svc: &Service) -> Vec<Address> {
-    let mut out: Vec<Address> = svc
+/// The addresses in an Ingress's status, sorted.
+fn current_addresses(ing: &Ingress) -> Vec<Address> {
+    let list = ing
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|list| {
-            list.iter()
-                .map(|e| Address {
-                    ip: e.ip.clone().filter(|v| !v.is_empty()),
-                    hostname: e.hostname.clone().filter(|v| !v.is_empty()),
-                })
-                .filter(|a| a.ip.is_some() || a.hostname.is_some())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
+        .and_then(|lb| lb.ingress.as_ref());
+    sorted_addresses(
+        list.into_iter()
+            .flatten()
+            .map(|e| (e.ip.as_ref(), e.hostname.as_ref())),
+        true,
+    )
+}
+
+/// The addresses in a Service's LoadBalancer status, sorted.
+fn service_addresses(svc: &Service) -> Vec<Address> {
+    let list = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    sorted_addresses(
+        list.into_iter()
+            .flatten()
+            .map(|e| (e.ip.as_ref(), e.hostname.as_ref())),
+        false,
+    )
 }
 
 /// Where the published address comes from.
