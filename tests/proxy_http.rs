@@ -1080,6 +1080,44 @@ async fn a_silent_backend_is_504_after_the_read_timeout() {
     assert!(silent.with(|l| find(&l.bytes(), b"GET /slow HTTP/1.1").is_some()));
 }
 
+/// An endpoint whose SYNs go unanswered: a listener that never accepts, with its accept queue
+/// already full (the kernel drops further SYNs instead of refusing them).
+async fn unanswering_addr() -> (tokio::net::TcpListener, TcpStream, SocketAddr) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let filler = TcpStream::connect(addr).await.unwrap();
+    (listener, filler, addr)
+}
+
+#[tokio::test]
+async fn an_unanswered_connect_is_504_after_the_connect_timeout() {
+    let (_listener, _filler, addr) = unanswering_addr().await;
+    let h = Harness::start(&[
+        (
+            "web.yaml",
+            ingress(
+                "web",
+                "web.test",
+                &[("/", "Prefix", "web", 80)],
+                &[("sluice.io/proxy-connect-timeout", "300ms")],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(addr, true)])),
+    ])
+    .await;
+    let started = Instant::now();
+    let r = get(&h, "web.test", "/").await;
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(r.body.starts_with("gateway timeout"), "{}", r.body);
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+        "answered after {elapsed:?}"
+    );
+}
+
 #[tokio::test]
 async fn malformed_paths_are_400() {
     let web = echo([127, 0, 0, 1], "web").await;
