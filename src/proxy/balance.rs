@@ -29,17 +29,29 @@ fn now_ms() -> u64 {
 pub struct EndpointState {
     /// The address.
     pub addr: SocketAddr,
+    /// The address as a URI authority, built once so that a request only bumps a reference
+    /// count.
+    authority: http::uri::Authority,
     outstanding: AtomicUsize,
     down_until_ms: AtomicU64,
 }
 
 impl EndpointState {
     fn new(addr: SocketAddr) -> Self {
+        let authority =
+            http::uri::Authority::from_maybe_shared(bytes::Bytes::from(addr.to_string()))
+                .expect("a socket address is a valid URI authority");
         EndpointState {
             addr,
+            authority,
             outstanding: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The address as a URI authority (`10.0.0.1:8080`, `[fd00::1]:8080`).
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
     }
 
     /// Requests sent to this endpoint and not yet answered.

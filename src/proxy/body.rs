@@ -39,14 +39,14 @@ where
 }
 
 /// A response body that holds an [`InFlight`] guard until it ends or is dropped.
-pub struct Tracked {
-    inner: ProxyBody,
+pub struct Tracked<B> {
+    inner: B,
     guard: Option<InFlight>,
 }
 
-impl Tracked {
+impl<B> Tracked<B> {
     /// Wraps `inner`, releasing `guard` at the end of the body.
-    pub fn new(inner: ProxyBody, guard: InFlight) -> Self {
+    pub fn new(inner: B, guard: InFlight) -> Self {
         Tracked {
             inner,
             guard: Some(guard),
@@ -54,14 +54,14 @@ impl Tracked {
     }
 }
 
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             self.guard = None;

@@ -1,11 +1,12 @@
 //! Connections: serving one accepted TCP (or TLS) connection, tracking open connections for
 //! graceful shutdown, and WebSocket tunnels.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -53,6 +54,35 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// The tracker the connection is counted in (upgraded tunnels count there too).
     pub tracker: Arc<ConnTracker>,
+    /// `peer`'s IP and `local`'s port as header values (`X-Forwarded-For`, `X-Real-IP`,
+    /// `X-Forwarded-Port`), built once per connection.
+    pub(super) peer_header: HeaderValue,
+    pub(super) port_header: HeaderValue,
+}
+
+impl ConnInfo {
+    fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        entrypoint: Entrypoint,
+        sni: Option<String>,
+        tracker: Arc<ConnTracker>,
+    ) -> ConnInfo {
+        let ip = match peer.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        ConnInfo {
+            peer,
+            local,
+            entrypoint,
+            sni,
+            tracker,
+            peer_header: super::headers::shared_value(&ip.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            port_header: HeaderValue::from(local.port()),
+        }
+    }
 }
 
 /// Counts open connections and tells them to shut down gracefully.
@@ -157,13 +187,7 @@ impl Proxy {
     ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            local,
-            entrypoint: Entrypoint::Http,
-            sni: None,
-            tracker: tracker.clone(),
-        };
+        let info = ConnInfo::new(peer, local, Entrypoint::Http, None, tracker.clone());
         let guard = tracker.enter(Entrypoint::Http, "http");
         self.serve_io(tracker.clone(), stream, info).await;
         drop(guard);
@@ -199,13 +223,7 @@ impl Proxy {
                 }
             };
         let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase);
-        let info = ConnInfo {
-            peer,
-            local,
-            entrypoint: Entrypoint::Https,
-            sni,
-            tracker: tracker.clone(),
-        };
+        let info = ConnInfo::new(peer, local, Entrypoint::Https, sni, tracker.clone());
         self.serve_io(tracker.clone(), tls, info).await;
         drop(guard);
     }

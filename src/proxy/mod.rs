@@ -13,9 +13,12 @@
 pub mod balance;
 pub mod body;
 mod conn;
+mod connect;
 mod error;
 pub mod headers;
+mod stats;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +28,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::model::{BackendSettings, UpstreamProtocol};
@@ -39,7 +43,9 @@ use crate::tls::CertStore;
 use balance::{Balancer, EndpointRegistry};
 use body::{ProxyBody, Tracked};
 pub use conn::{ConnInfo, ConnTracker, Entrypoint};
+use connect::Connector;
 use error::ProxyError;
+use stats::RequestStats;
 
 /// Proxy-wide settings. Per-backend annotations override the upstream timeouts and body size.
 #[derive(Clone, Debug)]
@@ -146,11 +152,10 @@ pub struct Snapshot {
 #[derive(Debug)]
 struct Upstream {
     balancer: Balancer,
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<Connector, ProxyBody>,
     settings: BackendSettings,
-    /// Metric labels, built once per publish so that a request only bumps reference counts.
-    ingress_label: metrics::SharedString,
-    service_label: metrics::SharedString,
+    /// Request metrics, with labels built and handles cached per backend.
+    stats: RequestStats,
 }
 
 type ClientKey = (Duration, UpstreamProtocol);
@@ -161,8 +166,10 @@ pub struct Proxy {
     snapshot: ArcSwap<Snapshot>,
     certs: Arc<ArcSwap<CertStore>>,
     registry: EndpointRegistry,
-    clients: Mutex<Vec<(ClientKey, Client<HttpConnector, ProxyBody>)>>,
+    clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
     generation: AtomicU64,
+    /// Metrics of requests no backend answered (400, 404).
+    unrouted: RequestStats,
     server: hyper_util::server::conn::auto::Builder<TokioExecutor>,
 }
 
@@ -198,6 +205,10 @@ impl Proxy {
             registry: EndpointRegistry::default(),
             clients: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            unrouted: RequestStats::new(
+                metrics::SharedString::const_str(""),
+                metrics::SharedString::const_str(""),
+            ),
             server,
         })
     }
@@ -224,8 +235,10 @@ impl Proxy {
                     balancer,
                     client: self.client((connect, b.settings.protocol)),
                     settings: b.settings.clone(),
-                    ingress_label: metrics::SharedString::from(b.ingress.to_string()),
-                    service_label: metrics::SharedString::from(b.service.to_string()),
+                    stats: RequestStats::new(
+                        metrics::SharedString::from(b.ingress.to_string()),
+                        metrics::SharedString::from(b.service.to_string()),
+                    ),
                 }
             })
             .collect();
@@ -243,7 +256,7 @@ impl Proxy {
         self.snapshot.load_full()
     }
 
-    fn client(&self, key: ClientKey) -> Client<HttpConnector, ProxyBody> {
+    fn client(&self, key: ClientKey) -> Client<Connector, ProxyBody> {
         let mut clients = self
             .clients
             .lock()
@@ -251,9 +264,7 @@ impl Proxy {
         if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
             return c.clone();
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(key.0));
+        let connector = Connector::new(key.0);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -282,7 +293,10 @@ impl Proxy {
                 e.into_response()
             }
         };
-        self.record(conn, &method, &labels, resp.status(), start);
+        let stats = labels
+            .upstream
+            .map_or(&self.unrouted, |i| &snap.upstreams[i].stats);
+        self.record(conn, &method, stats, labels.error, resp.status(), start);
         resp
     }
 
@@ -290,45 +304,61 @@ impl Proxy {
         &self,
         snap: &Snapshot,
         conn: &ConnInfo,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         labels: &mut RequestLabels,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = request_host(&req)
-            .ok_or(ProxyError::BadRequest("missing Host header"))?
-            .to_string();
-        let path = normalize_request_path(req.uri().path())
-            .map_err(ProxyError::BadPath)?
-            .into_owned();
-        let m = snap.table.lookup(&host, &path).ok_or(ProxyError::NoRoute)?;
-        let labelled = &snap.upstreams[m.backend_index];
-        labels.ingress = Some(labelled.ingress_label.clone());
-        labels.service = Some(labelled.service_label.clone());
+        let (mut parts, body) = req.into_parts();
+        // The host as a header value: a clone of the received one shares its bytes.
+        let host_value =
+            request_host(&parts).ok_or(ProxyError::BadRequest("missing Host header"))?;
+        let host = host_value
+            .to_str()
+            .map_err(|_| ProxyError::BadRequest("missing Host header"))?;
+        let path = normalize_request_path(parts.uri.path()).map_err(ProxyError::BadPath)?;
+        let m = snap.table.lookup(host, &path).ok_or(ProxyError::NoRoute)?;
+        labels.upstream = Some(m.backend_index);
 
-        if conn.entrypoint == Entrypoint::Https && req.version() == Version::HTTP_2 {
-            let bare = host_without_port(&host);
+        if conn.entrypoint == Entrypoint::Https && parts.version == Version::HTTP_2 {
+            let bare = host_without_port(host);
             if !self.certs.load().covers(conn.sni.as_deref(), bare) {
                 return Err(ProxyError::Misdirected);
             }
         }
         if conn.entrypoint == Entrypoint::Http && m.route.is_some_and(|r| r.redirect_to_https) {
-            return Ok(self.redirect(&host, &path, req.uri()));
+            return Ok(self.redirect(host, &path, &parts.uri));
         }
         let upstream = &snap.upstreams[m.backend_index];
         let settings = &upstream.settings;
         if let Some(limit) = settings.max_body_bytes {
-            let declared = req
-                .headers()
+            let declared = parts
+                .headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit) {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
+        // The forwarded request target: the received one when normalisation left it alone
+        // (sharing its bytes), else the normalised path with the query.
+        let path_and_query = match (&path, parts.uri.path_and_query()) {
+            (Cow::Borrowed(_), Some(pq)) => pq.clone(),
+            _ => {
+                let pq = match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.into_owned(),
+                };
+                PathAndQuery::from_maybe_shared(Bytes::from(pq))
+                    .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?
+            }
+        };
 
         let upgrade =
-            req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
+            parts.version == Version::HTTP_11 && headers::is_upgrade_request(&parts.headers);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
         let body_empty = body.is_end_stream();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         let trusted = self
@@ -339,29 +369,25 @@ impl Proxy {
         headers::set_forwarded(
             &mut parts.headers,
             &headers::ForwardedInfo {
-                peer: conn.peer.ip(),
+                peer: &conn.peer_header,
                 trusted,
                 proto: conn.entrypoint.scheme(),
-                host: &host,
-                port: conn.local.port(),
+                host: &host_value,
+                port: &conn.port_header,
             },
         );
         let request_id = headers::ensure_request_id(&mut parts.headers);
-        if !parts.headers.contains_key(header::HOST)
-            && let Ok(v) = HeaderValue::from_str(&host)
-        {
-            parts.headers.insert(header::HOST, v);
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, host_value.clone());
         }
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let mut body = Some(match settings.max_body_bytes {
-            Some(limit) => body::boxed(http_body_util::Limited::new(
+        // A body-less request sends nothing upstream (and allocates no box for it).
+        let mut body = Some(match (body_empty, settings.max_body_bytes) {
+            (true, _) => body::empty(),
+            (false, Some(limit)) => body::boxed(http_body_util::Limited::new(
                 body,
                 usize::try_from(limit).unwrap_or(usize::MAX),
             )),
-            None => body::boxed(body),
+            (false, None) => body::boxed(body),
         });
         let version = match settings.protocol {
             UpstreamProtocol::Http1 => Version::HTTP_11,
@@ -377,6 +403,9 @@ impl Proxy {
                 | Method::PUT
                 | Method::DELETE
         );
+        // Only a body-less idempotent request to a backend with another endpoint can be
+        // retried; only then do the headers need a copy for the second attempt.
+        let retryable = idempotent && body_empty && upstream.balancer.endpoints().len() > 1;
 
         let mut avoid = None;
         let mut last_error = None;
@@ -385,17 +414,21 @@ impl Proxy {
                 // No other endpoint to retry on: answer with what the first attempt got.
                 return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
             };
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(endpoint.addr.to_string())
-                .path_and_query(path_and_query.as_str())
-                .build()
+            let mut target = http::uri::Parts::default();
+            target.scheme = Some(http::uri::Scheme::HTTP);
+            target.authority = Some(endpoint.authority().clone());
+            target.path_and_query = Some(path_and_query.clone());
+            let uri = Uri::from_parts(target)
                 .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
             let mut upreq = Request::new(body.take().unwrap_or_else(body::empty));
             *upreq.method_mut() = parts.method.clone();
             *upreq.uri_mut() = uri;
             *upreq.version_mut() = version;
-            *upreq.headers_mut() = parts.headers.clone();
+            *upreq.headers_mut() = if attempt == 0 && retryable {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
             let inflight = endpoint.start();
             let sent = tokio::time::timeout(read_timeout, upstream.client.request(upreq)).await;
             let resp = match sent {
@@ -404,13 +437,13 @@ impl Proxy {
                 Ok(Err(e)) => {
                     let err = ProxyError::from_client_error(&e);
                     if e.is_connect() {
-                        metrics::counter!("sluice_upstream_connect_errors_total", "service" => labels.service.clone().unwrap_or_default()).increment(1);
+                        metrics::counter!("sluice_upstream_connect_errors_total", "service" => upstream.stats.service.clone()).increment(1);
                         if matches!(err, ProxyError::UpstreamRefused(_)) {
                             endpoint.mark_down();
                         }
                         // Nothing was sent: an idempotent request without a body is retried
                         // once on another endpoint.
-                        if attempt == 0 && idempotent && body_empty {
+                        if attempt == 0 && retryable {
                             avoid = Some(endpoint.addr);
                             body = Some(body::empty());
                             last_error = Some(err);
@@ -445,8 +478,10 @@ impl Proxy {
                 .headers
                 .entry(headers::X_REQUEST_ID.clone())
                 .or_insert(request_id);
-            let body = Tracked::new(body::boxed(rbody), inflight);
-            return Ok(Response::from_parts(rparts, body::boxed(body)));
+            return Ok(Response::from_parts(
+                rparts,
+                body::boxed(Tracked::new(rbody, inflight)),
+            ));
         }
         Err(last_error.unwrap_or(ProxyError::NoEndpoints))
     }
@@ -473,40 +508,28 @@ impl Proxy {
         &self,
         conn: &ConnInfo,
         method: &Method,
-        labels: &RequestLabels,
+        stats: &RequestStats,
+        error: Option<&'static str>,
         status: StatusCode,
         start: Instant,
     ) {
         let elapsed = start.elapsed();
-        let method = method_label(method);
-        let ingress = labels.ingress.clone().unwrap_or_default();
-        let service = labels.service.clone().unwrap_or_default();
-        let entrypoint = conn.entrypoint.as_str();
-        metrics::counter!(
-            "sluice_requests_total",
-            "entrypoint" => entrypoint,
-            "ingress" => ingress.clone(),
-            "service" => service.clone(),
-            "method" => method,
-            "code" => status_label(status),
-        )
-        .increment(1);
-        metrics::histogram!("sluice_request_duration_seconds", "entrypoint" => entrypoint, "service" => service.clone())
-            .record(elapsed.as_secs_f64());
-        if let Some(err) = labels.error {
-            metrics::counter!("sluice_proxy_errors_total", "entrypoint" => entrypoint, "reason" => err).increment(1);
+        let entrypoint = conn.entrypoint;
+        stats.record(entrypoint, method, status, elapsed);
+        if let Some(err) = error {
+            metrics::counter!("sluice_proxy_errors_total", "entrypoint" => entrypoint.as_str(), "reason" => err).increment(1);
         }
         if self.config.access_log {
             tracing::info!(
                 target: "sluice::access",
                 peer = %conn.peer,
-                entrypoint,
-                method,
+                entrypoint = entrypoint.as_str(),
+                method = stats::method_label(method),
                 status = status.as_u16(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                ingress = %ingress,
-                service = %service,
-                error = labels.error.unwrap_or(""),
+                ingress = %stats.ingress,
+                service = %stats.service,
+                error = error.unwrap_or(""),
             );
         }
     }
@@ -514,68 +537,18 @@ impl Proxy {
 
 #[derive(Default)]
 struct RequestLabels {
-    ingress: Option<metrics::SharedString>,
-    service: Option<metrics::SharedString>,
+    /// The index of the backend the request was routed to.
+    upstream: Option<usize>,
     error: Option<&'static str>,
 }
 
-/// The `code` label without allocating for the common status codes.
-fn status_label(status: StatusCode) -> metrics::SharedString {
-    let s: &'static str = match status.as_u16() {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        206 => "206",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        307 => "307",
-        308 => "308",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        408 => "408",
-        413 => "413",
-        421 => "421",
-        429 => "429",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => return metrics::SharedString::from(status.as_str().to_owned()),
-    };
-    metrics::SharedString::const_str(s)
-}
-
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "OTHER",
-    }
-}
-
 /// The request host: the URI authority (HTTP/2 `:authority`, absolute-form) or the Host header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(http::uri::Authority::as_str)
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })
-        .filter(|h| !h.is_empty())
+fn request_host(parts: &http::request::Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    }
+    .filter(|h| !h.is_empty())
 }
 
 fn host_without_port(host: &str) -> &str {
