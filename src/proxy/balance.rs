@@ -32,6 +32,8 @@ pub struct EndpointState {
     /// The address as a URI authority, built once so that a request only bumps a reference
     /// count.
     authority: http::uri::Authority,
+    /// Idle HTTP/1.1 connections to this endpoint (see `pool`).
+    pub(super) idle: Mutex<Vec<super::pool::Idle>>,
     outstanding: AtomicUsize,
     down_until_ms: AtomicU64,
 }
@@ -44,6 +46,7 @@ impl EndpointState {
         EndpointState {
             addr,
             authority,
+            idle: Mutex::new(Vec::new()),
             outstanding: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
         }

@@ -10,6 +10,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
 use super::balance::InFlight;
+use super::pool::Checkout;
 
 /// Any error a body may produce.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,18 +39,21 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
-/// A response body that holds an [`InFlight`] guard until it ends or is dropped.
-pub struct Tracked<B> {
+/// A response body that holds an [`InFlight`] guard until it ends or is dropped, and hands
+/// the upstream connection that carried it back to the pool once it has been read to the end.
+pub(crate) struct Tracked<B: Body> {
     inner: B,
     guard: Option<InFlight>,
+    conn: Option<Checkout>,
 }
 
-impl<B> Tracked<B> {
-    /// Wraps `inner`, releasing `guard` at the end of the body.
-    pub fn new(inner: B, guard: InFlight) -> Self {
+impl<B: Body> Tracked<B> {
+    /// Wraps `inner`, releasing `guard` (and `conn`, to the pool) at the end of the body.
+    pub(crate) fn new(inner: B, guard: InFlight, conn: Option<Checkout>) -> Self {
         Tracked {
             inner,
             guard: Some(guard),
+            conn,
         }
     }
 }
@@ -63,8 +67,18 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.guard = None;
+        match r {
+            Poll::Ready(None) => {
+                self.guard = None;
+                if let Some(conn) = self.conn.take() {
+                    conn.release();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.guard = None;
+                self.conn = None;
+            }
+            _ => {}
         }
         r
     }
@@ -75,5 +89,18 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended (a Content-Length body after its
+        // last byte, an empty body): that is a complete response too. A body dropped before
+        // its end leaves the connection mid-message, and it closes with the handle.
+        if let Some(conn) = self.conn.take()
+            && self.inner.is_end_stream()
+        {
+            conn.release();
+        }
     }
 }

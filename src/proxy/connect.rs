@@ -1,5 +1,5 @@
-//! The upstream connector: a TCP connection to an endpoint address, with a connect timeout
-//! and `TCP_NODELAY`.
+//! Upstream TCP connections: to an endpoint address, with a connect timeout and `TCP_NODELAY`
+//! ([`tcp`]), and as a connector for hyper-util's client (h2c upstreams).
 //!
 //! hyper-util's `HttpConnector` does the same plus a DNS step (our endpoints are IP
 //! addresses) and attaches connection info to *every* response, which costs two allocations
@@ -60,19 +60,25 @@ impl tower_service::Service<Uri> for Connector {
         let timeout = self.timeout;
         Box::pin(async move {
             let addr = endpoint_addr(&uri)?;
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connect to {addr} timed out after {timeout:?}"),
-                    )
-                })?
-                .map_err(|e| io::Error::new(e.kind(), format!("connect to {addr}: {e}")))?;
-            stream.set_nodelay(true)?;
-            Ok(Upstream(TokioIo::new(stream)))
+            Ok(Upstream(TokioIo::new(tcp(addr, timeout).await?)))
         })
     }
+}
+
+/// A TCP connection to `addr` with `TCP_NODELAY`, within `timeout` (a `TimedOut` error
+/// after it).
+pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out after {timeout:?}"),
+            )
+        })?
+        .map_err(|e| io::Error::new(e.kind(), format!("connect to {addr}: {e}")))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// A connection to an upstream endpoint.

@@ -1,6 +1,5 @@
 //! Proxy errors and the responses they become.
 
-use std::error::Error as _;
 use std::io;
 
 use http::{Response, StatusCode, header};
@@ -32,9 +31,10 @@ pub(crate) enum ProxyError {
 }
 
 impl ProxyError {
-    /// Classifies an upstream client error.
-    pub(crate) fn from_client_error(e: &hyper_util::client::legacy::Error) -> ProxyError {
-        let mut chain = Vec::new();
+    /// Classifies an upstream error (the legacy client's, hyper's, or a connect error):
+    /// walks the error and its sources.
+    pub(crate) fn from_upstream_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+        let mut chain = vec![e];
         let mut source = e.source();
         while let Some(s) = source {
             chain.push(s);

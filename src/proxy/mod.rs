@@ -16,6 +16,7 @@ mod conn;
 mod connect;
 mod error;
 pub mod headers;
+mod pool;
 mod stats;
 
 use std::borrow::Cow;
@@ -152,7 +153,9 @@ pub struct Snapshot {
 #[derive(Debug)]
 struct Upstream {
     balancer: Balancer,
-    client: Client<Connector, ProxyBody>,
+    /// hyper-util's pooled client, for h2c upstreams only; HTTP/1.1 goes through `pool`.
+    h2c: Option<Client<Connector, ProxyBody>>,
+    connect_timeout: Duration,
     settings: BackendSettings,
     /// Request metrics, with labels built and handles cached per backend.
     stats: RequestStats,
@@ -233,7 +236,9 @@ impl Proxy {
                     .unwrap_or(self.config.connect_timeout);
                 Upstream {
                     balancer,
-                    client: self.client((connect, b.settings.protocol)),
+                    h2c: (b.settings.protocol == UpstreamProtocol::H2c)
+                        .then(|| self.client((connect, b.settings.protocol))),
+                    connect_timeout: connect,
                     settings: b.settings.clone(),
                     stats: RequestStats::new(
                         metrics::SharedString::from(b.ingress.to_string()),
@@ -414,9 +419,13 @@ impl Proxy {
                 // No other endpoint to retry on: answer with what the first attempt got.
                 return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
             };
+            // HTTP/1.1 sends the origin form (`/path?query`); hyper-util's h2c client wants
+            // the absolute form for `:authority`.
             let mut target = http::uri::Parts::default();
-            target.scheme = Some(http::uri::Scheme::HTTP);
-            target.authority = Some(endpoint.authority().clone());
+            if upstream.h2c.is_some() {
+                target.scheme = Some(http::uri::Scheme::HTTP);
+                target.authority = Some(endpoint.authority().clone());
+            }
             target.path_and_query = Some(path_and_query.clone());
             let uri = Uri::from_parts(target)
                 .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
@@ -430,13 +439,14 @@ impl Proxy {
                 std::mem::take(&mut parts.headers)
             };
             let inflight = endpoint.start();
-            let sent = tokio::time::timeout(read_timeout, upstream.client.request(upreq)).await;
-            let resp = match sent {
+            let sent =
+                tokio::time::timeout(read_timeout, self.send_upstream(upstream, endpoint, upreq))
+                    .await;
+            let (resp, checkout) = match sent {
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
-                Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => {
-                    let err = ProxyError::from_client_error(&e);
-                    if e.is_connect() {
+                Ok(Ok(sent)) => sent,
+                Ok(Err((err, is_connect))) => {
+                    if is_connect {
                         metrics::counter!("sluice_upstream_connect_errors_total", "service" => upstream.stats.service.clone()).increment(1);
                         if matches!(err, ProxyError::UpstreamRefused(_)) {
                             endpoint.mark_down();
@@ -480,10 +490,38 @@ impl Proxy {
                 .or_insert(request_id);
             return Ok(Response::from_parts(
                 rparts,
-                body::boxed(Tracked::new(rbody, inflight)),
+                body::boxed(Tracked::new(rbody, inflight, checkout)),
             ));
         }
         Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+    }
+
+    /// One exchange with one endpoint: the response, and the pooled HTTP/1.1 connection that
+    /// carries its body. The error says whether it was a connect error (nothing sent).
+    async fn send_upstream(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Arc<balance::EndpointState>,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Option<pool::Checkout>), (ProxyError, bool)> {
+        if let Some(client) = &upstream.h2c {
+            return match client.request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(e) => Err((ProxyError::from_upstream_error(&e), e.is_connect())),
+            };
+        }
+        match pool::send(
+            endpoint,
+            upstream.connect_timeout,
+            self.config.upstream_idle_timeout,
+            req,
+        )
+        .await
+        {
+            Ok((resp, checkout)) => Ok((resp, Some(checkout))),
+            Err(pool::SendError::Connect(e)) => Err((ProxyError::from_upstream_error(&e), true)),
+            Err(pool::SendError::Http(e)) => Err((ProxyError::from_upstream_error(&e), false)),
+        }
     }
 
     fn redirect(&self, host: &str, path: &str, uri: &Uri) -> Response<ProxyBody> {

@@ -1,0 +1,307 @@
+//! HTTP/1.1 upstream connections: hyper's connection-level client with a small pool of idle
+//! connections per endpoint.
+//!
+//! hyper-util's pooled client costs, per request, a pool lookup hashed by scheme and
+//! authority (SipHash), a spawned task that waits for the connection to become idle again,
+//! and a connection-info extension on the response. Here the endpoint *is* the pool key: its
+//! idle connections are a stack in [`EndpointState`] (most recently used first, so warm
+//! connections are reused and cold ones age out), taken and returned under an uncontended
+//! mutex, and a connection goes back when the response body it carried has ended.
+//!
+//! A connection that sat idle longer than the upstream idle timeout is closed when the pool
+//! next looks at it (on a checkout, or at the bottom of the stack on a return); an upstream
+//! that closes an idle connection first ends its task, and the pool skips it. A request sent on
+//! a reused connection that turns out to be closed before anything was written is sent again
+//! on another connection, as hyper-util does.
+
+use std::io;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use super::balance::EndpointState;
+use super::body::ProxyBody;
+
+/// Idle connections kept per endpoint; more are closed when returned.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+/// An idle connection in an endpoint's pool.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// Why a request did not get a response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The TCP connect failed or timed out: nothing was sent.
+    Connect(io::Error),
+    /// The connection or the exchange failed.
+    Http(hyper::Error),
+}
+
+/// A connection carrying a response: goes back to its endpoint's pool once the response body
+/// has ended ([`Checkout::release`]), closes if dropped before.
+#[derive(Debug)]
+pub(crate) struct Checkout {
+    sender: SendRequest<ProxyBody>,
+    endpoint: Arc<EndpointState>,
+    idle_timeout: Duration,
+}
+
+impl Checkout {
+    /// The response this connection carried has been read to the end: the connection is free
+    /// for the next request.
+    pub(crate) fn release(self) {
+        let Checkout {
+            mut sender,
+            endpoint,
+            idle_timeout,
+        } = self;
+        if sender.is_ready() {
+            put(&endpoint, sender, idle_timeout);
+        } else if !sender.is_closed()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // The connection task has not caught up with the end of the body yet.
+            rt.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    put(&endpoint, sender, idle_timeout);
+                }
+            });
+        }
+    }
+}
+
+/// Sends `req` to `endpoint` on an idle connection, or on a new one.
+pub(crate) async fn send(
+    endpoint: &Arc<EndpointState>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    mut req: Request<ProxyBody>,
+) -> Result<(Response<Incoming>, Checkout), SendError> {
+    loop {
+        let (mut sender, reused) = match take(endpoint, idle_timeout) {
+            Some(sender) => (sender, true),
+            None => (connect(endpoint, connect_timeout).await?, false),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                return Ok((
+                    resp,
+                    Checkout {
+                        sender,
+                        endpoint: endpoint.clone(),
+                        idle_timeout,
+                    },
+                ));
+            }
+            Err(mut e) => match e.take_message() {
+                // Not written: the pooled connection had been closed by the upstream. The
+                // next try takes another idle connection, or a new one.
+                Some(unsent) if reused => req = unsent,
+                _ => return Err(SendError::Http(e.into_error())),
+            },
+        }
+    }
+}
+
+/// The most recently used idle connection that is still open and not idle for too long.
+fn take(endpoint: &EndpointState, idle_timeout: Duration) -> Option<SendRequest<ProxyBody>> {
+    let mut idle = endpoint.idle.lock().unwrap_or_else(PoisonError::into_inner);
+    while let Some(c) = idle.pop() {
+        if c.sender.is_ready() && c.since.elapsed() <= idle_timeout {
+            return Some(c.sender);
+        }
+        // Closed, or idle too long: dropping the handle ends the connection.
+    }
+    None
+}
+
+fn put(endpoint: &EndpointState, sender: SendRequest<ProxyBody>, idle_timeout: Duration) {
+    let now = Instant::now();
+    let mut idle = endpoint.idle.lock().unwrap_or_else(PoisonError::into_inner);
+    // The oldest are at the bottom: close the ones idle for too long.
+    let stale = idle
+        .iter()
+        .take_while(|c| now.duration_since(c.since) > idle_timeout || c.sender.is_closed())
+        .count();
+    if stale > 0 {
+        idle.drain(..stale);
+    }
+    if idle.len() < MAX_IDLE_PER_ENDPOINT {
+        idle.push(Idle { sender, since: now });
+    }
+}
+
+async fn connect(
+    endpoint: &EndpointState,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, SendError> {
+    let stream = super::connect::tcp(endpoint.addr, timeout)
+        .await
+        .map_err(SendError::Connect)?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(SendError::Http)?;
+    let addr = endpoint.addr;
+    tokio::spawn(async move {
+        // With upgrades: a 101 response hands the connection over to a WebSocket tunnel.
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(upstream = %addr, error = %e, "upstream connection closed with an error");
+        }
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+fn idle_count(endpoint: &EndpointState) -> usize {
+    endpoint
+        .idle
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .len()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::proxy::balance::EndpointRegistry;
+    use crate::proxy::body;
+
+    /// A backend answering every request on a connection with `hello`, closing after each
+    /// answer when `close` is set; counts accepted connections.
+    async fn backend(close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let conn = if close { "close" } else { "keep-alive" };
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: {conn}\r\n\r\nhello"
+                            );
+                            if s.write_all(resp.as_bytes()).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn endpoint(addr: std::net::SocketAddr) -> Arc<EndpointState> {
+        use crate::model::{Backend, BackendSettings, Endpoint, ObjectRef, ServicePort};
+        let backend = Arc::new(Backend {
+            ingress: ObjectRef::new("d", "i"),
+            service: ObjectRef::new("d", "s"),
+            port: ServicePort::Number(80),
+            endpoints: vec![Endpoint { addr, ready: true }],
+            settings: BackendSettings::default(),
+        });
+        let registry = EndpointRegistry::default();
+        registry.balancers(&[backend])[0].endpoints()[0].clone()
+    }
+
+    async fn get(ep: &Arc<EndpointState>, idle_timeout: Duration) -> String {
+        let req = Request::get("/")
+            .header(http::header::HOST, "x")
+            .body(body::empty())
+            .unwrap();
+        let (resp, checkout) = send(ep, Duration::from_secs(2), idle_timeout, req)
+            .await
+            .expect("response");
+        let mut b = body::Tracked::new(resp.into_body(), ep.start(), Some(checkout));
+        let mut text = Vec::new();
+        while let Some(frame) = b.frame().await {
+            if let Ok(data) = frame.expect("body").into_data() {
+                text.extend_from_slice(&data);
+            }
+        }
+        String::from_utf8(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_finished_response_returns_its_connection_for_the_next_request() {
+        let (addr, accepted) = backend(false).await;
+        let ep = endpoint(addr);
+        for _ in 0..5 {
+            assert_eq!(get(&ep, Duration::from_secs(30)).await, "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+        assert_eq!(idle_count(&ep), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_the_upstream_closes_are_not_reused() {
+        let (addr, accepted) = backend(true).await;
+        let ep = endpoint(addr);
+        for _ in 0..3 {
+            assert_eq!(get(&ep, Duration::from_secs(30)).await, "hello");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            3,
+            "a new connection each time"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_idle_longer_than_the_timeout_are_closed_not_reused() {
+        let (addr, accepted) = backend(false).await;
+        let ep = endpoint(addr);
+        for _ in 0..3 {
+            assert_eq!(get(&ep, Duration::ZERO).await, "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // Each return dropped the stale one below it: at most the last one is pooled.
+        assert!(idle_count(&ep) <= 1, "{}", idle_count(&ep));
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_closes_the_connection() {
+        let (addr, accepted) = backend(false).await;
+        let ep = endpoint(addr);
+        let req = Request::get("/").body(body::empty()).unwrap();
+        let (resp, checkout) = send(&ep, Duration::from_secs(2), Duration::from_secs(30), req)
+            .await
+            .unwrap();
+        drop(body::Tracked::new(
+            resp.into_body(),
+            ep.start(),
+            Some(checkout),
+        ));
+        assert_eq!(idle_count(&ep), 0, "not returned mid-message");
+        assert_eq!(get(&ep, Duration::from_secs(30)).await, "hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+}
