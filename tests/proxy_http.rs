@@ -1342,6 +1342,40 @@ async fn raw_harness() -> (RawBackend, Harness) {
 }
 
 #[tokio::test]
+async fn ingresses_sharing_a_service_share_its_upstream_connections() {
+    // Twenty Ingresses (twenty backends) for one Service: the endpoint's idle connections are
+    // one pool, so sequential requests to every host ride one upstream connection.
+    let raw = RawBackend::start(true).await;
+    let names: Vec<String> = (0..20).map(|i| format!("i{i}.yaml")).collect();
+    let mut files: Vec<(&str, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.as_str(),
+                ingress(
+                    &format!("i{i}"),
+                    &format!("h{i}.test"),
+                    &[("/", "Prefix", "web", 80)],
+                    &[],
+                ),
+            )
+        })
+        .collect();
+    files.push(("svc.yaml", service("web", &[(raw.addr, true)])));
+    let h = Harness::start(&files).await;
+    for i in 0..20 {
+        let r = get(&h, &format!("h{i}.test"), "/").await;
+        assert_eq!(r.status, 200, "h{i}.test: {}", r.body);
+    }
+    let conns = raw.with(|l| l.conns.len());
+    assert_eq!(
+        conns, 1,
+        "upstream connections opened for 20 sequential requests"
+    );
+}
+
+#[tokio::test]
 async fn content_length_with_transfer_encoding_forwards_one_chunked_request() {
     let (raw, h) = raw_harness().await;
     // TE.CL: a front end honouring Content-Length would see a body of 3 bytes ("5\r\n") and

@@ -127,8 +127,11 @@ impl EndpointRegistry {
                     .endpoints
                     .iter()
                     .map(|e| {
-                        let st = states
+                        // One state per address: shared with the backends already built in
+                        // this call, else carried over from the previous snapshot.
+                        let st = next
                             .get(&e.addr)
+                            .or_else(|| states.get(&e.addr))
                             .cloned()
                             .unwrap_or_else(|| Arc::new(EndpointState::new(e.addr)));
                         next.insert(e.addr, st.clone());
@@ -271,6 +274,24 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(bal.pick(None).unwrap().addr.port(), 1001);
         }
+    }
+
+    #[test]
+    fn backends_with_the_same_address_share_its_state() {
+        let reg = EndpointRegistry::default();
+        let (a, b) = (
+            backend(2, LoadBalancer::RoundRobin),
+            backend(3, LoadBalancer::LeastRequest),
+        );
+        let bals = reg.balancers(&[a, b]);
+        for i in 0..2 {
+            assert!(
+                Arc::ptr_eq(&bals[0].endpoints()[i], &bals[1].endpoints()[i]),
+                "endpoint {i}: one state (pool, counters, down mark) per address"
+            );
+        }
+        bals[0].endpoints()[0].mark_down();
+        assert!(bals[1].endpoints()[0].is_down());
     }
 
     #[test]
