@@ -92,6 +92,9 @@ pub struct ConnTracker {
     idle: Notify,
     shutdown: watch::Sender<bool>,
     force: watch::Sender<bool>,
+    /// `sluice_open_connections` handles by (entrypoint, protocol), looked up in the metrics
+    /// registry once instead of twice per connection.
+    gauges: [std::sync::OnceLock<metrics::Gauge>; 4],
 }
 
 impl Default for ConnTracker {
@@ -101,6 +104,7 @@ impl Default for ConnTracker {
             idle: Notify::new(),
             shutdown: watch::channel(false).0,
             force: watch::channel(false).0,
+            gauges: Default::default(),
         }
     }
 }
@@ -150,11 +154,21 @@ impl ConnTracker {
         protocol: &'static str,
     ) -> ConnGuard {
         self.open.fetch_add(1, Ordering::SeqCst);
-        metrics::gauge!("sluice_open_connections", "entrypoint" => entrypoint.as_str(), "protocol" => protocol).increment(1.0);
+        let slot = match (entrypoint, protocol) {
+            (Entrypoint::Http, "upgraded") => 1,
+            (Entrypoint::Http, _) => 0,
+            (Entrypoint::Https, "upgraded") => 3,
+            (Entrypoint::Https, _) => 2,
+        };
+        let gauge = self.gauges[slot]
+            .get_or_init(|| {
+                metrics::gauge!("sluice_open_connections", "entrypoint" => entrypoint.as_str(), "protocol" => protocol)
+            })
+            .clone();
+        gauge.increment(1.0);
         ConnGuard {
             tracker: self.clone(),
-            entrypoint,
-            protocol,
+            gauge,
         }
     }
 }
@@ -162,14 +176,12 @@ impl ConnTracker {
 /// Counts one open connection (or tunnel) until dropped.
 pub(super) struct ConnGuard {
     tracker: Arc<ConnTracker>,
-    entrypoint: Entrypoint,
-    protocol: &'static str,
+    gauge: metrics::Gauge,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        metrics::gauge!("sluice_open_connections", "entrypoint" => self.entrypoint.as_str(), "protocol" => self.protocol)
-            .decrement(1.0);
+        self.gauge.decrement(1.0);
         if self.tracker.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.tracker.idle.notify_waiters();
         }
