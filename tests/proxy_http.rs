@@ -1050,32 +1050,8 @@ async fn refused_connection_is_502_for_a_get() {
 #[tokio::test]
 async fn a_silent_backend_is_504_after_the_read_timeout() {
     let silent = RawBackend::start(false).await;
-    let h = Harness::start(&[
-        (
-            "web.yaml",
-            ingress(
-                "web",
-                "web.test",
-                &[("/", "Prefix", "web", 80)],
-                &[("sluice.io/proxy-read-timeout", "300ms")],
-            ),
-        ),
-        ("svc.yaml", service("web", &[(silent.addr, true)])),
-    ])
-    .await;
-    let started = Instant::now();
-    let r = get(&h, "web.test", "/slow").await;
-    let elapsed = started.elapsed();
-    assert_eq!(r.status, 504, "{}", r.body);
-    assert!(r.body.starts_with("gateway timeout"), "{}", r.body);
-    assert!(
-        elapsed >= Duration::from_millis(300),
-        "answered after {elapsed:?}, before the timeout"
-    );
-    assert!(
-        elapsed < Duration::from_secs(5),
-        "answered after {elapsed:?}"
-    );
+    let h = web_to(silent.addr, ("sluice.io/proxy-read-timeout", "300ms")).await;
+    assert_gateway_timeout_after_300ms(&h, "/slow").await;
     // The request did reach the backend: the timeout is the response-head timeout.
     assert!(silent.with(|l| find(&l.bytes(), b"GET /slow HTTP/1.1").is_some()));
 }
@@ -1094,26 +1070,41 @@ async fn unanswering_addr() -> (tokio::net::TcpListener, TcpStream, SocketAddr) 
 #[tokio::test]
 async fn an_unanswered_connect_is_504_after_the_connect_timeout() {
     let (_listener, _filler, addr) = unanswering_addr().await;
-    let h = Harness::start(&[
+    let h = web_to(addr, ("sluice.io/proxy-connect-timeout", "300ms")).await;
+    assert_gateway_timeout_after_300ms(&h, "/").await;
+}
+
+/// `web.test` routed to one endpoint, with one annotation.
+async fn web_to(addr: SocketAddr, annotation: (&str, &str)) -> Harness {
+    Harness::start(&[
         (
             "web.yaml",
             ingress(
                 "web",
                 "web.test",
                 &[("/", "Prefix", "web", 80)],
-                &[("sluice.io/proxy-connect-timeout", "300ms")],
+                &[annotation],
             ),
         ),
         ("svc.yaml", service("web", &[(addr, true)])),
     ])
-    .await;
+    .await
+}
+
+/// A GET to `web.test` answers 504 once a 300 ms timeout has passed (and well before the 5 s
+/// defaults would).
+async fn assert_gateway_timeout_after_300ms(h: &Harness, path: &str) {
     let started = Instant::now();
-    let r = get(&h, "web.test", "/").await;
+    let r = get(h, "web.test", path).await;
     let elapsed = started.elapsed();
     assert_eq!(r.status, 504, "{}", r.body);
     assert!(r.body.starts_with("gateway timeout"), "{}", r.body);
     assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+        elapsed >= Duration::from_millis(300),
+        "answered after {elapsed:?}, before the timeout"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
         "answered after {elapsed:?}"
     );
 }
