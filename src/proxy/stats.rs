@@ -108,20 +108,14 @@ fn method_index(m: &Method) -> u32 {
     }
 }
 
+/// `method` labels, indexed by [`method_index`].
+const METHOD_LABELS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
 /// The `method` label: the standard methods, or `OTHER` (a client cannot create series).
 pub(super) fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "OTHER",
-    }
+    METHOD_LABELS[method_index(m) as usize]
 }
 
 /// The `code` label without allocating for the common status codes.
