@@ -13,6 +13,7 @@
 //!    the data plane reads through one atomic snapshot load per request.
 
 pub mod model;
+pub mod pace;
 pub mod proxy;
 pub mod routing;
 pub mod source;

@@ -42,3 +42,37 @@ async fn routes_a_request_to_an_echo_backend() {
     assert!(body.contains("GET /hello?x=1"), "{body}");
     assert!(body.contains(&format!("endpoint: {backend}")), "{body}");
 }
+
+/// The peer harness stops what it started: a peer (here Python's HTTP server) listens after
+/// start and is gone after drop.
+#[tokio::test]
+async fn a_peer_starts_and_stops_with_its_handle() {
+    use support::peers::{Peer, free_port, port_open, wait_for};
+    let port = free_port();
+    let mut peer = Peer::spawn(
+        "http-server",
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ],
+        &[],
+        None,
+    );
+    wait_for(&mut peer, "listening", DEADLINE, || async {
+        port_open(port).await.then_some(())
+    })
+    .await;
+    drop(peer);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while port_open(port).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the peer still listens after drop"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
