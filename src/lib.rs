@@ -12,10 +12,12 @@
 //! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
 //!    the data plane reads through one atomic snapshot load per request.
 
+pub mod lease;
 pub mod model;
 pub mod pace;
 pub mod proxy;
 pub mod routing;
 pub mod source;
+pub mod status;
 pub mod tls;
 pub mod translate;

@@ -43,9 +43,8 @@ impl Backoff {
 
     /// The delay before the next attempt, given `random` in `[0, 1)`, and counts the attempt.
     pub fn next_with(&mut self, random: f64) -> Duration {
-        let shift = self.attempts.min(31);
+        let full = self.delay_for(self.attempts);
         self.attempts = self.attempts.saturating_add(1);
-        let full = self.min.saturating_mul(1u32 << shift).min(self.max);
         full.mul_f64(1.0 - self.jitter * random.clamp(0.0, 1.0))
     }
 
@@ -54,11 +53,17 @@ impl Backoff {
         self.next_with(fastrand::f64())
     }
 
+    /// The delay before attempt number `attempt` (0-based) without jitter: `min * 2^attempt`,
+    /// at most `max`.
+    pub fn delay_for(&self, attempt: u32) -> Duration {
+        self.min
+            .saturating_mul(1u32 << attempt.min(31))
+            .min(self.max)
+    }
+
     /// The delay before the next attempt without jitter and without counting it.
     pub fn peek(&self) -> Duration {
-        self.min
-            .saturating_mul(1u32 << self.attempts.min(31))
-            .min(self.max)
+        self.delay_for(self.attempts)
     }
 
     /// Back to `min` (after a success).
