@@ -106,10 +106,10 @@ async fn kube_mode_follows_the_api_server() {
     fake.apply(ingress("web", "web.test", "web"));
 
     let mut opts = RunOptions::new(std::env::temp_dir());
-    opts.kube = Some(KubeSource {
+    opts.source = run::Source::Kube(Box::new(KubeSource {
         config: Some(fake.kube_config()),
         ..KubeSource::default()
-    });
+    }));
     opts.debounce = Duration::from_millis(20);
     let running = run::start(opts).await.expect("sluice starts");
     running

@@ -47,12 +47,12 @@ fn service() -> Value {
 
 async fn start(fake: &FakeApiServer, publish: &[&str]) -> Running {
     let mut opts = RunOptions::new(std::env::temp_dir());
-    opts.kube = Some(KubeSource {
+    opts.source = run::Source::Kube(Box::new(KubeSource {
         config: Some(fake.kube_config()),
         publish_addresses: publish.iter().map(|s| (*s).to_owned()).collect(),
         leader_election: short_election(),
         ..KubeSource::default()
-    });
+    }));
     opts.debounce = Duration::from_millis(20);
     let running = run::start(opts).await.expect("sluice starts");
     running
@@ -348,7 +348,13 @@ async fn a_lost_lease_stops_writes_and_conflicts_are_survived() {
     // the Lease (same identity).
     for actor in ["leader", "status"] {
         let before = running.tree.restarts(actor);
-        assert!(running.tree.crash(actor), "crash {actor}");
+        assert_eq!(
+            running
+                .tree
+                .crash(actor, sluice_actors::supervisor::CrashPoint::Handler),
+            sluice_actors::supervisor::Crashed::Yes,
+            "crash {actor}"
+        );
         until(DEADLINE, "the restart", || {
             running.tree.restarts(actor) > before && running.tree.status(actor) == Some("running")
         })
@@ -385,12 +391,12 @@ async fn publish_service_is_followed_as_it_changes() {
     };
     fake.apply(lb_service(json!({ "ingress": [{ "ip": "203.0.113.10" }] })));
     let mut opts = RunOptions::new(std::env::temp_dir());
-    opts.kube = Some(KubeSource {
+    opts.source = run::Source::Kube(Box::new(KubeSource {
         config: Some(fake.kube_config()),
         publish_service: Some("sluice-system/sluice".to_owned()),
         leader_election: short_election(),
         ..KubeSource::default()
-    });
+    }));
     opts.debounce = Duration::from_millis(20);
     let running = run::start(opts).await.expect("sluice starts");
     until(DEADLINE, "the Service's address", || {

@@ -41,6 +41,12 @@ async fn routes_a_request_to_an_echo_backend() {
     .unwrap();
     assert!(body.contains("GET /hello?x=1"), "{body}");
     assert!(body.contains(&format!("endpoint: {backend}")), "{body}");
+    // A quiet run restarts nothing: every actor's tasks keep running.
+    h.write("extra.yaml", &service("other", &[])).await;
+    for name in h.running.tree.names() {
+        assert_eq!(h.running.tree.restarts(&name), 0, "{name} restarted");
+        assert_eq!(h.running.tree.status(&name), Some("running"), "{name}");
+    }
 }
 
 /// The peer harness stops what it started: a peer (here Python's HTTP server) listens after

@@ -1,99 +1,84 @@
 //! The admin actor and its HTTP endpoint: `/healthz`, `/readyz`, `/metrics` (Prometheus text),
 //! and a JSON API: `/api/routes` (the live table), `/api/actors` (the supervision tree),
-//! `/api/diagnostics`. With `--chaos`, `POST /debug/crash/{actor}` makes that actor panic.
+//! `/api/diagnostics`. With `--chaos`, `POST /debug/crash/{actor}` makes that actor panic in
+//! its message handler, and `POST /debug/crash/{actor}?in=task` inside its background task.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::ActorProcessingErr;
 use serde_json::json;
 use sluice::model::Diagnostic;
+use sluice::proxy::Proxy;
+use sluice::tls::CertStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::messages::{AdminMsg, TaskGuard};
-use crate::run::Shared;
+use crate::readiness::Readiness;
+use crate::supervisor::{ActorTree, CrashPoint, Crashed};
+use crate::topics::Desired;
+use crate::worker::{Ctx, NoMsg, Worker};
 
-/// Readiness: the first configuration is live and the listeners are bound, and we are not
-/// shutting down.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    config_live: AtomicBool,
-    listening: AtomicBool,
-    draining: AtomicBool,
-}
-
-impl Readiness {
-    /// The first configuration was published.
-    pub fn set_config_live(&self) {
-        self.config_live.store(true, Ordering::SeqCst);
-    }
-    /// The traffic listeners are bound.
-    pub fn set_listening(&self) {
-        self.listening.store(true, Ordering::SeqCst);
-    }
-    /// Shutdown started: report not ready so that load balancers stop sending.
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-    /// Ready to take traffic.
-    pub fn is_ready(&self) -> bool {
-        self.config_live.load(Ordering::SeqCst)
-            && self.listening.load(Ordering::SeqCst)
-            && !self.draining.load(Ordering::SeqCst)
-    }
+/// What the admin endpoint uses.
+#[derive(Clone, Debug)]
+pub struct AdminArgs {
+    /// The listening socket (owned by the runtime).
+    pub socket: Arc<TcpListener>,
+    /// `/readyz`.
+    pub readiness: Arc<Readiness>,
+    /// `/api/actors` and the chaos endpoint.
+    pub tree: Arc<ActorTree>,
+    /// `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// `/api/routes`.
+    pub proxy: Arc<Proxy>,
+    /// Certificate expiry gauges, rendered from the live snapshot.
+    pub certs: Arc<ArcSwap<CertStore>>,
+    /// `/api/diagnostics`.
+    pub desired: watch::Receiver<Option<Arc<Desired>>>,
+    /// `/api/diagnostics`.
+    pub cert_diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
+    /// Chaos routes enabled.
+    pub chaos: bool,
 }
 
 /// The admin actor.
 #[derive(Debug)]
 pub struct Admin;
 
-/// Its state: the server task.
-#[derive(Debug)]
-pub struct AdminState {
-    _server: TaskGuard,
-}
+impl Worker for Admin {
+    type Msg = NoMsg;
+    type State = ();
+    type Args = AdminArgs;
 
-impl Actor for Admin {
-    type Msg = AdminMsg;
-    type State = AdminState;
-    type Arguments = Arc<Shared>;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<AdminMsg>,
-        shared: Arc<Shared>,
-    ) -> Result<AdminState, ActorProcessingErr> {
-        Ok(AdminState {
-            _server: TaskGuard(tokio::spawn(serve(shared))),
-        })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<AdminMsg>,
-        msg: AdminMsg,
-        _state: &mut AdminState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            AdminMsg::Crash => panic!("chaos: crash requested for admin"),
-        }
+    async fn start(&self, ctx: &mut Ctx<NoMsg>, args: AdminArgs) -> Result<(), ActorProcessingErr> {
+        ctx.spawn("server", serve(Arc::new(args)));
+        Ok(())
     }
 }
 
-async fn serve(shared: Arc<Shared>) {
+async fn serve(args: Arc<AdminArgs>) {
     loop {
-        let Ok((stream, _)) = shared.admin.accept().await else {
-            continue;
+        let stream = match args.socket.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and the like are transient: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
-        let shared = shared.clone();
+        let args = args.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, shared.clone()));
+            let svc = service_fn(move |req| handle(req, args.clone()));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -121,12 +106,12 @@ fn json_reply(v: &serde_json::Value) -> Response<Full<Bytes>> {
 
 async fn handle(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    args: Arc<AdminArgs>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
     let resp = match (req.method(), path) {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/readyz") if shared.readiness.is_ready() => {
+        (&Method::GET, "/readyz") if args.readiness.is_ready() => {
             reply(StatusCode::OK, "text/plain", "ready\n")
         }
         (&Method::GET, "/readyz") => {
@@ -135,26 +120,37 @@ async fn handle(
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            shared.metrics.render(),
+            render_metrics(&args),
         ),
-        (&Method::GET, "/api/routes") => json_reply(&routes(&shared)),
-        (&Method::GET, "/api/actors") => json_reply(&shared.tree.to_json()),
-        (&Method::GET, "/api/diagnostics") => json_reply(&diagnostics(&shared)),
-        (&Method::POST, p) if shared.chaos && p.starts_with("/debug/crash/") => {
+        (&Method::GET, "/api/routes") => json_reply(&routes(&args)),
+        (&Method::GET, "/api/actors") => json_reply(&args.tree.to_json()),
+        (&Method::GET, "/api/diagnostics") => json_reply(&diagnostics(&args)),
+        (&Method::POST, p) if args.chaos && p.starts_with("/debug/crash/") => {
             let name = &p["/debug/crash/".len()..];
-            if shared.tree.crash(name) {
-                tracing::warn!(actor = name, "chaos: crash injected");
-                reply(
-                    StatusCode::ACCEPTED,
-                    "text/plain",
-                    format!("crashing {name}\n"),
-                )
+            let point = if req.uri().query() == Some("in=task") {
+                CrashPoint::Task
             } else {
-                reply(
+                CrashPoint::Handler
+            };
+            match args.tree.crash(name, point) {
+                Crashed::Yes => {
+                    tracing::warn!(actor = name, ?point, "chaos: crash injected");
+                    reply(
+                        StatusCode::ACCEPTED,
+                        "text/plain",
+                        format!("crashing {name} ({point:?})\n"),
+                    )
+                }
+                Crashed::NoTask => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!("actor {name:?} has no background task\n"),
+                ),
+                Crashed::NoSuchActor => reply(
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     format!("no running actor named {name:?}; see /api/actors\n"),
-                )
+                ),
             }
         }
         _ => reply(
@@ -166,8 +162,34 @@ async fn handle(
     Ok(resp)
 }
 
-fn routes(shared: &Shared) -> serde_json::Value {
-    let snap = shared.proxy.snapshot();
+/// The registry's metrics, plus the certificate expiry gauges computed from the live
+/// certificate snapshot, so a Secret that is no longer used has no series.
+fn render_metrics(args: &AdminArgs) -> String {
+    let mut out = args.metrics.render();
+    let store = args.certs.load();
+    let not_after = store.not_after();
+    out.push_str(
+        "# HELP sluice_tls_certs_not_after Expiry (notAfter, Unix seconds) of the leaf certificate of each TLS Secret in use.\n\
+         # TYPE sluice_tls_certs_not_after gauge\n",
+    );
+    for (secret, t) in not_after {
+        out.push_str(&format!(
+            "sluice_tls_certs_not_after{{secret=\"{}\"}} {t}\n",
+            escape_label(&secret.to_string())
+        ));
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn routes(args: &AdminArgs) -> serde_json::Value {
+    let snap = args.proxy.snapshot();
     let endpoints = |b: &sluice::model::Backend| -> Vec<serde_json::Value> {
         b.endpoints
             .iter()
@@ -207,8 +229,8 @@ fn diag_json(d: &Diagnostic) -> serde_json::Value {
     })
 }
 
-fn diagnostics(shared: &Shared) -> serde_json::Value {
-    let desired = shared.desired.borrow().clone();
+fn diagnostics(args: &AdminArgs) -> serde_json::Value {
+    let desired = args.desired.borrow().clone();
     let mut list: Vec<serde_json::Value> = Vec::new();
     if let Some(d) = &desired {
         for e in &d.loaded.errors {
@@ -216,6 +238,6 @@ fn diagnostics(shared: &Shared) -> serde_json::Value {
         }
         list.extend(d.translation.diagnostics.iter().map(diag_json));
     }
-    list.extend(shared.cert_diagnostics.borrow().iter().map(diag_json));
+    list.extend(args.cert_diagnostics.borrow().iter().map(diag_json));
     serde_json::Value::Array(list)
 }

@@ -4,77 +4,89 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use arc_swap::ArcSwap;
+use ractor::ActorProcessingErr;
+use rustls::sign::CertifiedKey;
 use sluice::tls::CertStore;
+use tokio::sync::watch;
 
-use crate::messages::{CertificateMsg, TaskGuard, forward};
-use crate::run::Shared;
+use crate::topics::{CertDiagnosticsTopic, Desired, forward};
+use crate::worker::{Ctx, Worker};
+
+/// What the certificate actor uses.
+#[derive(Debug)]
+pub struct CertificateArgs {
+    /// The snapshot the TLS resolver reads.
+    pub certs: Arc<ArcSwap<CertStore>>,
+    /// Served when no certificate matches.
+    pub default_cert: Arc<CertifiedKey>,
+    /// The desired topic.
+    pub desired: watch::Receiver<Option<Arc<Desired>>>,
+    /// Where certificate diagnostics are published.
+    pub diagnostics: CertDiagnosticsTopic,
+}
 
 /// The certificate actor.
 #[derive(Debug)]
 pub struct Certificate;
 
+/// Certificate actor messages.
+#[derive(Debug)]
+pub enum CertificateMsg {
+    /// A new translation: rebuild the certificate snapshot.
+    Desired(Arc<Desired>),
+}
+
 /// Its state.
 #[derive(Debug)]
 pub struct CertificateState {
-    shared: Arc<Shared>,
+    args: CertificateArgs,
     reported: HashSet<String>,
-    _subscription: TaskGuard,
 }
 
-impl Actor for Certificate {
+impl Worker for Certificate {
     type Msg = CertificateMsg;
     type State = CertificateState;
-    type Arguments = Arc<Shared>;
+    type Args = CertificateArgs;
 
-    async fn pre_start(
+    async fn start(
         &self,
-        myself: ActorRef<CertificateMsg>,
-        shared: Arc<Shared>,
+        ctx: &mut Ctx<CertificateMsg>,
+        args: CertificateArgs,
     ) -> Result<CertificateState, ActorProcessingErr> {
         // The latest translation arrives at once: a restarted actor reloads from the Secrets.
-        let sub = forward(shared.desired.subscribe(), myself, CertificateMsg::Desired);
+        forward(ctx, args.desired.clone(), CertificateMsg::Desired);
         Ok(CertificateState {
-            shared,
+            args,
             reported: HashSet::new(),
-            _subscription: sub,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<CertificateMsg>,
+        _ctx: &mut Ctx<CertificateMsg>,
         msg: CertificateMsg,
         state: &mut CertificateState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            CertificateMsg::Desired(desired) => {
-                let shared = &state.shared;
-                let (store, diags) = CertStore::build(
-                    &desired.translation.model.tls,
-                    &desired.loaded.state.secrets,
-                    shared.default_cert.clone(),
-                );
-                for (secret, not_after) in store.not_after() {
-                    #[allow(clippy::cast_precision_loss, reason = "Unix seconds fit f64 exactly")]
-                    metrics::gauge!("sluice_tls_certs_not_after", "secret" => secret.to_string())
-                        .set(not_after as f64);
-                }
-                shared.certs.store(Arc::new(store));
-                let mut now = HashSet::new();
-                for d in &diags {
-                    let line = d.to_string();
-                    if !state.reported.contains(&line) {
-                        tracing::warn!(target: "sluice::config", reason = d.reason.as_str(), severity = d.severity.as_str(), "{line}");
-                        metrics::counter!("sluice_config_diagnostics_total", "reason" => d.reason.as_str(), "severity" => d.severity.as_str()).increment(1);
-                    }
-                    now.insert(line);
-                }
-                state.reported = now;
-                shared.cert_diagnostics.send_replace(Arc::new(diags));
-                Ok(())
+        let CertificateMsg::Desired(desired) = msg;
+        let args = &state.args;
+        let (store, diags) = CertStore::build(
+            &desired.translation.model.tls,
+            &desired.loaded.state.secrets,
+            args.default_cert.clone(),
+        );
+        args.certs.store(Arc::new(store));
+        let mut now = HashSet::new();
+        for d in &diags {
+            let line = d.to_string();
+            if !state.reported.contains(&line) {
+                tracing::warn!(target: "sluice::config", reason = d.reason.as_str(), severity = d.severity.as_str(), "{line}");
+                metrics::counter!("sluice_config_diagnostics_total", "reason" => d.reason.as_str(), "severity" => d.severity.as_str()).increment(1);
             }
-            CertificateMsg::Crash => panic!("chaos: crash requested for certificate"),
+            now.insert(line);
         }
+        state.reported = now;
+        args.diagnostics.send_replace(Arc::new(diags));
+        Ok(())
     }
 }

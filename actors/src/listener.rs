@@ -1,74 +1,83 @@
 //! The listener actor, one per entrypoint: runs the accept loop on a socket it does not own.
 //!
-//! The listening socket belongs to the runtime ([`Shared`]), so while a crashed listener is
-//! restarted the kernel keeps queueing new connections, and connections already accepted are
-//! tasks of their own that the crash does not touch.
+//! The listening socket belongs to the runtime, so while a crashed listener is restarted the
+//! kernel keeps queueing new connections, and connections already accepted are tasks of their
+//! own that the crash does not touch.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sluice::proxy::Entrypoint;
+use ractor::ActorProcessingErr;
+use sluice::proxy::{ConnTracker, Entrypoint, Proxy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::messages::{ListenerMsg, TaskGuard};
-use crate::run::Shared;
+use crate::worker::{Ctx, NoMsg, Worker};
+
+/// What a listener uses.
+pub struct ListenerArgs {
+    /// The listening socket (owned by the runtime).
+    pub socket: Arc<TcpListener>,
+    /// Which entrypoint it is.
+    pub entrypoint: Entrypoint,
+    /// The data plane.
+    pub proxy: Arc<Proxy>,
+    /// Open connections, for graceful shutdown.
+    pub tracker: Arc<ConnTracker>,
+    /// The TLS acceptor (HTTPS only).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Becomes true when accepting must stop (shutdown).
+    pub stop: watch::Receiver<bool>,
+}
 
 /// The listener actor.
 #[derive(Debug)]
 pub struct Listener;
 
-/// Its state: the accept loop task.
-#[derive(Debug)]
-pub struct ListenerState {
-    _accept: TaskGuard,
-}
+impl Worker for Listener {
+    type Msg = NoMsg;
+    type State = ();
+    type Args = ListenerArgs;
 
-impl Actor for Listener {
-    type Msg = ListenerMsg;
-    type State = ListenerState;
-    type Arguments = (Arc<Shared>, Entrypoint);
-
-    async fn pre_start(
+    async fn start(
         &self,
-        _myself: ActorRef<ListenerMsg>,
-        (shared, entrypoint): Self::Arguments,
-    ) -> Result<ListenerState, ActorProcessingErr> {
-        let task = tokio::spawn(accept_loop(shared, entrypoint));
-        Ok(ListenerState {
-            _accept: TaskGuard(task),
-        })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<ListenerMsg>,
-        msg: ListenerMsg,
-        _state: &mut ListenerState,
+        ctx: &mut Ctx<NoMsg>,
+        args: ListenerArgs,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            ListenerMsg::Crash => panic!("chaos: crash requested for a listener"),
-        }
+        ctx.spawn("accept", async move {
+            accept_loop(args).await;
+            // Stopped on purpose (shutdown): stay quiet until the actor is stopped.
+            std::future::pending::<()>().await;
+        });
+        Ok(())
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, entrypoint: Entrypoint) {
-    let listener = match entrypoint {
-        Entrypoint::Http => shared.http.clone(),
-        Entrypoint::Https => shared.https.clone(),
-    };
-    let mut stop = shared.stop_accepting.subscribe();
+/// Accepts until `stop` becomes true.
+async fn accept_loop(args: ListenerArgs) {
+    let ListenerArgs {
+        socket,
+        entrypoint,
+        proxy,
+        tracker,
+        tls,
+        mut stop,
+    } = args;
     loop {
         if *stop.borrow_and_update() {
             return;
         }
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let proxy = shared.proxy.clone();
-                    let tracker = shared.tracker.clone();
-                    match entrypoint {
-                        Entrypoint::Http => { tokio::spawn(proxy.serve_http(tracker, stream, peer)); }
-                        Entrypoint::Https => { tokio::spawn(proxy.serve_tls(tracker, shared.acceptor.clone(), stream, peer)); }
+                    let (proxy, tracker) = (proxy.clone(), tracker.clone());
+                    match (&tls, entrypoint) {
+                        (Some(acceptor), Entrypoint::Https) => {
+                            tokio::spawn(proxy.serve_tls(tracker, acceptor.clone(), stream, peer));
+                        }
+                        _ => {
+                            tokio::spawn(proxy.serve_http(tracker, stream, peer));
+                        }
                     }
                 }
                 Err(e) => {
@@ -78,7 +87,7 @@ async fn accept_loop(shared: Arc<Shared>, entrypoint: Entrypoint) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = stop.changed() => {}
+            changed = stop.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -203,9 +203,8 @@ fn main() -> ExitCode {
         } => {
             telemetry::init_logging(serve.log_format);
             telemetry::install_panic_hook();
-            let opts = RunOptions {
-                manifests: manifests.unwrap_or_default(),
-                kube: kube.then(|| run::KubeSource {
+            let source = if kube {
+                run::Source::Kube(Box::new(run::KubeSource {
                     kubeconfig,
                     namespaces: watch_namespaces,
                     config: None,
@@ -216,7 +215,12 @@ fn main() -> ExitCode {
                         name: leader_election_id,
                         ..Default::default()
                     },
-                }),
+                }))
+            } else {
+                run::Source::Manifests(manifests.unwrap_or_default())
+            };
+            let opts = RunOptions {
+                source,
                 http_addr: serve.http_addr,
                 https_addr: serve.https_addr,
                 admin_addr: serve.admin_addr,
@@ -269,7 +273,7 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
     demo::write_manifests(&dir, echo, [api1, api2])?;
     let opts = RunOptions {
-        manifests: dir.clone(),
+        source: run::Source::Manifests(dir.clone()),
         http_addr: serve.http_addr,
         https_addr: serve.https_addr,
         admin_addr: serve.admin_addr,
@@ -278,7 +282,6 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         debounce: Duration::from_millis(50),
         chaos: serve.chaos,
         intensity: Default::default(),
-        kube: None,
     };
     let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
     let _ = std::fs::remove_dir_all(&dir);

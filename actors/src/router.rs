@@ -5,69 +5,91 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorProcessingErr;
+use sluice::proxy::Proxy;
 use sluice::routing::RoutingTable;
 use sluice::source::manifests::Loaded;
-use sluice::translate;
+use sluice::translate::{self, Options};
+use tokio::sync::watch;
 
-use crate::messages::{Desired, RouterMsg, TaskGuard, forward};
-use crate::run::Shared;
+use crate::readiness::Readiness;
+use crate::topics::{Desired, DesiredTopic, forward};
+use crate::worker::{Ctx, Worker};
+
+/// What the router uses.
+#[derive(Debug)]
+pub struct RouterArgs {
+    /// Which Ingresses are ours.
+    pub classes: Options,
+    /// The data plane the table is published to.
+    pub proxy: Arc<Proxy>,
+    /// The source topic.
+    pub source: watch::Receiver<Option<Arc<Loaded>>>,
+    /// Where translations are published.
+    pub desired: DesiredTopic,
+    /// Set once the first configuration is live.
+    pub readiness: Arc<Readiness>,
+    /// Counts published configurations.
+    pub reloads: watch::Sender<u64>,
+}
 
 /// The router actor.
 #[derive(Debug)]
 pub struct Router;
 
+/// Router messages.
+#[derive(Debug)]
+pub enum RouterMsg {
+    /// A new source state to translate, compile and publish.
+    State(Arc<Loaded>),
+}
+
 /// Its state.
 #[derive(Debug)]
 pub struct RouterState {
-    shared: Arc<Shared>,
+    args: RouterArgs,
     reported: HashSet<String>,
-    _subscription: TaskGuard,
 }
 
-impl Actor for Router {
+impl Worker for Router {
     type Msg = RouterMsg;
     type State = RouterState;
-    type Arguments = Arc<Shared>;
+    type Args = RouterArgs;
 
-    async fn pre_start(
+    async fn start(
         &self,
-        myself: ActorRef<RouterMsg>,
-        shared: Arc<Shared>,
+        ctx: &mut Ctx<RouterMsg>,
+        args: RouterArgs,
     ) -> Result<RouterState, ActorProcessingErr> {
         // Subscribing yields the watcher's current state at once: a restarted router rebuilds
         // the table from it.
-        let sub = forward(shared.source.subscribe(), myself, RouterMsg::State);
+        forward(ctx, args.source.clone(), RouterMsg::State);
         Ok(RouterState {
-            shared,
+            args,
             reported: HashSet::new(),
-            _subscription: sub,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<RouterMsg>,
+        _ctx: &mut Ctx<RouterMsg>,
         msg: RouterMsg,
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::State(loaded) => {
-                apply(&state.shared, loaded, &mut state.reported);
-                Ok(())
-            }
-            RouterMsg::Crash => panic!("chaos: crash requested for router"),
+            RouterMsg::State(loaded) => apply(&state.args, loaded, &mut state.reported),
         }
+        Ok(())
     }
 }
 
 /// Translates, compiles and publishes one state; logs each diagnostic once, when it appears.
-fn apply(shared: &Shared, loaded: Arc<Loaded>, reported: &mut HashSet<String>) {
+fn apply(args: &RouterArgs, loaded: Arc<Loaded>, reported: &mut HashSet<String>) {
     let started = Instant::now();
-    let translation = translate::translate(&loaded.state, &shared.classes);
+    let translation = translate::translate(&loaded.state, &args.classes);
     let table = RoutingTable::compile(&translation.model);
     let routes = table.routes().len();
-    let generation = shared.proxy.publish(table);
+    let generation = args.proxy.publish(table);
 
     let mut now: HashSet<String> = HashSet::new();
     let mut errors = 0usize;
@@ -94,12 +116,12 @@ fn apply(shared: &Shared, loaded: Arc<Loaded>, reported: &mut HashSet<String>) {
         now.insert(line);
     }
     *reported = now;
-    shared.desired.send_replace(Some(Arc::new(Desired {
+    args.desired.send_replace(Some(Arc::new(Desired {
         loaded,
         translation,
     })));
-    shared.readiness.set_config_live();
-    shared.reloads.send_modify(|n| *n += 1);
+    args.readiness.set_config_live();
+    args.reloads.send_modify(|n| *n += 1);
     metrics::counter!("sluice_config_reloads_total").increment(1);
     metrics::gauge!("sluice_config_last_reload_success").set(if errors == 0 { 1.0 } else { 0.0 });
     #[allow(clippy::cast_precision_loss, reason = "a count of errors")]

@@ -1,16 +1,18 @@
-//! `sluice run`: the composition root. Binds the listening sockets, builds the shared state
-//! (data-plane snapshots, topics, metrics) and starts the supervision tree:
+//! `sluice run`: the composition root. Binds the listening sockets, builds the runtime's
+//! shared pieces (data-plane snapshots, topics, metrics), gives each actor exactly the
+//! arguments it uses, and starts the supervision tree:
 //!
 //! ```text
 //! root (one_for_one)
-//! |- control (rest_for_one): watcher -> router -> status
+//! |- control (one_for_one): watcher, router, status (Kubernetes mode)
 //! |- certificate
-//! |- leader
+//! |- leader                 (Kubernetes mode)
 //! |- listeners (one_for_one): listener-http, listener-https, admin
 //! ```
 //!
-//! [`start`] returns a [`Running`] handle with the bound addresses, so tests start the whole
-//! runtime in-process on port 0.
+//! [`start`] returns a [`Running`] handle with the bound addresses once every actor has
+//! started (or the error of the one that did not), so tests start the whole runtime
+//! in-process on port 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::ActorRef;
+use rustls::sign::CertifiedKey;
 use sluice::proxy::{ConnTracker, Entrypoint, Proxy, ProxyConfig};
 use sluice::source::kube as kube_source;
 use sluice::tls::{CertStore, SniResolver};
@@ -28,25 +31,35 @@ use sluice::translate::Options;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::admin::{Admin, Readiness};
-use crate::certificate::Certificate;
-use crate::leader::{self, Leader, LeaderElection};
-use crate::listener::Listener;
-use crate::messages::{CertDiagnosticsTopic, DesiredTopic, SourceTopic};
-use crate::router::Router;
-use crate::status::Status;
+use crate::admin::{Admin, AdminArgs};
+use crate::certificate::{Certificate, CertificateArgs};
+use crate::leader::{self, Leader, LeaderArgs, LeaderElection};
+use crate::listener::{Listener, ListenerArgs};
+use crate::readiness::Readiness;
+use crate::router::{Router, RouterArgs};
+use crate::status::{Publish, Status, StatusArgs};
 use crate::supervisor::{
-    ActorTree, Backoff, ChildSpec, Intensity, Restart, RootExit, Strategy, SupervisorMsg,
-    SupervisorSpec, spawn_root,
+    ActorTree, ChildSpec, Intensity, Restart, RootExit, Strategy, SupervisorMsg, SupervisorSpec,
+    default_backoff, spawn_root,
 };
 use crate::telemetry;
-use crate::watcher::Watcher;
+use crate::topics::Topics;
+use crate::watcher::{SourceConfig, Watcher, WatcherArgs};
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A folder of manifests, watched for changes (standalone mode).
+    Manifests(PathBuf),
+    /// The Kubernetes API (`--kube`).
+    Kube(Box<KubeSource>),
+}
 
 /// Everything `sluice run` needs.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The manifests folder.
-    pub manifests: PathBuf,
+    /// Where the configuration comes from.
+    pub source: Source,
     /// Plain-HTTP listener.
     pub http_addr: SocketAddr,
     /// HTTPS listener.
@@ -57,14 +70,12 @@ pub struct RunOptions {
     pub classes: Options,
     /// Proxy settings.
     pub proxy: ProxyConfig,
-    /// Debounce for manifest changes.
+    /// Debounce for configuration changes.
     pub debounce: Duration,
     /// Enable `POST /debug/crash/{actor}` on the admin API (chaos testing).
     pub chaos: bool,
     /// Restart intensity of every supervisor.
     pub intensity: Intensity,
-    /// Read the configuration from the Kubernetes API instead of the manifests folder.
-    pub kube: Option<KubeSource>,
 }
 
 /// Where the Kubernetes API is and what to watch (`sluice run --kube`).
@@ -91,7 +102,7 @@ impl RunOptions {
     pub fn new(manifests: impl Into<PathBuf>) -> RunOptions {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         RunOptions {
-            manifests: manifests.into(),
+            source: Source::Manifests(manifests.into()),
             http_addr: any,
             https_addr: any,
             admin_addr: any,
@@ -100,70 +111,47 @@ impl RunOptions {
             debounce: Duration::from_millis(50),
             chaos: false,
             intensity: Intensity::default(),
-            kube: None,
         }
     }
-}
 
-/// State shared by the actors and owned above them: it survives any actor's restart.
-pub struct Shared {
-    /// The manifests folder (standalone mode).
-    pub manifests: PathBuf,
-    /// The Kubernetes source (`--kube`), used instead of the folder when set.
-    pub kube: Option<KubeSource>,
-    /// Debounce for manifest changes.
-    pub debounce: Duration,
-    /// Which Ingresses are ours.
-    pub classes: Options,
-    /// The data plane.
-    pub proxy: Arc<Proxy>,
-    /// The certificate snapshot read by the TLS resolver.
-    pub certs: Arc<ArcSwap<CertStore>>,
-    /// The generated default certificate.
-    pub default_cert: Arc<rustls::sign::CertifiedKey>,
-    /// TLS acceptor over the SNI resolver.
-    pub acceptor: tokio_rustls::TlsAcceptor,
-    /// Open connections, for graceful shutdown.
-    pub tracker: Arc<ConnTracker>,
-    /// Listening sockets, owned here so that a listener actor's restart never closes them.
-    pub http: Arc<TcpListener>,
-    /// See `http`.
-    pub https: Arc<TcpListener>,
-    /// See `http`.
-    pub admin: Arc<TcpListener>,
-    /// Set to true to stop every accept loop.
-    pub stop_accepting: watch::Sender<bool>,
-    /// Latest source state (watcher -> router).
-    pub source: SourceTopic,
-    /// Latest translation (router -> certificate, admin).
-    pub desired: DesiredTopic,
-    /// Latest certificate diagnostics (certificate -> admin).
-    pub cert_diagnostics: CertDiagnosticsTopic,
-    /// Number of configurations published.
-    pub reloads: watch::Sender<u64>,
-    /// Readiness flags.
-    pub readiness: Arc<Readiness>,
-    /// The supervision tree's statuses.
-    pub tree: Arc<ActorTree>,
-    /// Prometheus handle.
-    pub metrics: PrometheusHandle,
-    /// Chaos routes enabled.
-    pub chaos: bool,
-    /// The Kubernetes client for writes (status, Events, the Lease); `None` in standalone mode.
-    pub kube_client: Option<kube::Client>,
-    /// This replica's leader-election identity (pod name and a random suffix), stable across
-    /// actor restarts so that a restarted leader actor renews its own Lease.
-    pub identity: String,
-    /// True while this replica holds the leader Lease (leader -> status, later DNS and ACME).
-    pub leader: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("manifests", &self.manifests)
-            .finish_non_exhaustive()
+    /// The same reading the Kubernetes API.
+    #[must_use]
+    pub fn with_kube(mut self, kube: KubeSource) -> RunOptions {
+        self.source = Source::Kube(Box::new(kube));
+        self
     }
+}
+
+/// The mode the process runs in, with what only that mode has.
+#[derive(Clone)]
+enum Mode {
+    /// A folder of manifests.
+    Standalone { manifests: PathBuf },
+    /// The Kubernetes API, with the process's one client.
+    Kube {
+        client: kube::Client,
+        source: Box<KubeSource>,
+    },
+}
+
+/// The pieces the runtime owns above every actor: they survive any actor's restart.
+struct Runtime {
+    mode: Mode,
+    opts: RunOptions,
+    proxy: Arc<Proxy>,
+    certs: Arc<ArcSwap<CertStore>>,
+    default_cert: Arc<CertifiedKey>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tracker: Arc<ConnTracker>,
+    http: Arc<TcpListener>,
+    https: Arc<TcpListener>,
+    admin: Arc<TcpListener>,
+    stop_accepting: watch::Sender<bool>,
+    topics: Arc<Topics>,
+    readiness: Arc<Readiness>,
+    tree: Arc<ActorTree>,
+    metrics: PrometheusHandle,
+    identity: String,
 }
 
 /// A running instance.
@@ -181,41 +169,43 @@ pub struct Running {
     pub readiness: Arc<Readiness>,
     /// The supervision tree's statuses.
     pub tree: Arc<ActorTree>,
-    shared: Arc<Shared>,
+    topics: Arc<Topics>,
+    tracker: Arc<ConnTracker>,
+    stop_accepting: watch::Sender<bool>,
+    identity: String,
     root: ActorRef<SupervisorMsg>,
     exit: Option<oneshot::Receiver<RootExit>>,
-    reloads: watch::Receiver<u64>,
 }
 
 impl Running {
     /// Open client connections.
     pub fn open_connections(&self) -> usize {
-        self.shared.tracker.open()
+        self.tracker.open()
     }
 
     /// True while this instance holds the leader Lease (`--kube` only).
     pub fn is_leader(&self) -> bool {
-        *self.shared.leader.borrow()
+        *self.topics.leader.borrow()
     }
 
     /// The leadership topic: true while this instance holds the leader Lease.
     pub fn leader(&self) -> watch::Receiver<bool> {
-        self.shared.leader.subscribe()
+        self.topics.leader.subscribe()
     }
 
     /// This instance's leader-election identity.
     pub fn identity(&self) -> &str {
-        &self.shared.identity
+        &self.identity
     }
 
     /// The number of configurations published so far.
     pub fn reloads(&self) -> u64 {
-        *self.reloads.borrow()
+        *self.topics.reloads.borrow()
     }
 
     /// Waits until more than `seen` configurations have been published, or `timeout` passes.
     pub async fn wait_reload(&self, seen: u64, timeout: Duration) -> anyhow::Result<u64> {
-        let mut rx = self.reloads.clone();
+        let mut rx = self.topics.reloads.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|n| *n > seen))
             .await
             .context("no configuration reload before the deadline")?
@@ -237,21 +227,21 @@ impl Running {
     /// were still open at the deadline (they are dropped).
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.readiness.set_draining();
-        self.shared.stop_accepting.send_replace(true);
-        self.shared.tracker.shutdown();
-        let clean = tokio::time::timeout(grace, self.shared.tracker.wait_idle())
+        self.stop_accepting.send_replace(true);
+        self.tracker.shutdown();
+        let clean = tokio::time::timeout(grace, self.tracker.wait_idle())
             .await
             .is_ok();
         if !clean {
             tracing::warn!(
-                open = self.shared.tracker.open(),
+                open = self.tracker.open(),
                 "shutdown grace period over; closing remaining connections"
             );
-            self.shared.tracker.force_close();
+            self.tracker.force_close();
         }
         self.root.stop(Some("shutdown".into()));
         if let Some(rx) = self.exit.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), rx).await;
         }
         clean
     }
@@ -273,62 +263,167 @@ fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into())?)
 }
 
-/// The supervision tree over `shared`.
-pub fn tree_spec(shared: &Arc<Shared>, intensity: Intensity) -> SupervisorSpec {
-    let tree = shared.tree.clone();
-    let sup = |name: &str, strategy, children| SupervisorSpec {
-        name: name.to_string(),
-        strategy,
-        intensity,
-        backoff: Backoff::default(),
-        children,
-        tree: tree.clone(),
-    };
-    let s = shared.clone();
-    let watcher = ChildSpec::new("watcher", Restart::Permanent, move || (Watcher, s.clone()));
-    let s = shared.clone();
-    let router = ChildSpec::new("router", Restart::Permanent, move || (Router, s.clone()));
-    let s = shared.clone();
-    let status = ChildSpec::new("status", Restart::Permanent, move || (Status, s.clone()));
-    let s = shared.clone();
-    let leader = ChildSpec::new("leader", Restart::Permanent, move || (Leader, s.clone()));
-    let s = shared.clone();
-    let certificate = ChildSpec::new("certificate", Restart::Permanent, move || {
-        (Certificate, s.clone())
-    });
-    let s = shared.clone();
-    let http = ChildSpec::new("listener-http", Restart::Permanent, move || {
-        (Listener, (s.clone(), Entrypoint::Http))
-    });
-    let s = shared.clone();
-    let https = ChildSpec::new("listener-https", Restart::Permanent, move || {
-        (Listener, (s.clone(), Entrypoint::Https))
-    });
-    let s = shared.clone();
-    let admin = ChildSpec::new("admin", Restart::Permanent, move || (Admin, s.clone()));
-    sup(
-        "root",
-        Strategy::OneForOne,
-        vec![
-            ChildSpec::supervisor(sup(
-                "control",
-                Strategy::RestForOne,
-                vec![watcher, router, status],
-            )),
-            certificate,
-            leader,
-            ChildSpec::supervisor(sup(
-                "listeners",
-                Strategy::OneForOne,
-                vec![http, https, admin],
-            )),
-        ],
-    )
+impl Runtime {
+    fn watcher(&self) -> ChildSpec {
+        let source = match &self.mode {
+            Mode::Standalone { manifests } => SourceConfig::Manifests {
+                dir: manifests.clone(),
+                debounce: self.opts.debounce,
+            },
+            Mode::Kube { client, source } => SourceConfig::Kube {
+                client: client.clone(),
+                options: kube_source::Options {
+                    namespaces: source.namespaces.clone(),
+                    debounce: self.opts.debounce,
+                    ..kube_source::Options::default()
+                },
+            },
+        };
+        let topics = self.topics.clone();
+        ChildSpec::new("watcher", Restart::Permanent, move || {
+            let args = WatcherArgs {
+                source: source.clone(),
+                topic: topics.source.clone(),
+            };
+            (Watcher, args)
+        })
+    }
+
+    fn router(&self) -> ChildSpec {
+        let (classes, proxy) = (self.opts.classes.clone(), self.proxy.clone());
+        let (topics, readiness) = (self.topics.clone(), self.readiness.clone());
+        ChildSpec::new("router", Restart::Permanent, move || {
+            let args = RouterArgs {
+                classes: classes.clone(),
+                proxy: proxy.clone(),
+                source: topics.source.subscribe(),
+                desired: topics.desired.clone(),
+                readiness: readiness.clone(),
+                reloads: topics.reloads.clone(),
+            };
+            (Router, args)
+        })
+    }
+
+    fn certificate(&self) -> ChildSpec {
+        let (certs, default_cert) = (self.certs.clone(), self.default_cert.clone());
+        let topics = self.topics.clone();
+        ChildSpec::new("certificate", Restart::Permanent, move || {
+            let args = CertificateArgs {
+                certs: certs.clone(),
+                default_cert: default_cert.clone(),
+                desired: topics.desired.subscribe(),
+                diagnostics: topics.cert_diagnostics.clone(),
+            };
+            (Certificate, args)
+        })
+    }
+
+    fn status(&self, client: &kube::Client, source: &KubeSource) -> ChildSpec {
+        let args = StatusArgs {
+            client: client.clone(),
+            publish: Publish::from_flags(
+                &source.publish_addresses,
+                source.publish_service.as_deref(),
+                &source.namespaces,
+            ),
+            controller: self.opts.classes.controller_name.clone(),
+            identity: self.identity.clone(),
+            desired: self.topics.desired.subscribe(),
+            cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
+            leader: self.topics.leader.subscribe(),
+        };
+        ChildSpec::new("status", Restart::Permanent, move || (Status, args.clone()))
+    }
+
+    fn leader(&self, client: &kube::Client, source: &KubeSource) -> ChildSpec {
+        let args = LeaderArgs {
+            client: client.clone(),
+            election: source.leader_election.clone(),
+            identity: self.identity.clone(),
+            topic: self.topics.leader.clone(),
+        };
+        ChildSpec::new("leader", Restart::Permanent, move || (Leader, args.clone()))
+    }
+
+    fn listener(&self, name: &str, entrypoint: Entrypoint) -> ChildSpec {
+        let socket = match entrypoint {
+            Entrypoint::Http => self.http.clone(),
+            Entrypoint::Https => self.https.clone(),
+        };
+        let tls = (entrypoint == Entrypoint::Https).then(|| self.acceptor.clone());
+        let (proxy, tracker) = (self.proxy.clone(), self.tracker.clone());
+        let stop = self.stop_accepting.subscribe();
+        ChildSpec::new(name, Restart::Permanent, move || {
+            let args = ListenerArgs {
+                socket: socket.clone(),
+                entrypoint,
+                proxy: proxy.clone(),
+                tracker: tracker.clone(),
+                tls: tls.clone(),
+                stop: stop.clone(),
+            };
+            (Listener, args)
+        })
+    }
+
+    fn admin(&self) -> ChildSpec {
+        let args = AdminArgs {
+            socket: self.admin.clone(),
+            readiness: self.readiness.clone(),
+            tree: self.tree.clone(),
+            metrics: self.metrics.clone(),
+            proxy: self.proxy.clone(),
+            certs: self.certs.clone(),
+            desired: self.topics.desired.subscribe(),
+            cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
+            chaos: self.opts.chaos,
+        };
+        ChildSpec::new("admin", Restart::Permanent, move || (Admin, args.clone()))
+    }
+
+    /// The supervision tree.
+    fn tree_spec(&self) -> SupervisorSpec {
+        let sup = |name: &str, strategy, children| SupervisorSpec {
+            name: name.to_string(),
+            strategy,
+            intensity: self.opts.intensity,
+            backoff: default_backoff(),
+            children,
+            tree: self.tree.clone(),
+        };
+        // Topics decouple the control actors: each rebuilds from the topics it reads, so a
+        // crash restarts only the actor that crashed.
+        let mut control = vec![self.watcher(), self.router()];
+        let mut root = Vec::new();
+        if let Mode::Kube { client, source } = &self.mode {
+            control.push(self.status(client, source));
+        }
+        root.push(ChildSpec::supervisor(sup(
+            "control",
+            Strategy::OneForOne,
+            control,
+        )));
+        root.push(self.certificate());
+        if let Mode::Kube { client, source } = &self.mode {
+            root.push(self.leader(client, source));
+        }
+        root.push(ChildSpec::supervisor(sup(
+            "listeners",
+            Strategy::OneForOne,
+            vec![
+                self.listener("listener-http", Entrypoint::Http),
+                self.listener("listener-https", Entrypoint::Https),
+                self.admin(),
+            ],
+        )));
+        sup("root", Strategy::OneForOne, root)
+    }
 }
 
 /// Binds every listener and starts the supervision tree. Returns once the listeners are bound
-/// and every actor has started (the first configuration may still be loading: see
-/// [`Readiness`]).
+/// and every actor has started, or the error of the actor that could not start (the first
+/// configuration may still be loading: see [`Readiness`]).
 pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     telemetry::install_crypto_provider();
     let metrics = telemetry::metrics();
@@ -340,12 +435,31 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let tls_config = sluice::tls::server_config(Arc::new(SniResolver::new(certs.clone())))
         .context("cannot build the TLS configuration")?;
     let proxy = Proxy::new(opts.proxy.clone(), certs.clone());
-    if opts.kube.is_none() && !opts.manifests.is_dir() {
-        anyhow::bail!(
-            "{} is not a folder: pass the folder that holds your manifests with --manifests",
-            opts.manifests.display()
-        );
-    }
+    let mode = match &opts.source {
+        Source::Manifests(dir) => {
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "{} is not a folder: pass the folder that holds your manifests with --manifests",
+                    dir.display()
+                );
+            }
+            Mode::Standalone {
+                manifests: dir.clone(),
+            }
+        }
+        Source::Kube(k) => {
+            // One client for the whole process: watches, status, Events and the Lease.
+            let client = match (&k.config, &k.kubeconfig) {
+                (Some(config), _) => kube_source::client_from_config(config.clone())?,
+                (None, Some(path)) => kube_source::client_from_kubeconfig(path).await?,
+                (None, None) => kube_source::client_from_env().await?,
+            };
+            Mode::Kube {
+                client,
+                source: k.clone(),
+            }
+        }
+    };
     let http = bind(opts.http_addr, "http")?;
     let https = bind(opts.https_addr, "https")?;
     let admin = bind(opts.admin_addr, "admin")?;
@@ -356,20 +470,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             "CHAOS MODE: POST /debug/crash/{{actor}} on the admin API makes that actor panic; never use in production"
         );
     }
-    let (reloads_tx, reloads_rx) = watch::channel(0u64);
-    let kube_client = match &opts.kube {
-        None => None,
-        Some(k) => Some(match (&k.config, &k.kubeconfig) {
-            (Some(config), _) => kube_source::client_from_config(config.clone())?,
-            (None, Some(path)) => kube_source::client_from_kubeconfig(path).await?,
-            (None, None) => kube_source::client_from_env().await?,
-        }),
-    };
-    let shared = Arc::new(Shared {
-        manifests: opts.manifests.clone(),
-        kube: opts.kube.clone(),
-        debounce: opts.debounce,
-        classes: opts.classes.clone(),
+    let runtime = Runtime {
+        mode,
         proxy: proxy.clone(),
         certs,
         default_cert,
@@ -379,33 +481,34 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         https: Arc::new(https),
         admin: Arc::new(admin),
         stop_accepting: watch::channel(false).0,
-        source: watch::channel(None).0,
-        desired: watch::channel(None).0,
-        cert_diagnostics: watch::channel(Arc::new(Vec::new())).0,
-        reloads: reloads_tx,
+        topics: Arc::new(Topics::default()),
         readiness: Arc::new(Readiness::default()),
         tree: Arc::new(ActorTree::default()),
         metrics,
-        chaos: opts.chaos,
-        kube_client,
         identity: leader::identity(),
-        leader: watch::channel(false).0,
-    });
-    let (root, exit) = spawn_root(tree_spec(&shared, opts.intensity))
+        opts,
+    };
+    let (root, exit) = spawn_root(runtime.tree_spec())
         .await
         .map_err(|e| anyhow::anyhow!("the supervision tree did not start: {e}"))?;
-    shared.readiness.set_listening();
-    tracing::info!(%http_addr, %https_addr, %admin_addr, manifests = %opts.manifests.display(), "sluice is listening");
+    runtime.readiness.set_listening();
+    let source = match &runtime.mode {
+        Mode::Standalone { manifests } => manifests.display().to_string(),
+        Mode::Kube { .. } => "kubernetes".to_owned(),
+    };
+    tracing::info!(%http_addr, %https_addr, %admin_addr, %source, "sluice is listening");
     Ok(Running {
         http_addr,
         https_addr,
         admin_addr,
         proxy,
-        readiness: shared.readiness.clone(),
-        tree: shared.tree.clone(),
-        shared,
+        readiness: runtime.readiness.clone(),
+        tree: runtime.tree.clone(),
+        topics: runtime.topics.clone(),
+        tracker: runtime.tracker.clone(),
+        stop_accepting: runtime.stop_accepting.clone(),
+        identity: runtime.identity.clone(),
         root,
         exit: Some(exit),
-        reloads: reloads_rx,
     })
 }

@@ -2,28 +2,47 @@
 //!
 //! ractor links actors and delivers [`SupervisionEvent`]s but leaves restart policy to the
 //! application. [`Supervisor`] adds it:
-//! - children ([`ChildSpec`]) start in order and stop in reverse order;
+//! - children ([`ChildSpec`]) start in order and stop in reverse order; a supervisor has
+//!   started when all its children have, and a child that fails to start makes the
+//!   supervisor's own start fail with that child's error (so `run::start` returns it);
 //! - each child is [`Restart::Permanent`] (always restarted), [`Restart::Transient`] (restarted
 //!   only after a failure) or [`Restart::Temporary`] (never restarted);
 //! - [`Strategy::OneForOne`] restarts the failed child, [`Strategy::RestForOne`] also the
 //!   children started after it, [`Strategy::OneForAll`] every child;
-//! - restart intensity: more than `max_restarts` restarts within `period` and the supervisor
-//!   stops its remaining children and fails, which its own supervisor sees as a child failure
-//!   (escalation). The root giving up ends the process (see `run.rs`);
+//! - restart intensity ([`RestartWindow`]): more than `max_restarts` restarts within `period`
+//!   and the supervisor stops its remaining children and fails, which its own supervisor sees
+//!   as a child failure (escalation). The root giving up ends the process (see `run.rs`);
+//! - a restart that fails (the child's start returns an error or panics) counts toward the
+//!   intensity and is retried with the backoff, instead of failing the supervisor at once;
 //! - restart backoff: the first restart in a window is immediate, later ones wait
-//!   `base * 2^(n-2)`, capped at `max`.
+//!   `base * 2^(n-2)`, capped (`sluice::pace::Backoff`, no jitter);
+//! - shutdown: each child has a shutdown time (default [`DEFAULT_SHUTDOWN`]; a nested
+//!   supervisor gets the sum of its children's); a child that has not stopped by then is
+//!   killed (its work aborted).
 //!
-//! Every supervisor reports its children into a shared [`ActorTree`], which the admin API
-//! shows as `/api/actors` and which knows how to crash any actor for chaos tests.
+//! Children are [`Worker`]s run by [`Supervised`], which owns their background tasks (see
+//! `worker.rs`). Every supervisor reports its children into a shared [`ActorTree`], which the
+//! admin API shows as `/api/actors` and which can crash any actor for chaos tests.
 
-use std::collections::{BTreeMap, VecDeque};
+mod tree;
+mod window;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use serde_json::json;
+use sluice::pace::Backoff;
+use tokio::time::Instant;
+
+pub use tree::{ActorTree, CrashFn, CrashPoint, Crashed};
+pub use window::{Exceeded, Intensity, RestartWindow};
+
+use crate::worker::{Start, Supervised, TaskChaos, Worker, crash_points};
+
+/// How long a child may take to stop before it is killed, unless its spec says otherwise.
+pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// When a child is restarted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,75 +76,44 @@ impl Strategy {
     }
 }
 
-/// Restart intensity: at most `max_restarts` within `period`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Intensity {
-    /// Restarts allowed within `period`.
-    pub max_restarts: usize,
-    /// The sliding window.
-    pub period: Duration,
+/// The default restart backoff: 50 ms doubling to 2 s, no jitter.
+pub fn default_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2)).with_jitter(0.0)
 }
 
-impl Default for Intensity {
-    /// At most 5 restarts in 30 s.
-    fn default() -> Self {
-        Intensity {
-            max_restarts: 5,
-            period: Duration::from_secs(30),
-        }
+/// The delay before restart number `n` (1-based) within the current window: the first is
+/// immediate, then `backoff.delay_for(n - 2)`.
+pub fn restart_delay(backoff: &Backoff, n: usize) -> Duration {
+    if n <= 1 {
+        Duration::ZERO
+    } else {
+        backoff.delay_for(u32::try_from(n - 2).unwrap_or(u32::MAX))
     }
 }
-
-/// Delay between restarts in one intensity window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay of the second restart in a window (the first is immediate).
-    pub base: Duration,
-    /// Upper bound.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(50),
-            max: Duration::from_secs(2),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before restart number `n` (1-based) within the current window.
-    pub fn delay(&self, n: usize) -> Duration {
-        if n <= 1 {
-            return Duration::ZERO;
-        }
-        let shift = u32::try_from(n - 2).unwrap_or(u32::MAX).min(20);
-        self.base.saturating_mul(1 << shift).min(self.max)
-    }
-}
-
-/// Makes an actor panic inside its message handler (chaos testing).
-pub type CrashFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// What starting a child produced.
 pub struct Started {
     /// The child's cell.
     pub cell: ActorCell,
-    /// Sends the child the message that makes it panic.
-    pub crash: CrashFn,
+    /// Makes the child panic in its handler.
+    pub crash_handler: CrashFn,
+    /// Makes the child's background tasks panic (none for a supervisor).
+    pub crash_task: Option<CrashFn>,
 }
 
 /// Future returned by a [`ChildSpec`]'s start function.
 pub type StartFuture = Pin<Box<dyn Future<Output = Result<Started, SpawnErr>> + Send>>;
 
-/// A child: its name, restart policy and how to start it linked to a supervisor.
+/// A child: its name, restart policy, shutdown time and how to start it linked to a
+/// supervisor.
 #[derive(Clone)]
 pub struct ChildSpec {
     /// Unique name, as shown in `/api/actors`.
     pub name: String,
     /// Restart policy.
     pub restart: Restart,
+    /// How long it may take to stop before it is killed.
+    pub shutdown: Duration,
     start: Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>,
 }
 
@@ -134,50 +122,79 @@ impl std::fmt::Debug for ChildSpec {
         f.debug_struct("ChildSpec")
             .field("name", &self.name)
             .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }
 
-/// Messages that can make an actor panic: every actor's message type has such a variant.
-pub trait Crashable: ractor::Message {
-    /// The message whose handling panics.
-    fn crash() -> Self;
-}
-
 impl ChildSpec {
-    /// A child actor built by `make` at every (re)start.
-    pub fn new<A, F>(name: impl Into<String>, restart: Restart, make: F) -> ChildSpec
+    /// A worker actor, built by `make` at every (re)start.
+    pub fn new<W, F>(name: impl Into<String>, restart: Restart, make: F) -> ChildSpec
     where
-        A: Actor,
-        A::Msg: Crashable,
-        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+        W: Worker,
+        F: Fn() -> (W, W::Args) + Send + Sync + 'static,
     {
         let make = Arc::new(make);
+        let name = name.into();
+        let actor_name = name.clone();
         ChildSpec {
-            name: name.into(),
+            name,
             restart,
+            shutdown: DEFAULT_SHUTDOWN,
             start: Arc::new(move |sup: ActorCell| {
                 let make = make.clone();
+                let name = actor_name.clone();
                 Box::pin(async move {
-                    let (actor, args) = make();
-                    let (r, _join): (ActorRef<A::Msg>, _) =
-                        Actor::spawn_linked(None, actor, args, sup).await?;
-                    let crash_ref = r.clone();
-                    let crash: CrashFn = Arc::new(move || crash_ref.cast(A::Msg::crash()).is_ok());
+                    let (worker, args) = make();
+                    let chaos = Arc::new(TaskChaos::default());
+                    let start = Start {
+                        name,
+                        args,
+                        chaos: chaos.clone(),
+                    };
+                    let (r, _join) =
+                        Actor::spawn_linked(None, Supervised(worker), start, sup).await?;
+                    let (crash_handler, crash_task) = crash_points(&r, &chaos);
                     Ok(Started {
                         cell: r.get_cell(),
-                        crash,
+                        crash_handler,
+                        crash_task: Some(crash_task),
                     })
                 })
             }),
         }
     }
 
-    /// A nested supervisor.
+    /// The same with another shutdown time.
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: Duration) -> ChildSpec {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// A nested supervisor; its shutdown time is the sum of its children's.
     pub fn supervisor(spec: SupervisorSpec) -> ChildSpec {
         let name = spec.name.clone();
+        let shutdown =
+            spec.children.iter().map(|c| c.shutdown).sum::<Duration>() + Duration::from_millis(100);
         let spec = Arc::new(spec);
-        ChildSpec::new(name, Restart::Permanent, move || (Supervisor, spec.clone()))
+        ChildSpec {
+            name,
+            restart: Restart::Permanent,
+            shutdown,
+            start: Arc::new(move |sup: ActorCell| {
+                let spec = spec.clone();
+                Box::pin(async move {
+                    let (r, _join) = Actor::spawn_linked(None, Supervisor, spec, sup).await?;
+                    let crash = r.clone();
+                    Ok(Started {
+                        cell: r.get_cell(),
+                        crash_handler: Arc::new(move || crash.cast(SupervisorMsg::Crash).is_ok()),
+                        crash_task: None,
+                    })
+                })
+            }),
+        }
     }
 }
 
@@ -190,118 +207,12 @@ pub struct SupervisorSpec {
     pub strategy: Strategy,
     /// Restart intensity.
     pub intensity: Intensity,
-    /// Restart backoff.
+    /// Restart backoff (see [`restart_delay`]).
     pub backoff: Backoff,
     /// Children, in start order.
     pub children: Vec<ChildSpec>,
     /// Where statuses are reported.
     pub tree: Arc<ActorTree>,
-}
-
-/// One actor's status in the tree.
-#[derive(Clone)]
-struct Entry {
-    supervisor: String,
-    status: &'static str,
-    restarts: u64,
-    last_failure: Option<String>,
-    crash: Option<CrashFn>,
-    order: usize,
-}
-
-/// Statuses of every supervised actor, shared with the admin API.
-#[derive(Default)]
-pub struct ActorTree {
-    entries: Mutex<BTreeMap<String, Entry>>,
-}
-
-impl std::fmt::Debug for ActorTree {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ActorTree")
-    }
-}
-
-impl ActorTree {
-    fn update(&self, name: &str, f: impl FnOnce(&mut Entry)) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let order = entries.len();
-        let e = entries.entry(name.to_string()).or_insert(Entry {
-            supervisor: String::new(),
-            status: "starting",
-            restarts: 0,
-            last_failure: None,
-            crash: None,
-            order,
-        });
-        f(e);
-    }
-
-    /// `[{name, supervisor, status, restarts, last_failure}]`, in start order.
-    pub fn to_json(&self) -> serde_json::Value {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut list: Vec<(&String, &Entry)> = entries.iter().collect();
-        list.sort_by_key(|(_, e)| e.order);
-        serde_json::Value::Array(
-            list.into_iter()
-                .map(|(name, e)| {
-                    json!({
-                        "name": name,
-                        "supervisor": e.supervisor,
-                        "status": e.status,
-                        "restarts": e.restarts,
-                        "last_failure": e.last_failure,
-                    })
-                })
-                .collect(),
-        )
-    }
-
-    /// Names of every actor, in start order.
-    pub fn names(&self) -> Vec<String> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut list: Vec<(&String, &Entry)> = entries.iter().collect();
-        list.sort_by_key(|(_, e)| e.order);
-        list.into_iter().map(|(n, _)| n.clone()).collect()
-    }
-
-    /// Restarts of `name` so far (0 if unknown).
-    pub fn restarts(&self, name: &str) -> u64 {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.get(name).map_or(0, |e| e.restarts)
-    }
-
-    /// Status of `name` (`running`, `restarting`, `stopped`, `failed`).
-    pub fn status(&self, name: &str) -> Option<&'static str> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.get(name).map(|e| e.status)
-    }
-
-    /// Makes `name` panic in its message handler. False when there is no such running actor.
-    pub fn crash(&self, name: &str) -> bool {
-        let crash = {
-            let entries = self
-                .entries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            entries.get(name).and_then(|e| e.crash.clone())
-        };
-        crash.is_some_and(|c| c())
-    }
 }
 
 /// Supervisor messages.
@@ -313,12 +224,6 @@ pub enum SupervisorMsg {
     Crash,
 }
 
-impl Crashable for SupervisorMsg {
-    fn crash() -> Self {
-        SupervisorMsg::Crash
-    }
-}
-
 /// The supervisor actor. Its arguments are its spec.
 #[derive(Debug)]
 pub struct Supervisor;
@@ -327,27 +232,38 @@ pub struct Supervisor;
 pub struct SupervisorState {
     spec: Arc<SupervisorSpec>,
     cells: Vec<Option<ActorCell>>,
-    restarts: VecDeque<Instant>,
-    /// Children waiting for a (backed-off) restart; they start together, in order.
+    window: RestartWindow,
+    /// Children waiting for a (backed-off) restart; started together, in order.
     pending: std::collections::BTreeSet<usize>,
     /// A `Restart` message is on its way.
     scheduled: bool,
 }
 
 impl SupervisorState {
-    async fn start_child(
-        &mut self,
-        myself: &ActorCell,
-        i: usize,
-    ) -> Result<(), ActorProcessingErr> {
+    fn new(spec: Arc<SupervisorSpec>) -> SupervisorState {
+        let n = spec.children.len();
+        SupervisorState {
+            window: RestartWindow::new(spec.intensity),
+            spec,
+            cells: vec![None; n],
+            pending: Default::default(),
+            scheduled: false,
+        }
+    }
+
+    /// Starts child `i`; on failure records it in the tree and returns the cause.
+    async fn start_child(&mut self, myself: &ActorCell, i: usize) -> Result<(), String> {
         let spec = &self.spec.children[i];
         let tree = &self.spec.tree;
+        // Registered before it starts, so a nested supervisor is listed before its children.
+        tree.update(&spec.name, |e| e.supervisor = self.spec.name.clone());
         match (spec.start)(myself.clone()).await {
             Ok(started) => {
                 tree.update(&spec.name, |e| {
                     e.supervisor = self.spec.name.clone();
                     e.status = "running";
-                    e.crash = Some(started.crash);
+                    e.crash_handler = Some(started.crash_handler);
+                    e.crash_task = started.crash_task;
                 });
                 metrics::gauge!("sluice_actor_up", "actor" => spec.name.clone()).set(1.0);
                 self.cells[i] = Some(started.cell);
@@ -355,34 +271,63 @@ impl SupervisorState {
             }
             Err(e) => {
                 let msg = format!(
-                    "{}: child {} failed to start: {e}",
-                    self.spec.name, spec.name
+                    "{}: child {} failed to start: {}",
+                    self.spec.name,
+                    spec.name,
+                    spawn_cause(&e)
                 );
                 tree.update(&spec.name, |e| {
+                    e.supervisor = self.spec.name.clone();
                     e.status = "failed";
                     e.last_failure = Some(msg.clone());
+                    e.crash_handler = None;
+                    e.crash_task = None;
                 });
-                Err(msg.into())
+                Err(msg)
             }
         }
     }
 
-    /// Stops the running children among `indices`, in reverse order, and waits for them.
+    /// Stops the running children among `indices`, in reverse order, each within its shutdown
+    /// time; a child that does not stop in time is killed.
     async fn stop_children(&mut self, indices: impl DoubleEndedIterator<Item = usize>) {
         for i in indices.rev() {
             if let Some(cell) = self.cells[i].take() {
-                let name = &self.spec.children[i].name;
-                let _ = cell
-                    .stop_and_wait(
-                        Some("supervisor restart".into()),
-                        Some(Duration::from_secs(5)),
-                    )
+                let child = &self.spec.children[i];
+                let stopped = cell
+                    .stop_and_wait(Some("supervisor stop".into()), Some(child.shutdown))
                     .await;
-                self.spec.tree.update(name, |e| {
+                if matches!(stopped, Err(ractor::RactorErr::Timeout)) {
+                    tracing::warn!(supervisor = %self.spec.name, actor = %child.name, shutdown = ?child.shutdown, "actor did not stop within its shutdown time; killing it");
+                    metrics::counter!("sluice_actor_kills_total", "actor" => child.name.clone())
+                        .increment(1);
+                    let _ = cell.kill_and_wait(Some(Duration::from_secs(1))).await;
+                }
+                self.spec.tree.update(&child.name, |e| {
                     e.status = "stopped";
-                    e.crash = None;
+                    e.crash_handler = None;
+                    e.crash_task = None;
                 });
-                metrics::gauge!("sluice_actor_up", "actor" => name.clone()).set(0.0);
+                metrics::gauge!("sluice_actor_up", "actor" => child.name.clone()).set(0.0);
+            }
+        }
+    }
+
+    /// Counts one restart (or failed restart attempt) at `now`; gives up when the intensity is
+    /// exceeded: stops every child and returns the cause.
+    async fn count_restart(&mut self, now: Instant, what: &str) -> Result<usize, String> {
+        match self.window.record(now) {
+            Ok(n) => Ok(n),
+            Err(Exceeded) => {
+                let n = self.cells.len();
+                self.stop_children(0..n).await;
+                metrics::counter!("sluice_supervisor_escalations_total", "supervisor" => self.spec.name.clone()).increment(1);
+                let cause = format!(
+                    "supervisor {} gave up: more than {} restarts in {:?}; last: {what}",
+                    self.spec.name, self.spec.intensity.max_restarts, self.spec.intensity.period,
+                );
+                tracing::error!("{cause}");
+                Err(cause)
             }
         }
     }
@@ -411,7 +356,8 @@ impl SupervisorState {
             } else {
                 "stopped"
             };
-            e.crash = None;
+            e.crash_handler = None;
+            e.crash_task = None;
             if let Some(f) = &failure {
                 e.last_failure = Some(f.clone());
             }
@@ -427,32 +373,8 @@ impl SupervisorState {
         if let Some(f) = &failure {
             tracing::warn!(supervisor = %self.spec.name, actor = %child.name, "actor failed: {f}");
         }
-
-        let now = Instant::now();
-        let period = self.spec.intensity.period;
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > period)
-        {
-            self.restarts.pop_front();
-        }
-        self.restarts.push_back(now);
-        if self.restarts.len() > self.spec.intensity.max_restarts {
-            let n = self.cells.len();
-            self.stop_children(0..n).await;
-            metrics::counter!("sluice_supervisor_escalations_total", "supervisor" => self.spec.name.clone()).increment(1);
-            let cause = format!(
-                "supervisor {} gave up: more than {} restarts in {:?}; last: {} {}",
-                self.spec.name,
-                self.spec.intensity.max_restarts,
-                period,
-                child.name,
-                failure.as_deref().unwrap_or("stopped"),
-            );
-            tracing::error!("{cause}");
-            return Err(cause.into());
-        }
+        let what = format!("{} {}", child.name, failure.as_deref().unwrap_or("stopped"));
+        let count = self.count_restart(Instant::now(), &what).await?;
 
         let n = self.cells.len();
         // Siblings restarted with the failed child: those running now (a Temporary child is
@@ -463,17 +385,16 @@ impl SupervisorState {
             Strategy::OneForAll => 0..n,
         };
         let to_start: Vec<usize> = affected
-            .clone()
             .filter(|&j| {
                 j == i
                     || (self.cells[j].is_some()
                         && self.spec.children[j].restart != Restart::Temporary)
             })
             .collect();
-        if self.spec.strategy == Strategy::RestForOne {
-            self.stop_children(i + 1..n).await;
-        } else if self.spec.strategy == Strategy::OneForAll {
-            self.stop_children(0..n).await;
+        match self.spec.strategy {
+            Strategy::OneForOne => {}
+            Strategy::RestForOne => self.stop_children(i + 1..n).await,
+            Strategy::OneForAll => self.stop_children(0..n).await,
         }
         for &j in &to_start {
             let name = self.spec.children[j].name.clone();
@@ -486,27 +407,66 @@ impl SupervisorState {
         // Restarts are merged into one pending set and always started in child order, so a
         // later child never runs while an earlier one it depends on is still down.
         self.pending.extend(to_start);
-        let delay = self.spec.backoff.delay(self.restarts.len());
-        if delay.is_zero() && !self.scheduled {
-            self.start_pending(&myself.get_cell()).await
-        } else {
-            if !self.scheduled {
-                self.scheduled = true;
-                let me = myself.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = me.cast(SupervisorMsg::Restart);
-                });
-            }
-            Ok(())
-        }
+        self.schedule(myself, count).await
     }
 
-    async fn start_pending(&mut self, myself: &ActorCell) -> Result<(), ActorProcessingErr> {
-        while let Some(j) = self.pending.pop_first() {
-            if self.cells[j].is_none() {
-                self.start_child(myself, j).await?;
+    /// Starts the pending children now (first restart in the window) or after the backoff.
+    async fn schedule(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        count: usize,
+    ) -> Result<(), ActorProcessingErr> {
+        let delay = restart_delay(&self.spec.backoff, count);
+        if self.scheduled {
+            return Ok(());
+        }
+        if delay.is_zero() {
+            return self.start_pending(myself).await;
+        }
+        self.scheduled = true;
+        let me = myself.clone();
+        // A timer, not work: it only sends the supervisor a message (and does nothing if the
+        // supervisor is gone by then).
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = me.cast(SupervisorMsg::Restart);
+        });
+        Ok(())
+    }
+
+    /// Starts the pending children in order. A child that fails to start counts as a restart
+    /// and is retried after the backoff; under rest_for_one and one_for_all the children after
+    /// it wait for it.
+    async fn start_pending(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let pending: Vec<usize> = std::mem::take(&mut self.pending).into_iter().collect();
+        let mut failed: Option<(usize, String)> = None;
+        for j in pending {
+            if self.cells[j].is_some() {
+                continue;
             }
+            let wait_for_earlier = failed.is_some() && self.spec.strategy != Strategy::OneForOne;
+            if wait_for_earlier {
+                self.pending.insert(j);
+                continue;
+            }
+            if let Err(cause) = self.start_child(&myself.get_cell(), j).await {
+                tracing::warn!(supervisor = %self.spec.name, "{cause}; retrying with backoff");
+                metrics::counter!("sluice_actor_restarts_total", "actor" => self.spec.children[j].name.clone()).increment(1);
+                self.spec.tree.update(&self.spec.children[j].name, |e| {
+                    e.restarts += 1;
+                });
+                self.pending.insert(j);
+                if failed.is_none() {
+                    failed = Some((j, cause));
+                }
+            }
+        }
+        if let Some((_, cause)) = failed {
+            let count = self.count_restart(Instant::now(), &cause).await?;
+            return Box::pin(self.schedule(myself, count.max(2))).await;
         }
         Ok(())
     }
@@ -519,29 +479,20 @@ impl Actor for Supervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<SupervisorMsg>,
+        myself: ActorRef<SupervisorMsg>,
         spec: Arc<SupervisorSpec>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        let n = spec.children.len();
-        Ok(SupervisorState {
-            spec,
-            cells: vec![None; n],
-            restarts: VecDeque::new(),
-            pending: Default::default(),
-            scheduled: false,
-        })
-    }
-
-    async fn post_start(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        state: &mut SupervisorState,
-    ) -> Result<(), ActorProcessingErr> {
-        tracing::debug!(supervisor = %state.spec.name, strategy = state.spec.strategy.as_str(), "starting children");
+        tracing::debug!(supervisor = %spec.name, strategy = spec.strategy.as_str(), "starting children");
+        let mut state = SupervisorState::new(spec);
+        // Children start here, not in post_start, so that a child that cannot start makes
+        // this supervisor's spawn fail with the child's error, all the way up to `run::start`.
         for i in 0..state.cells.len() {
-            state.start_child(&myself.get_cell(), i).await?;
+            if let Err(cause) = state.start_child(&myself.get_cell(), i).await {
+                state.stop_children(0..i).await;
+                return Err(cause.into());
+            }
         }
-        Ok(())
+        Ok(state)
     }
 
     async fn post_stop(
@@ -563,7 +514,7 @@ impl Actor for Supervisor {
         match msg {
             SupervisorMsg::Restart => {
                 state.scheduled = false;
-                state.start_pending(&myself.get_cell()).await
+                state.start_pending(&myself).await
             }
             SupervisorMsg::Crash => {
                 panic!("chaos: crash requested for supervisor {}", state.spec.name)
@@ -604,13 +555,15 @@ pub enum RootExit {
 /// stopped or failed, and reports it once.
 struct Guardian;
 
+type RootStarted = Result<ActorRef<SupervisorMsg>, String>;
+
 impl Actor for Guardian {
     type Msg = ();
     type State = Option<tokio::sync::oneshot::Sender<RootExit>>;
     type Arguments = (
         Arc<SupervisorSpec>,
         tokio::sync::oneshot::Sender<RootExit>,
-        tokio::sync::oneshot::Sender<ActorRef<SupervisorMsg>>,
+        tokio::sync::oneshot::Sender<RootStarted>,
     );
 
     async fn pre_start(
@@ -618,9 +571,17 @@ impl Actor for Guardian {
         myself: ActorRef<()>,
         (spec, exit, root_tx): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (root, _join) = Actor::spawn_linked(None, Supervisor, spec, myself.get_cell()).await?;
-        let _ = root_tx.send(root);
-        Ok(Some(exit))
+        match Actor::spawn_linked(None, Supervisor, spec, myself.get_cell()).await {
+            Ok((root, _join)) => {
+                let _ = root_tx.send(Ok(root));
+                Ok(Some(exit))
+            }
+            Err(e) => {
+                let cause = spawn_cause(&e);
+                let _ = root_tx.send(Err(cause.clone()));
+                Err(cause.into())
+            }
+        }
     }
 
     async fn handle_supervisor_evt(
@@ -642,7 +603,18 @@ impl Actor for Guardian {
     }
 }
 
-/// Starts a root supervisor. Returns its reference and a receiver that tells how it ended.
+/// Why a spawn failed, without ractor's "Actor panicked during startup" wrapping: the actor's
+/// own error (for a nested supervisor, its child's, and so on).
+fn spawn_cause(e: &SpawnErr) -> String {
+    match e {
+        SpawnErr::StartupFailed(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Starts a root supervisor and waits until every actor in the tree has started. Returns its
+/// reference and a receiver that tells how it ended, or the error of the actor that did not
+/// start.
 pub async fn spawn_root(
     spec: SupervisorSpec,
 ) -> Result<
@@ -650,15 +622,19 @@ pub async fn spawn_root(
         ActorRef<SupervisorMsg>,
         tokio::sync::oneshot::Receiver<RootExit>,
     ),
-    SpawnErr,
+    String,
 > {
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     let (root_tx, root_rx) = tokio::sync::oneshot::channel();
-    Actor::spawn(None, Guardian, (Arc::new(spec), exit_tx, root_tx)).await?;
-    let root = root_rx
-        .await
-        .map_err(|_| SpawnErr::StartupFailed("the root supervisor did not start".into()))?;
-    Ok((root, exit_rx))
+    let spawned = Actor::spawn(None, Guardian, (Arc::new(spec), exit_tx, root_tx)).await;
+    match root_rx.await {
+        Ok(Ok(root)) => Ok((root, exit_rx)),
+        Ok(Err(cause)) => Err(cause),
+        Err(_) => Err(match spawned {
+            Err(e) => e.to_string(),
+            Ok(_) => "the root supervisor did not start".to_owned(),
+        }),
+    }
 }
 
 #[cfg(test)]

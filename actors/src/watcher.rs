@@ -1,94 +1,94 @@
 //! The watcher actor: owns the configuration source (the manifests folder, or the Kubernetes
-//! API with `--kube`) and publishes every state it delivers on the source topic. Until the
-//! Kubernetes source has listed every kind nothing is published, so readiness stays false.
+//! API) and publishes every state it delivers on the source topic. Until the Kubernetes source
+//! has listed every kind nothing is published, so readiness stays false.
+//!
+//! The source runs as the actor's task: if it ends (a watch that cannot go on, a panic) the
+//! actor fails and its supervisor restarts it, which starts the source again from a full
+//! read. Setting the source up (the folder watch) happens in `start`, so a folder that cannot
+//! be watched fails the start with that error.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorProcessingErr;
 use sluice::source::kube as kube_source;
-use sluice::source::manifests;
+use sluice::source::manifests::{self, Loaded};
 
-use crate::messages::{TaskGuard, WatcherMsg};
-use crate::run::Shared;
+use crate::topics::SourceTopic;
+use crate::worker::{Ctx, NoMsg, Worker};
+
+/// Where the configuration comes from.
+#[derive(Clone)]
+pub enum SourceConfig {
+    /// A folder of manifests (standalone mode).
+    Manifests {
+        /// The folder.
+        dir: PathBuf,
+        /// Quiet time that ends a burst of file changes.
+        debounce: Duration,
+    },
+    /// The Kubernetes API.
+    Kube {
+        /// The process's client.
+        client: kube::Client,
+        /// Namespaces, debounce, backoff.
+        options: kube_source::Options,
+    },
+}
+
+/// What the watcher uses.
+pub struct WatcherArgs {
+    /// The source.
+    pub source: SourceConfig,
+    /// Where each state is published.
+    pub topic: SourceTopic,
+}
 
 /// The watcher actor.
 #[derive(Debug)]
 pub struct Watcher;
 
-/// Its state: the task that owns the folder watch.
-#[derive(Debug)]
-pub struct WatcherState {
-    shared: Arc<Shared>,
-    _watch: TaskGuard,
-}
+impl Worker for Watcher {
+    type Msg = NoMsg;
+    type State = ();
+    type Args = WatcherArgs;
 
-impl Actor for Watcher {
-    type Msg = WatcherMsg;
-    type State = WatcherState;
-    type Arguments = Arc<Shared>;
-
-    async fn pre_start(
+    async fn start(
         &self,
-        myself: ActorRef<WatcherMsg>,
-        shared: Arc<Shared>,
-    ) -> Result<WatcherState, ActorProcessingErr> {
-        let task = match &shared.kube {
-            Some(k) => {
-                let options = kube_source::Options {
-                    namespaces: k.namespaces.clone(),
-                    debounce: shared.debounce,
-                    ..kube_source::Options::default()
-                };
-                let watch = match &k.config {
-                    Some(config) => kube_source::watch(
-                        kube_source::client_from_config(config.clone())?,
-                        options,
-                    ),
-                    None => kube_source::start(k.kubeconfig.as_deref(), options).await?,
-                };
-                tokio::spawn(async move {
-                    // The whole watch moves in: dropping it stops the Kubernetes watchers.
-                    let mut watch = watch;
-                    while let Some(loaded) = watch.rx.recv().await {
-                        if myself.cast(WatcherMsg::Loaded(Box::new(loaded))).is_err() {
-                            return;
-                        }
-                    }
-                })
-            }
-            None => {
-                let watch = manifests::watch(shared.manifests.clone(), shared.debounce)
+        ctx: &mut Ctx<NoMsg>,
+        args: WatcherArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let topic = args.topic;
+        let publish = move |loaded: Loaded| {
+            topic.send_replace(Some(Arc::new(loaded)));
+        };
+        match args.source {
+            SourceConfig::Manifests { dir, debounce } => {
+                let watch = manifests::watch(dir, debounce)
                     .map_err(|e| format!("cannot watch the manifests folder: {e}"))?;
-                tokio::spawn(async move {
-                    // Move the whole watch in (not just its receiver, as a disjoint capture
+                ctx.spawn("source", async move {
+                    // The whole watch moves in (not just its receiver, as a disjoint capture
                     // would): it owns the file-system watcher.
                     let mut watch = watch;
                     while let Some(loaded) = watch.rx.recv().await {
-                        if myself.cast(WatcherMsg::Loaded(Box::new(loaded))).is_err() {
-                            return;
-                        }
+                        publish(loaded);
                     }
-                })
+                    tracing::error!("the manifests watch ended");
+                });
             }
-        };
-        Ok(WatcherState {
-            shared,
-            _watch: TaskGuard(task),
-        })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<WatcherMsg>,
-        msg: WatcherMsg,
-        state: &mut WatcherState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            WatcherMsg::Loaded(loaded) => {
-                state.shared.source.send_replace(Some(Arc::new(*loaded)));
-                Ok(())
+            SourceConfig::Kube { client, options } => {
+                let watch = kube_source::watch(client, options);
+                ctx.spawn("source", async move {
+                    // The whole watch moves in: dropping it stops the Kubernetes watchers.
+                    let mut watch = watch;
+                    while let Some(loaded) = watch.rx.recv().await {
+                        publish(loaded);
+                    }
+                    tracing::error!("the Kubernetes watch ended");
+                });
             }
-            WatcherMsg::Crash => panic!("chaos: crash requested for watcher"),
         }
+        Ok(())
     }
 }

@@ -37,7 +37,7 @@ impl Harness {
             std::fs::write(dir.path().join(name), yaml).expect("write manifest");
         }
         let running = run::start(RunOptions {
-            manifests: dir.path().to_path_buf(),
+            source: run::Source::Manifests(dir.path().to_path_buf()),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             https_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: "127.0.0.1:0".parse().unwrap(),
@@ -46,7 +46,6 @@ impl Harness {
             debounce: Duration::from_millis(20),
             chaos: false,
             intensity: Default::default(),
-            kube: None,
         })
         .await
         .expect("sluice starts");
@@ -386,6 +385,7 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
 }
 pub mod fake_apiserver;
 pub mod peers;
+pub mod tls_client;
 
 /// Starts sluice with chaos testing enabled (`POST /debug/crash/{actor}`) and the given restart
 /// intensity, with `files` in its manifests folder; waits for the first configuration.

@@ -5,6 +5,9 @@
 use super::*;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::worker::{Ctx, Mailbox};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ractor::RpcReplyPort;
@@ -16,24 +19,27 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 const DEADLINE: Duration = Duration::from_secs(5);
 
 type Log = Arc<Mutex<Vec<String>>>;
-type Refs = Arc<Mutex<HashMap<String, ActorRef<WorkerMsg>>>>;
+type Refs = Arc<Mutex<HashMap<String, Mailbox<WorkerMsg>>>>;
 
 enum WorkerMsg {
-    /// Panics in `handle`.
-    Crash,
     /// Stops normally.
     Stop,
     /// Replies with the instance id.
     Ping(RpcReplyPort<u64>),
 }
 
-impl Crashable for WorkerMsg {
-    fn crash() -> Self {
-        WorkerMsg::Crash
-    }
+/// How a test worker behaves.
+#[derive(Clone, Copy, Default)]
+struct Behaviour {
+    /// Its `stop` never returns (to test the kill after the shutdown time).
+    hang_on_stop: bool,
+    /// It owns a background task.
+    task: bool,
 }
 
-struct Worker;
+struct TestWorker {
+    behaviour: Behaviour,
+}
 
 struct WorkerArgs {
     name: String,
@@ -45,53 +51,58 @@ struct WorkerState {
     name: String,
     id: u64,
     log: Log,
+    hang_on_stop: bool,
 }
 
-impl Actor for Worker {
+impl Worker for TestWorker {
     type Msg = WorkerMsg;
     type State = WorkerState;
-    type Arguments = WorkerArgs;
+    type Args = WorkerArgs;
 
-    async fn pre_start(
+    async fn start(
         &self,
-        myself: ActorRef<WorkerMsg>,
+        ctx: &mut Ctx<WorkerMsg>,
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
         let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-        args.refs.lock().unwrap().insert(args.name.clone(), myself);
+        args.refs
+            .lock()
+            .unwrap()
+            .insert(args.name.clone(), ctx.mailbox());
         args.log
             .lock()
             .unwrap()
             .push(format!("start:{}", args.name));
+        if self.behaviour.task {
+            ctx.spawn("work", std::future::pending());
+        }
         Ok(WorkerState {
             name: args.name,
             id,
             log: args.log,
+            hang_on_stop: self.behaviour.hang_on_stop,
         })
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<WorkerMsg>,
-        state: &mut WorkerState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn stop(&self, state: &mut WorkerState) {
         state
             .log
             .lock()
             .unwrap()
             .push(format!("stop:{}", state.name));
-        Ok(())
+        if state.hang_on_stop {
+            std::future::pending::<()>().await;
+        }
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<WorkerMsg>,
+        ctx: &mut Ctx<WorkerMsg>,
         msg: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            WorkerMsg::Crash => panic!("test crash of {}", state.name),
-            WorkerMsg::Stop => myself.stop(None),
+            WorkerMsg::Stop => ctx.stop(),
             WorkerMsg::Ping(reply) => {
                 let _ = reply.send(state.id);
             }
@@ -136,10 +147,14 @@ impl Harness {
     }
 
     fn worker(&self, name: &str, restart: Restart) -> ChildSpec {
+        self.worker_with(name, restart, Behaviour::default())
+    }
+
+    fn worker_with(&self, name: &str, restart: Restart, behaviour: Behaviour) -> ChildSpec {
         let (log, refs, n) = (self.log.clone(), self.refs.clone(), name.to_string());
         ChildSpec::new(name, restart, move || {
             (
-                Worker,
+                TestWorker { behaviour },
                 WorkerArgs {
                     name: n.clone(),
                     log: log.clone(),
@@ -161,10 +176,8 @@ impl Harness {
             name: name.to_string(),
             strategy,
             intensity,
-            backoff: Backoff {
-                base: Duration::from_millis(1),
-                max: Duration::from_millis(5),
-            },
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(5))
+                .with_jitter(0.0),
             children,
             tree: self.tree.clone(),
         }
@@ -219,13 +232,14 @@ impl Harness {
     }
 
     fn crash(&self, name: &str) {
-        assert!(
-            self.tree.crash(name),
+        assert_eq!(
+            self.tree.crash(name, CrashPoint::Handler),
+            Crashed::Yes,
             "{name} is not running: cannot crash it"
         );
     }
 
-    fn worker_ref(&self, name: &str) -> ActorRef<WorkerMsg> {
+    fn worker_ref(&self, name: &str) -> Mailbox<WorkerMsg> {
         self.refs
             .lock()
             .unwrap()
@@ -235,18 +249,20 @@ impl Harness {
     }
 
     fn stop(&self, name: &str) {
-        self.worker_ref(name)
-            .cast(WorkerMsg::Stop)
-            .expect("send Stop");
+        assert!(self.worker_ref(name).send(WorkerMsg::Stop), "send Stop");
     }
 
     /// The current instance id of worker `name`.
     async fn ping(&self, name: &str) -> u64 {
-        let r = self.worker_ref(name);
-        match r.call(WorkerMsg::Ping, Some(DEADLINE)).await.expect("ping") {
-            ractor::rpc::CallResult::Success(id) => id,
-            other => panic!("ping {name}: {other:?}"),
-        }
+        let (tx, rx) = ractor::concurrency::oneshot();
+        assert!(
+            self.worker_ref(name).send(WorkerMsg::Ping(tx.into())),
+            "ping {name}"
+        );
+        tokio::time::timeout(DEADLINE, rx)
+            .await
+            .expect("ping in time")
+            .expect("ping answered")
     }
 }
 
@@ -432,8 +448,9 @@ async fn restart_policies() {
     assert_eq!(h.starts("temp_crash"), 1);
     assert_eq!(h.starts("temp_stop"), 1);
     assert_eq!(h.starts("permanent"), 2);
-    assert!(
-        !h.tree.crash("transient"),
+    assert_eq!(
+        h.tree.crash("transient", CrashPoint::Handler),
+        Crashed::NoSuchActor,
         "a stopped child has no crash hook"
     );
 
@@ -469,7 +486,10 @@ async fn intensity_overflow_makes_the_root_give_up() {
     };
     assert!(cause.contains("root6"), "cause: {cause}");
     assert!(cause.contains("gave up"), "cause: {cause}");
-    assert!(cause.contains("test crash of x"), "cause: {cause}");
+    assert!(
+        cause.contains("crash requested in the handler of x"),
+        "cause: {cause}"
+    );
     // Every child was stopped: y normally (post_stop ran), x as it crashed.
     assert_eq!(h.log().last().map(String::as_str), Some("stop:y"));
     assert_eq!(h.starts("x"), 3);
@@ -478,7 +498,8 @@ async fn intensity_overflow_makes_the_root_give_up() {
     assert_eq!(h.tree.restarts("x"), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the paused clock: sleeping advances the fake time instantly.
+#[tokio::test(start_paused = true)]
 async fn restarts_outside_the_intensity_window_do_not_count() {
     let h = Harness::new();
     let period = Duration::from_millis(200);
@@ -492,8 +513,8 @@ async fn restarts_outside_the_intensity_window_do_not_count() {
     for n in 1..=3 {
         h.crash("x");
         h.wait_restarted("x", n).await;
-        // The period is what is under test: let the previous restart leave the window.
-        tokio::time::sleep(period + Duration::from_millis(150)).await;
+        // Let the previous restart leave the window (fake time).
+        tokio::time::sleep(period + Duration::from_millis(1)).await;
     }
     assert_eq!(h.status("x"), Some("running"));
     assert_eq!(h.tree.restarts("x"), 3);
@@ -571,23 +592,20 @@ async fn escalation_through_a_nested_supervisor() {
 
 #[test]
 fn backoff_delays() {
-    let b = Backoff {
-        base: Duration::from_millis(10),
-        max: Duration::from_millis(35),
-    };
-    assert_eq!(b.delay(0), Duration::ZERO);
-    assert_eq!(b.delay(1), Duration::ZERO);
-    assert_eq!(b.delay(2), Duration::from_millis(10));
-    assert_eq!(b.delay(3), Duration::from_millis(20));
-    assert_eq!(b.delay(4), Duration::from_millis(35));
-    assert_eq!(b.delay(64), Duration::from_millis(35));
-    assert_eq!(b.delay(usize::MAX), Duration::from_millis(35));
-    let wide = Backoff {
-        base: Duration::from_secs(1),
-        max: Duration::MAX,
-    };
-    assert_eq!(wide.delay(5), Duration::from_secs(8));
-    assert_eq!(Backoff::default().delay(2), Duration::from_millis(50));
+    let b = Backoff::new(Duration::from_millis(10), Duration::from_millis(35)).with_jitter(0.0);
+    assert_eq!(restart_delay(&b, 0), Duration::ZERO);
+    assert_eq!(restart_delay(&b, 1), Duration::ZERO);
+    assert_eq!(restart_delay(&b, 2), Duration::from_millis(10));
+    assert_eq!(restart_delay(&b, 3), Duration::from_millis(20));
+    assert_eq!(restart_delay(&b, 4), Duration::from_millis(35));
+    assert_eq!(restart_delay(&b, 64), Duration::from_millis(35));
+    assert_eq!(restart_delay(&b, usize::MAX), Duration::from_millis(35));
+    let wide = Backoff::new(Duration::from_secs(1), Duration::MAX);
+    assert_eq!(restart_delay(&wide, 5), Duration::from_secs(8));
+    assert_eq!(
+        restart_delay(&default_backoff(), 2),
+        Duration::from_millis(50)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,10 +617,7 @@ async fn second_restart_in_a_window_waits_for_the_backoff() {
         intensity(5, Duration::from_secs(30)),
         vec![h.worker("x", Restart::Permanent)],
     );
-    spec.backoff = Backoff {
-        base: Duration::from_millis(100),
-        max: Duration::from_secs(1),
-    };
+    spec.backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     let (root, exit) = spawn_root(spec).await.unwrap();
     h.wait_running(&["x"]).await;
 
@@ -663,7 +678,7 @@ async fn tree_json_shape() {
     assert_eq!(list[1]["restarts"], 1);
     let failure = list[1]["last_failure"].as_str().expect("a failure string");
     assert!(
-        failure.contains("test crash of b"),
+        failure.contains("crash requested in the handler of b"),
         "last_failure: {failure}"
     );
 
@@ -722,10 +737,7 @@ async fn rest_for_one_with_backoff_restarts_in_order() {
         intensity(10, Duration::from_secs(30)),
         children,
     );
-    spec.backoff = Backoff {
-        base: Duration::from_millis(200),
-        max: Duration::from_secs(1),
-    };
+    spec.backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
     let (root, exit) = spawn_root(spec).await.unwrap();
     h.wait_running(&["a", "b", "c"]).await;
 
@@ -750,6 +762,217 @@ async fn rest_for_one_with_backoff_restarts_in_order() {
         strs(&["stop:c", "start:a", "start:b", "start:c"])
     );
 
+    root.stop(None);
+    assert!(matches!(wait_exit(exit).await, RootExit::Stopped));
+}
+
+/// A worker whose start fails the next `n` times once `armed` is set.
+struct Flaky {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    failures_left: Arc<AtomicU64>,
+    log: Log,
+}
+
+impl Worker for Flaky {
+    type Msg = crate::worker::NoMsg;
+    type State = ();
+    type Args = ();
+
+    async fn start(
+        &self,
+        _ctx: &mut Ctx<crate::worker::NoMsg>,
+        (): (),
+    ) -> Result<(), ActorProcessingErr> {
+        if self.armed.load(Ordering::SeqCst)
+            && self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            self.log.lock().unwrap().push("failstart".into());
+            return Err("not yet".into());
+        }
+        self.log.lock().unwrap().push("start".into());
+        Ok(())
+    }
+}
+
+fn flaky(h: &Harness, failures: u64) -> (ChildSpec, Arc<std::sync::atomic::AtomicBool>) {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failures_left = Arc::new(AtomicU64::new(failures));
+    let (a, log) = (armed.clone(), h.log.clone());
+    let spec = ChildSpec::new("flaky", Restart::Permanent, move || {
+        (
+            Flaky {
+                armed: a.clone(),
+                failures_left: failures_left.clone(),
+                log: log.clone(),
+            },
+            (),
+        )
+    });
+    (spec, armed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_that_fail_are_retried_until_one_succeeds() {
+    let h = Harness::new();
+    let (spec, armed) = flaky(&h, 2);
+    let (root, exit) = spawn_root(h.sup(
+        "root22",
+        Strategy::OneForOne,
+        intensity(5, Duration::from_secs(30)),
+        vec![spec],
+    ))
+    .await
+    .unwrap();
+    h.wait_running(&["flaky"]).await;
+    armed.store(true, Ordering::SeqCst);
+    h.crash("flaky");
+    // One restart for the crash, two more for the failed attempts.
+    h.wait_restarted("flaky", 3).await;
+    assert_eq!(h.log(), strs(&["start", "failstart", "failstart", "start"]));
+    let failure = h.tree.last_failure("flaky").unwrap();
+    assert!(failure.contains("not yet"), "{failure}");
+    root.stop(None);
+    assert!(matches!(wait_exit(exit).await, RootExit::Stopped));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_restarts_count_toward_the_intensity() {
+    let h = Harness::new();
+    let (spec, armed) = flaky(&h, 100);
+    let (_root, exit) = spawn_root(h.sup(
+        "root23",
+        Strategy::OneForOne,
+        intensity(3, Duration::from_secs(30)),
+        vec![spec],
+    ))
+    .await
+    .unwrap();
+    h.wait_running(&["flaky"]).await;
+    armed.store(true, Ordering::SeqCst);
+    h.crash("flaky");
+    let RootExit::Failed(cause) = wait_exit(exit).await else {
+        panic!("the root should give up")
+    };
+    assert!(cause.contains("gave up"), "{cause}");
+    assert!(cause.contains("not yet"), "{cause}");
+    // The crash and two failed attempts fit in 3; the third failed attempt does not.
+    assert_eq!(
+        h.log(),
+        strs(&["start", "failstart", "failstart", "failstart"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_cannot_start_fails_the_whole_start_with_its_error() {
+    let h = Harness::new();
+    let (spec, armed) = flaky(&h, 1);
+    armed.store(true, Ordering::SeqCst);
+    let inner = h.sup(
+        "inner",
+        Strategy::OneForOne,
+        Intensity::default(),
+        vec![h.worker("a", Restart::Permanent), spec],
+    );
+    let result = spawn_root(h.sup(
+        "root24",
+        Strategy::OneForOne,
+        Intensity::default(),
+        vec![ChildSpec::supervisor(inner)],
+    ))
+    .await;
+    let Err(cause) = result else {
+        panic!("the start should fail")
+    };
+    assert!(cause.contains("child flaky failed to start"), "{cause}");
+    assert!(cause.contains("not yet"), "{cause}");
+    assert!(!cause.contains("panicked during startup"), "{cause}");
+    // The sibling that had started was stopped again.
+    wait_until("a stopped", || h.log().contains(&"stop:a".to_owned())).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_does_not_stop_in_its_shutdown_time_is_killed() {
+    let h = Harness::new();
+    let hanging = h
+        .worker_with(
+            "hang",
+            Restart::Permanent,
+            Behaviour {
+                hang_on_stop: true,
+                task: true,
+            },
+        )
+        .with_shutdown(Duration::from_secs(3));
+    let inner = h.sup(
+        "inner25",
+        Strategy::OneForOne,
+        Intensity::default(),
+        vec![hanging, h.worker("b", Restart::Permanent)],
+    );
+    let nested = ChildSpec::supervisor(inner);
+    assert_eq!(
+        nested.shutdown,
+        Duration::from_secs(3) + DEFAULT_SHUTDOWN + Duration::from_millis(100),
+        "a nested supervisor gets the sum of its children's shutdown times"
+    );
+    let (root, exit) = spawn_root(h.sup(
+        "root25",
+        Strategy::OneForOne,
+        Intensity::default(),
+        vec![nested],
+    ))
+    .await
+    .unwrap();
+    h.wait_running(&["hang", "b"]).await;
+    let before = Instant::now();
+    root.stop(None);
+    assert!(matches!(wait_exit(exit).await, RootExit::Stopped));
+    // On the paused clock: `hang` was given exactly its 3 s, then killed.
+    let took = before.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(
+        h.log(),
+        strs(&["start:hang", "start:b", "stop:b", "stop:hang"])
+    );
+    assert_eq!(h.status("hang"), Some("stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_ends_fails_its_actor_and_chaos_reaches_it() {
+    let h = Harness::new();
+    let with_task = h.worker_with(
+        "t",
+        Restart::Permanent,
+        Behaviour {
+            task: true,
+            ..Behaviour::default()
+        },
+    );
+    let (root, exit) = spawn_root(h.sup(
+        "root26",
+        Strategy::OneForOne,
+        Intensity::default(),
+        vec![with_task, h.worker("plain", Restart::Permanent)],
+    ))
+    .await
+    .unwrap();
+    h.wait_running(&["t", "plain"]).await;
+    assert_eq!(h.tree.crash("plain", CrashPoint::Task), Crashed::NoTask);
+    assert_eq!(
+        h.tree.crash("nobody", CrashPoint::Task),
+        Crashed::NoSuchActor
+    );
+    assert_eq!(h.tree.crash("t", CrashPoint::Task), Crashed::Yes);
+    h.wait_restarted("t", 1).await;
+    let failure = h.tree.last_failure("t").unwrap();
+    assert!(failure.contains("task work of t panicked"), "{failure}");
+    assert_eq!(h.tree.restarts("plain"), 0);
     root.stop(None);
     assert!(matches!(wait_exit(exit).await, RootExit::Stopped));
 }
