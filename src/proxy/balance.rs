@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::pool::ConnPool;
 use crate::model::{Backend, LoadBalancer};
 
 /// How long an endpoint that refused a connection is skipped.
@@ -32,8 +33,8 @@ pub struct EndpointState {
     /// The address as a URI authority, built once so that a request only bumps a reference
     /// count.
     authority: http::uri::Authority,
-    /// Idle HTTP/1.1 connections to this endpoint (see `pool`).
-    pub(super) idle: Mutex<Vec<super::pool::Idle>>,
+    /// Idle HTTP/1.1 connections to this endpoint.
+    pool: Arc<ConnPool>,
     outstanding: AtomicUsize,
     down_until_ms: AtomicU64,
 }
@@ -46,7 +47,7 @@ impl EndpointState {
         EndpointState {
             addr,
             authority,
-            idle: Mutex::new(Vec::new()),
+            pool: Arc::new(ConnPool::new(addr)),
             outstanding: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
         }
@@ -55,6 +56,11 @@ impl EndpointState {
     /// The address as a URI authority (`10.0.0.1:8080`, `[fd00::1]:8080`).
     pub fn authority(&self) -> &http::uri::Authority {
         &self.authority
+    }
+
+    /// The pool of idle HTTP/1.1 connections to this endpoint.
+    pub(crate) fn pool(&self) -> &Arc<ConnPool> {
+        &self.pool
     }
 
     /// Requests sent to this endpoint and not yet answered.

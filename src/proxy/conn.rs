@@ -1,20 +1,15 @@
-//! Connections: serving one accepted TCP (or TLS) connection, tracking open connections for
-//! graceful shutdown, and WebSocket tunnels.
+//! Connections: what the proxy knows about one ([`ConnInfo`]), tracking open connections for
+//! graceful shutdown ([`ConnTracker`]), and WebSocket tunnels.
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::HeaderValue;
-use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 
-use super::Proxy;
 use super::balance::InFlight;
 
 /// Which listener a connection came in on.
@@ -57,11 +52,12 @@ pub struct ConnInfo {
     /// `peer`'s IP and `local`'s port as header values (`X-Forwarded-For`, `X-Real-IP`,
     /// `X-Forwarded-Port`), built once per connection.
     pub(super) peer_header: HeaderValue,
+    /// See `peer_header`.
     pub(super) port_header: HeaderValue,
 }
 
 impl ConnInfo {
-    fn new(
+    pub(super) fn new(
         peer: SocketAddr,
         local: SocketAddr,
         entrypoint: Entrypoint,
@@ -132,6 +128,11 @@ impl ConnTracker {
         let _ = rx.wait_for(|f| *f).await;
     }
 
+    /// Changes to true when [`ConnTracker::shutdown`] is called.
+    pub(super) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// True once [`ConnTracker::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
@@ -184,94 +185,6 @@ impl Drop for ConnGuard {
         self.gauge.decrement(1.0);
         if self.tracker.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.tracker.idle.notify_waiters();
-        }
-    }
-}
-
-impl Proxy {
-    /// Serves one accepted plain-HTTP connection (HTTP/1.1, or h2c with prior knowledge) until
-    /// it closes or shutdown completes it.
-    pub async fn serve_http(
-        self: Arc<Self>,
-        tracker: Arc<ConnTracker>,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) {
-        let local = stream.local_addr().unwrap_or(peer);
-        let _ = stream.set_nodelay(true);
-        let info = ConnInfo::new(peer, local, Entrypoint::Http, None, tracker.clone());
-        let guard = tracker.enter(Entrypoint::Http, "http");
-        self.serve_io(tracker.clone(), stream, info).await;
-        drop(guard);
-    }
-
-    /// Serves one accepted TLS connection: handshake (bounded by the handshake timeout), then
-    /// HTTP/1.1 or HTTP/2 as negotiated by ALPN.
-    pub async fn serve_tls(
-        self: Arc<Self>,
-        tracker: Arc<ConnTracker>,
-        acceptor: tokio_rustls::TlsAcceptor,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) {
-        let local = stream.local_addr().unwrap_or(peer);
-        let _ = stream.set_nodelay(true);
-        let guard = tracker.enter(Entrypoint::Https, "tls");
-        let tls =
-            match tokio::time::timeout(self.config.tls_handshake_timeout, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "error")
-                        .increment(1);
-                    return;
-                }
-                Err(_) => {
-                    metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "timeout")
-                        .increment(1);
-                    return;
-                }
-            };
-        let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase);
-        let info = ConnInfo::new(peer, local, Entrypoint::Https, sni, tracker.clone());
-        self.serve_io(tracker.clone(), tls, info).await;
-        drop(guard);
-    }
-
-    async fn serve_io<I>(self: Arc<Self>, tracker: Arc<ConnTracker>, io: I, info: ConnInfo)
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let info = Arc::new(info);
-        let proxy = self.clone();
-        let svc = service_fn(move |req| super::service(proxy.clone(), info.clone(), req));
-        let mut conn = pin!(
-            self.server
-                .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        );
-        let mut shutdown = tracker.shutdown.subscribe();
-        if *shutdown.borrow_and_update() {
-            conn.as_mut().graceful_shutdown();
-        }
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection error");
-                }
-                return;
-            }
-            _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
-        }
-        tokio::select! {
-            res = conn => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection error during shutdown");
-                }
-            }
-            // Grace period over: dropping the connection closes it.
-            () = tracker.forced() => {}
         }
     }
 }

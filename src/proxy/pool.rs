@@ -3,10 +3,11 @@
 //!
 //! hyper-util's pooled client costs, per request, a pool lookup hashed by scheme and
 //! authority (SipHash), a spawned task that waits for the connection to become idle again,
-//! and a connection-info extension on the response. Here the endpoint *is* the pool key: its
-//! idle connections are a stack in [`EndpointState`] (most recently used first, so warm
-//! connections are reused and cold ones age out), taken and returned under an uncontended
-//! mutex, and a connection goes back when the response body it carried has ended.
+//! and a connection-info extension on the response. Here the endpoint *is* the pool key: each
+//! endpoint state (`balance`) holds one [`ConnPool`], a stack of idle connections (most
+//! recently used first, so warm connections are reused and cold ones age out), taken and
+//! returned under an uncontended mutex, and a connection goes back when the response body it
+//! carried has ended.
 //!
 //! A connection that sat idle longer than the upstream idle timeout is closed when the pool
 //! next looks at it (on a checkout, or at the bottom of the stack on a return); an upstream
@@ -15,7 +16,8 @@
 //! on another connection, as hyper-util does.
 
 use std::io;
-use std::sync::{Arc, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -23,15 +25,31 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::balance::EndpointState;
 use super::body::ProxyBody;
 
 /// Idle connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
+/// The idle HTTP/1.1 connections to one endpoint address.
+#[derive(Debug)]
+pub(crate) struct ConnPool {
+    addr: SocketAddr,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl ConnPool {
+    /// An empty pool for `addr`.
+    pub(crate) fn new(addr: SocketAddr) -> ConnPool {
+        ConnPool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 /// An idle connection in an endpoint's pool.
 #[derive(Debug)]
-pub(crate) struct Idle {
+struct Idle {
     sender: SendRequest<ProxyBody>,
     since: Instant,
 }
@@ -50,7 +68,7 @@ pub(crate) enum SendError {
 #[derive(Debug)]
 pub(crate) struct Checkout {
     sender: SendRequest<ProxyBody>,
-    endpoint: Arc<EndpointState>,
+    pool: Arc<ConnPool>,
     idle_timeout: Duration,
 }
 
@@ -60,35 +78,35 @@ impl Checkout {
     pub(crate) fn release(self) {
         let Checkout {
             mut sender,
-            endpoint,
+            pool,
             idle_timeout,
         } = self;
         if sender.is_ready() {
-            put(&endpoint, sender, idle_timeout);
+            put(&pool, sender, idle_timeout);
         } else if !sender.is_closed()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             // The connection task has not caught up with the end of the body yet.
             rt.spawn(async move {
                 if sender.ready().await.is_ok() {
-                    put(&endpoint, sender, idle_timeout);
+                    put(&pool, sender, idle_timeout);
                 }
             });
         }
     }
 }
 
-/// Sends `req` to `endpoint` on an idle connection, or on a new one.
+/// Sends `req` to the pool's endpoint on an idle connection, or on a new one.
 pub(crate) async fn send(
-    endpoint: &Arc<EndpointState>,
+    pool: &Arc<ConnPool>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     mut req: Request<ProxyBody>,
 ) -> Result<(Response<Incoming>, Checkout), SendError> {
     loop {
-        let (mut sender, reused) = match take(endpoint, idle_timeout) {
+        let (mut sender, reused) = match take(pool, idle_timeout) {
             Some(sender) => (sender, true),
-            None => (connect(endpoint, connect_timeout).await?, false),
+            None => (connect(pool.addr, connect_timeout).await?, false),
         };
         match sender.try_send_request(req).await {
             Ok(resp) => {
@@ -96,7 +114,7 @@ pub(crate) async fn send(
                     resp,
                     Checkout {
                         sender,
-                        endpoint: endpoint.clone(),
+                        pool: pool.clone(),
                         idle_timeout,
                     },
                 ));
@@ -112,8 +130,8 @@ pub(crate) async fn send(
 }
 
 /// The most recently used idle connection that is still open and not idle for too long.
-fn take(endpoint: &EndpointState, idle_timeout: Duration) -> Option<SendRequest<ProxyBody>> {
-    let mut idle = endpoint.idle.lock().unwrap_or_else(PoisonError::into_inner);
+fn take(pool: &ConnPool, idle_timeout: Duration) -> Option<SendRequest<ProxyBody>> {
+    let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
     while let Some(c) = idle.pop() {
         if c.sender.is_ready() && c.since.elapsed() <= idle_timeout {
             return Some(c.sender);
@@ -123,9 +141,9 @@ fn take(endpoint: &EndpointState, idle_timeout: Duration) -> Option<SendRequest<
     None
 }
 
-fn put(endpoint: &EndpointState, sender: SendRequest<ProxyBody>, idle_timeout: Duration) {
+fn put(pool: &ConnPool, sender: SendRequest<ProxyBody>, idle_timeout: Duration) {
     let now = Instant::now();
-    let mut idle = endpoint.idle.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
     // The oldest are at the bottom: close the ones idle for too long.
     let stale = idle
         .iter()
@@ -139,18 +157,14 @@ fn put(endpoint: &EndpointState, sender: SendRequest<ProxyBody>, idle_timeout: D
     }
 }
 
-async fn connect(
-    endpoint: &EndpointState,
-    timeout: Duration,
-) -> Result<SendRequest<ProxyBody>, SendError> {
-    let stream = super::connect::tcp(endpoint.addr, timeout)
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SendRequest<ProxyBody>, SendError> {
+    let stream = super::connect::tcp(addr, timeout)
         .await
         .map_err(SendError::Connect)?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Http)?;
-    let addr = endpoint.addr;
     tokio::spawn(async move {
         // With upgrades: a 101 response hands the connection over to a WebSocket tunnel.
         if let Err(e) = conn.with_upgrades().await {
@@ -160,17 +174,17 @@ async fn connect(
     Ok(sender)
 }
 
+/// Idle connections in the pool.
 #[cfg(test)]
-fn idle_count(endpoint: &EndpointState) -> usize {
-    endpoint
-        .idle
+pub(super) fn idle_count(pool: &ConnPool) -> usize {
+    pool.idle
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .len()
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;
@@ -178,12 +192,11 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::proxy::balance::EndpointRegistry;
     use crate::proxy::body;
 
     /// A backend answering every request on a connection with `hello`, closing after each
     /// answer when `close` is set; counts accepted connections.
-    async fn backend(close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    pub(crate) async fn backend(close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -219,54 +232,37 @@ mod tests {
         (addr, accepted)
     }
 
-    fn endpoint(addr: std::net::SocketAddr) -> Arc<EndpointState> {
-        use crate::model::{Backend, BackendSettings, Endpoint, ObjectRef, ServicePort};
-        let backend = Arc::new(Backend {
-            ingress: ObjectRef::new("d", "i"),
-            service: ObjectRef::new("d", "s"),
-            port: ServicePort::Number(80),
-            endpoints: vec![Endpoint { addr, ready: true }],
-            settings: BackendSettings::default(),
-        });
-        let registry = EndpointRegistry::default();
-        registry.balancers(&[backend])[0].endpoints()[0].clone()
-    }
-
-    async fn get(ep: &Arc<EndpointState>, idle_timeout: Duration) -> String {
+    /// One GET on the pool, the body read to its end, the connection released.
+    async fn get(pool: &Arc<ConnPool>, idle_timeout: Duration) -> String {
         let req = Request::get("/")
             .header(http::header::HOST, "x")
             .body(body::empty())
             .unwrap();
-        let (resp, checkout) = send(ep, Duration::from_secs(2), idle_timeout, req)
+        let (resp, checkout) = send(pool, Duration::from_secs(2), idle_timeout, req)
             .await
             .expect("response");
-        let mut b = body::Tracked::new(resp.into_body(), ep.start(), Some(checkout));
-        let mut text = Vec::new();
-        while let Some(frame) = b.frame().await {
-            if let Ok(data) = frame.expect("body").into_data() {
-                text.extend_from_slice(&data);
-            }
-        }
-        String::from_utf8(text).unwrap()
+        let text = resp.into_body().collect().await.expect("body").to_bytes();
+        checkout.release();
+        String::from_utf8(text.to_vec()).unwrap()
     }
 
     #[tokio::test]
     async fn a_finished_response_returns_its_connection_for_the_next_request() {
         let (addr, accepted) = backend(false).await;
-        let ep = endpoint(addr);
+        let pool = Arc::new(ConnPool::new(addr));
         for _ in 0..5 {
-            assert_eq!(get(&ep, Duration::from_secs(30)).await, "hello");
+            assert_eq!(get(&pool, Duration::from_secs(30)).await, "hello");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
-        assert_eq!(idle_count(&ep), 1);
+        assert_eq!(idle_count(&pool), 1);
     }
 
     #[tokio::test]
     async fn connections_the_upstream_closes_are_not_reused() {
         let (addr, accepted) = backend(true).await;
-        let ep = endpoint(addr);
+        let pool = Arc::new(ConnPool::new(addr));
         for _ in 0..3 {
-            assert_eq!(get(&ep, Duration::from_secs(30)).await, "hello");
+            assert_eq!(get(&pool, Duration::from_secs(30)).await, "hello");
         }
         assert_eq!(
             accepted.load(Ordering::SeqCst),
@@ -278,30 +274,27 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_longer_than_the_timeout_are_closed_not_reused() {
         let (addr, accepted) = backend(false).await;
-        let ep = endpoint(addr);
+        let pool = Arc::new(ConnPool::new(addr));
         for _ in 0..3 {
-            assert_eq!(get(&ep, Duration::ZERO).await, "hello");
+            assert_eq!(get(&pool, Duration::ZERO).await, "hello");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
         // Each return dropped the stale one below it: at most the last one is pooled.
-        assert!(idle_count(&ep) <= 1, "{}", idle_count(&ep));
+        assert!(idle_count(&pool) <= 1, "{}", idle_count(&pool));
     }
 
     #[tokio::test]
-    async fn a_body_dropped_before_its_end_closes_the_connection() {
+    async fn a_checkout_dropped_without_release_closes_the_connection() {
         let (addr, accepted) = backend(false).await;
-        let ep = endpoint(addr);
+        let pool = Arc::new(ConnPool::new(addr));
         let req = Request::get("/").body(body::empty()).unwrap();
-        let (resp, checkout) = send(&ep, Duration::from_secs(2), Duration::from_secs(30), req)
+        let (resp, checkout) = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
             .await
             .unwrap();
-        drop(body::Tracked::new(
-            resp.into_body(),
-            ep.start(),
-            Some(checkout),
-        ));
-        assert_eq!(idle_count(&ep), 0, "not returned mid-message");
-        assert_eq!(get(&ep, Duration::from_secs(30)).await, "hello");
+        drop(resp);
+        drop(checkout);
+        assert_eq!(idle_count(&pool), 0, "not returned mid-message");
+        assert_eq!(get(&pool, Duration::from_secs(30)).await, "hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }

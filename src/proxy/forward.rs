@@ -1,0 +1,328 @@
+//! Forwarding: pick an endpoint, send the prepared request (retrying a body-less idempotent
+//! request once on another endpoint when the first refused the connection), and turn the
+//! upstream response into ours: a WebSocket tunnel for a 101, else the response with its
+//! hop-by-hop headers stripped and a body that releases the endpoint and its pooled
+//! connection when it ends ([`Tracked`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use super::Proxy;
+use super::balance::{EndpointState, InFlight};
+use super::body::{self, ProxyBody};
+use super::conn::{self, ConnInfo};
+use super::error::ProxyError;
+use super::headers;
+use super::pool::{self, Checkout};
+use super::snapshot::Upstream;
+use crate::model::UpstreamProtocol;
+
+/// A request ready to go upstream (built by the prepare phase).
+pub(super) struct Outgoing {
+    pub(super) method: Method,
+    /// The request target (origin form).
+    pub(super) path_and_query: PathAndQuery,
+    /// The rewritten headers.
+    pub(super) headers: HeaderMap,
+    /// The body; taken by the first attempt.
+    pub(super) body: Option<ProxyBody>,
+    /// `X-Request-Id`, copied onto the response.
+    pub(super) request_id: HeaderValue,
+    /// The client side of a WebSocket upgrade, when the request asks for one.
+    pub(super) client_upgrade: Option<OnUpgrade>,
+    /// Whether a second attempt on another endpoint is allowed (nothing to resend).
+    pub(super) retryable: bool,
+}
+
+impl Proxy {
+    /// Sends `out` to an endpoint of `upstream` and returns the response to send back.
+    pub(super) async fn forward(
+        &self,
+        conn: &ConnInfo,
+        upstream: &Upstream,
+        mut out: Outgoing,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let version = match upstream.settings.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::H2c => Version::HTTP_2,
+        };
+        let read_timeout = upstream
+            .settings
+            .read_timeout
+            .unwrap_or(self.config.read_timeout);
+        let mut avoid = None;
+        let mut last_error = None;
+        for attempt in 0..2 {
+            let Some(endpoint) = upstream.balancer.pick(avoid) else {
+                // No other endpoint to retry on: answer with what the first attempt got.
+                return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
+            };
+            let upreq = upstream_request(upstream, endpoint, &mut out, version, attempt)?;
+            let inflight = endpoint.start();
+            let sent =
+                tokio::time::timeout(read_timeout, self.send_upstream(upstream, endpoint, upreq))
+                    .await;
+            let (resp, checkout) = match sent {
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok(Ok(sent)) => sent,
+                Ok(Err((err, is_connect))) => {
+                    if is_connect {
+                        metrics::counter!("sluice_upstream_connect_errors_total", "service" => upstream.stats.service.clone()).increment(1);
+                        if matches!(err, ProxyError::UpstreamRefused(_)) {
+                            endpoint.mark_down();
+                        }
+                        // Nothing was sent: an idempotent request without a body is retried
+                        // once on another endpoint.
+                        if attempt == 0 && out.retryable {
+                            avoid = Some(endpoint.addr);
+                            out.body = Some(body::empty());
+                            last_error = Some(err);
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+            };
+            endpoint.mark_up();
+            return respond(conn, out, resp, inflight, checkout);
+        }
+        Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+    }
+
+    /// One exchange with one endpoint: the response, and the pooled HTTP/1.1 connection that
+    /// carries its body. The error says whether it was a connect error (nothing sent).
+    async fn send_upstream(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Arc<EndpointState>,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Option<Checkout>), (ProxyError, bool)> {
+        if let Some(client) = &upstream.h2c {
+            return match client.request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(e) => Err((ProxyError::from_upstream_error(&e), e.is_connect())),
+            };
+        }
+        match pool::send(
+            endpoint.pool(),
+            upstream.connect_timeout,
+            self.config.upstream_idle_timeout,
+            req,
+        )
+        .await
+        {
+            Ok((resp, checkout)) => Ok((resp, Some(checkout))),
+            Err(pool::SendError::Connect(e)) => Err((ProxyError::from_upstream_error(&e), true)),
+            Err(pool::SendError::Http(e)) => Err((ProxyError::from_upstream_error(&e), false)),
+        }
+    }
+}
+
+/// The request for one attempt on `endpoint`. The first attempt of a retryable request
+/// copies the headers (a second attempt may need them); otherwise they are moved.
+fn upstream_request(
+    upstream: &Upstream,
+    endpoint: &EndpointState,
+    out: &mut Outgoing,
+    version: Version,
+    attempt: usize,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    // HTTP/1.1 sends the origin form (`/path?query`); hyper-util's h2c client wants the
+    // absolute form for `:authority`.
+    let mut target = http::uri::Parts::default();
+    if upstream.h2c.is_some() {
+        target.scheme = Some(http::uri::Scheme::HTTP);
+        target.authority = Some(endpoint.authority().clone());
+    }
+    target.path_and_query = Some(out.path_and_query.clone());
+    let uri = Uri::from_parts(target)
+        .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
+    let mut upreq = Request::new(out.body.take().unwrap_or_else(body::empty));
+    *upreq.method_mut() = out.method.clone();
+    *upreq.uri_mut() = uri;
+    *upreq.version_mut() = version;
+    *upreq.headers_mut() = if attempt == 0 && out.retryable {
+        out.headers.clone()
+    } else {
+        std::mem::take(&mut out.headers)
+    };
+    Ok(upreq)
+}
+
+/// The upstream response as ours: a tunnel for a 101, else the response with hop-by-hop
+/// headers stripped, the request id set and a body that releases the endpoint at its end.
+fn respond(
+    conn: &ConnInfo,
+    out: Outgoing,
+    mut resp: Response<Incoming>,
+    inflight: InFlight,
+    checkout: Option<Checkout>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = out.client_upgrade else {
+            return Err(ProxyError::UpstreamProtocol);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        // The tunnel counts as an open connection until it closes, so graceful shutdown
+        // waits for it (within the grace period).
+        let guard = conn.tracker.enter(conn.entrypoint, "upgraded");
+        tokio::spawn(conn::tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            inflight,
+            guard,
+        ));
+        let (rparts, _) = resp.into_parts();
+        return Ok(Response::from_parts(rparts, body::empty()));
+    }
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers, false);
+    rparts
+        .headers
+        .entry(headers::X_REQUEST_ID.clone())
+        .or_insert(out.request_id);
+    Ok(Response::from_parts(
+        rparts,
+        body::boxed(Tracked::new(rbody, inflight, checkout)),
+    ))
+}
+
+/// A response body that holds an [`InFlight`] guard until it ends or is dropped, and hands
+/// the upstream connection that carried it back to the pool once it has been read to the end.
+pub(crate) struct Tracked<B: Body> {
+    inner: B,
+    guard: Option<InFlight>,
+    conn: Option<Checkout>,
+}
+
+impl<B: Body> Tracked<B> {
+    /// Wraps `inner`, releasing `guard` (and `conn`, to the pool) at the end of the body.
+    pub(crate) fn new(inner: B, guard: InFlight, conn: Option<Checkout>) -> Self {
+        Tracked {
+            inner,
+            guard: Some(guard),
+            conn,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match r {
+            Poll::Ready(None) => {
+                self.guard = None;
+                if let Some(conn) = self.conn.take() {
+                    conn.release();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.guard = None;
+                self.conn = None;
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended (a Content-Length body after its
+        // last byte, an empty body): that is a complete response too. A body dropped before
+        // its end leaves the connection mid-message, and it closes with the handle.
+        if let Some(conn) = self.conn.take()
+            && self.inner.is_end_stream()
+        {
+            conn.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::model::{Backend, BackendSettings, Endpoint, ObjectRef, ServicePort};
+    use crate::proxy::balance::EndpointRegistry;
+    use crate::proxy::pool::{idle_count, tests::backend};
+
+    fn endpoint(addr: std::net::SocketAddr) -> Arc<EndpointState> {
+        let backend = Arc::new(Backend {
+            ingress: ObjectRef::new("d", "i"),
+            service: ObjectRef::new("d", "s"),
+            port: ServicePort::Number(80),
+            endpoints: vec![Endpoint { addr, ready: true }],
+            settings: BackendSettings::default(),
+        });
+        EndpointRegistry::default().balancers(&[backend])[0].endpoints()[0].clone()
+    }
+
+    async fn tracked(ep: &Arc<EndpointState>) -> Tracked<Incoming> {
+        let req = Request::get("/")
+            .header(http::header::HOST, "x")
+            .body(body::empty())
+            .unwrap();
+        let (resp, checkout) = pool::send(
+            ep.pool(),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            req,
+        )
+        .await
+        .expect("response");
+        Tracked::new(resp.into_body(), ep.start(), Some(checkout))
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_releases_the_endpoint_and_its_connection() {
+        let (addr, accepted) = backend(false).await;
+        let ep = endpoint(addr);
+        for _ in 0..3 {
+            let body = tracked(&ep).await;
+            assert_eq!(ep.outstanding(), 1);
+            let bytes = body.collect().await.expect("body").to_bytes();
+            assert_eq!(&bytes[..], b"hello");
+            assert_eq!(ep.outstanding(), 0);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_closes_the_connection() {
+        let (addr, accepted) = backend(false).await;
+        let ep = endpoint(addr);
+        drop(tracked(&ep).await);
+        assert_eq!(ep.outstanding(), 0);
+        assert_eq!(idle_count(ep.pool()), 0, "not returned mid-message");
+        let bytes = tracked(&ep).await.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+}

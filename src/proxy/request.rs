@@ -1,0 +1,317 @@
+//! Request handling, phase by phase: [`Proxy::handle`] runs
+//!
+//! 1. **resolve**: the request host and normalised path, looked up in the table (400, 404);
+//! 2. **admit**: answers that need no upstream: 421 for a connection whose certificate does
+//!    not cover the host, 308 to HTTPS, 413 for a declared body over the limit;
+//! 3. **prepare**: the request as it goes upstream: hop-by-hop headers stripped, our
+//!    `X-Forwarded-*` and request id set, the forwarded target and body (see `forward`);
+//! 4. **forward** and **respond** (`forward.rs`);
+//! 5. **record**: metrics and the access log.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use super::Proxy;
+use super::body::{self, ProxyBody};
+use super::conn::{ConnInfo, Entrypoint};
+use super::error::ProxyError;
+use super::forward::Outgoing;
+use super::headers;
+use super::snapshot::{Snapshot, Upstream};
+use super::stats::{self, RequestStats};
+use crate::routing::{RouteMatch, normalize_request_path};
+
+/// What the request was routed to, and the values routing used.
+pub(super) struct Routed<'s> {
+    /// The host as a header value: a clone of the received one shares its bytes.
+    host_value: HeaderValue,
+    /// The forwarded request target: the normalised path and the query.
+    target: PathAndQuery,
+    /// The route (or default backend) matched.
+    matched: RouteMatch<'s>,
+}
+
+/// Labels of one request's metrics, filled in as the phases learn them.
+#[derive(Default)]
+struct RequestLabels {
+    /// The index of the backend the request was routed to.
+    upstream: Option<usize>,
+    error: Option<&'static str>,
+}
+
+impl Proxy {
+    /// Handles one request. Never fails: errors become responses.
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let snap = self.snapshot.load_full();
+        let mut labels = RequestLabels::default();
+        let resp = match self.route(&snap, conn, req, &mut labels).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                labels.error = Some(e.label());
+                e.into_response()
+            }
+        };
+        let stats = labels
+            .upstream
+            .map_or(&self.unrouted, |i| &snap.upstreams[i].stats);
+        self.record(conn, &method, stats, labels.error, resp.status(), start);
+        resp
+    }
+
+    /// The phases from the received request to the response.
+    async fn route(
+        &self,
+        snap: &Snapshot,
+        conn: &ConnInfo,
+        req: Request<Incoming>,
+        labels: &mut RequestLabels,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (parts, body) = req.into_parts();
+        let routed = resolve(snap, &parts)?;
+        labels.upstream = Some(routed.matched.backend_index);
+        let upstream = &snap.upstreams[routed.matched.backend_index];
+        if let Some(answer) = self.admit(conn, &routed, upstream, &parts)? {
+            return Ok(answer);
+        }
+        let outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+        self.forward(conn, upstream, outgoing).await
+    }
+
+    /// Answers that need no upstream: 421 (HTTP/2 connection reused for a host its
+    /// certificate does not cover), 308 to HTTPS, 413 (declared body over the limit).
+    fn admit(
+        &self,
+        conn: &ConnInfo,
+        routed: &Routed<'_>,
+        upstream: &Upstream,
+        parts: &http::request::Parts,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        let host = routed
+            .host_value
+            .to_str()
+            .map_err(|_| ProxyError::BadRequest("missing Host header"))?;
+        if conn.entrypoint == Entrypoint::Https && parts.version == Version::HTTP_2 {
+            let bare = host_without_port(host);
+            if !self.certs.load().covers(conn.sni.as_deref(), bare) {
+                return Err(ProxyError::Misdirected);
+            }
+        }
+        if conn.entrypoint == Entrypoint::Http
+            && routed.matched.route.is_some_and(|r| r.redirect_to_https)
+        {
+            return Ok(Some(self.redirect(host, &routed.target)));
+        }
+        if let Some(limit) = upstream.settings.max_body_bytes {
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ProxyError::BodyTooLarge);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The request as it goes upstream: target, headers rewritten, body wrapped.
+    fn prepare(
+        &self,
+        conn: &ConnInfo,
+        upstream: &Upstream,
+        routed: Routed<'_>,
+        mut parts: http::request::Parts,
+        body: Incoming,
+    ) -> Result<Outgoing, ProxyError> {
+        let Routed {
+            host_value, target, ..
+        } = routed;
+        let upgrade =
+            parts.version == Version::HTTP_11 && headers::is_upgrade_request(&parts.headers);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        let body_empty = body.is_end_stream();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let trusted = self
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(conn.peer.ip()));
+        headers::set_forwarded(
+            &mut parts.headers,
+            &headers::ForwardedInfo {
+                peer: &conn.peer_header,
+                trusted,
+                proto: conn.entrypoint.scheme(),
+                host: &host_value,
+                port: &conn.port_header,
+            },
+        );
+        let request_id = headers::ensure_request_id(&mut parts.headers);
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, host_value);
+        }
+        let settings = &upstream.settings;
+        // A body-less request sends nothing upstream (and allocates no box for it).
+        let body = match (body_empty, settings.max_body_bytes) {
+            (true, _) => body::empty(),
+            (false, Some(limit)) => body::boxed(http_body_util::Limited::new(
+                body,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )),
+            (false, None) => body::boxed(body),
+        };
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        // Only a body-less idempotent request to a backend with another endpoint can be
+        // retried; only then do the headers need a copy for the second attempt.
+        let retryable = idempotent && body_empty && upstream.balancer.endpoints().len() > 1;
+        Ok(Outgoing {
+            method: parts.method,
+            path_and_query: target,
+            headers: parts.headers,
+            body: Some(body),
+            request_id,
+            client_upgrade,
+            retryable,
+        })
+    }
+
+    /// 308 to the same host (without its port) on the HTTPS port, same path and query.
+    fn redirect(&self, host: &str, target: &PathAndQuery) -> Response<ProxyBody> {
+        let bare = host_without_port(host);
+        let port = match self.config.https_redirect_port {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        let location = format!("https://{bare}{port}{target}");
+        let mut resp = Response::new(body::full(Bytes::from(format!(
+            "redirecting to {location}\n"
+        ))));
+        *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
+    }
+
+    fn record(
+        &self,
+        conn: &ConnInfo,
+        method: &Method,
+        stats: &RequestStats,
+        error: Option<&'static str>,
+        status: StatusCode,
+        start: Instant,
+    ) {
+        let elapsed = start.elapsed();
+        let entrypoint = conn.entrypoint;
+        stats.record(entrypoint, method, status, elapsed);
+        if let Some(err) = error {
+            metrics::counter!("sluice_proxy_errors_total", "entrypoint" => entrypoint.as_str(), "reason" => err).increment(1);
+        }
+        if self.config.access_log {
+            tracing::info!(
+                target: "sluice::access",
+                peer = %conn.peer,
+                entrypoint = entrypoint.as_str(),
+                method = stats::method_label(method),
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                ingress = %stats.ingress,
+                service = %stats.service,
+                error = error.unwrap_or(""),
+            );
+        }
+    }
+}
+
+/// The host and normalised path of a request, looked up in the table.
+fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Routed<'s>, ProxyError> {
+    let host_value = request_host(parts).ok_or(ProxyError::BadRequest("missing Host header"))?;
+    let host = host_value
+        .to_str()
+        .map_err(|_| ProxyError::BadRequest("missing Host header"))?;
+    let path = normalize_request_path(parts.uri.path()).map_err(ProxyError::BadPath)?;
+    let matched = snap.table.lookup(host, &path).ok_or(ProxyError::NoRoute)?;
+    // The forwarded request target: the received one when normalisation left it alone
+    // (sharing its bytes), else the normalised path with the query.
+    let target = match (&path, parts.uri.path_and_query()) {
+        (Cow::Borrowed(_), Some(pq)) => pq.clone(),
+        _ => {
+            let pq = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.into_owned(),
+            };
+            PathAndQuery::from_maybe_shared(Bytes::from(pq))
+                .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?
+        }
+    };
+    Ok(Routed {
+        host_value,
+        target,
+        matched,
+    })
+}
+
+/// The request host: the URI authority (HTTP/2 `:authority`, absolute-form) or the Host header.
+fn request_host(parts: &http::request::Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    }
+    .filter(|h| !h.is_empty())
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    h.strip_suffix('.').unwrap_or(h)
+}
+
+/// Adapts a handler for hyper's `service_fn`.
+pub(crate) async fn service(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(proxy.handle(&conn, req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_without_port() {
+        assert_eq!(host_without_port("a.com:8443"), "a.com");
+        assert_eq!(host_without_port("a.com."), "a.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("a.com"), "a.com");
+    }
+}

@@ -1,0 +1,232 @@
+//! Header rewriting: forwarded headers, hop-by-hop stripping, request ids.
+
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::Empty;
+use sluice::proxy::ProxyConfig;
+
+use crate::backends::*;
+use crate::clients::*;
+use crate::support::*;
+
+#[tokio::test]
+async fn forwarded_headers_are_replaced_for_an_untrusted_peer() {
+    let h = web_harness(ProxyConfig::default()).await;
+    let port = h.running.http_addr.port().to_string();
+    let req = Request::get("/h")
+        .header(header::HOST, "Web.TEST:8080")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-for", "7.7.7.7")
+        .header("x-real-ip", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.test")
+        .header("x-forwarded-port", "1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(echoed(b, "x-forwarded-for"), ["127.0.0.1"], "{b}");
+    assert_eq!(echoed(b, "x-real-ip"), ["127.0.0.1"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-proto"), ["http"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-host"), ["Web.TEST:8080"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-port"), [port.as_str()], "{b}");
+    // Host is forwarded as the client sent it.
+    assert_eq!(echoed(b, "host"), ["Web.TEST:8080"], "{b}");
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_peer_are_kept_and_appended() {
+    let config = ProxyConfig {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let h = web_harness(config).await;
+    let req = Request::get("/h")
+        .header(header::HOST, "web.test")
+        .header("x-forwarded-for", "1.1.1.1")
+        .header("x-forwarded-for", "2.2.2.2")
+        .header("x-real-ip", "9.9.9.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "public.example")
+        .header("x-forwarded-port", "443")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(
+        echoed(b, "x-forwarded-for"),
+        ["1.1.1.1, 2.2.2.2, 127.0.0.1"],
+        "{b}"
+    );
+    assert_eq!(echoed(b, "x-real-ip"), ["9.9.9.9"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-proto"), ["https"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-host"), ["public.example"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-port"), ["443"], "{b}");
+
+    // Nothing sent: the proxy's own values.
+    let r = get(&h, "web.test", "/h").await;
+    let b = &r.body;
+    assert_eq!(echoed(b, "x-forwarded-for"), ["127.0.0.1"], "{b}");
+    assert_eq!(echoed(b, "x-real-ip"), ["127.0.0.1"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-proto"), ["http"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-host"), ["web.test"], "{b}");
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_connection_named_headers_are_stripped() {
+    let h = web_harness(ProxyConfig::default()).await;
+    let req = Request::get("/h")
+        .header(header::HOST, "web.test")
+        .header(header::CONNECTION, "keep-alive, X-Secret")
+        .header("x-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("te", "trailers")
+        .header("trailer", "x-checksum")
+        .header("upgrade", "h2c")
+        .header("x-kept", "yes")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "connection",
+        "transfer-encoding",
+    ] {
+        assert!(
+            echoed(b, gone).is_empty(),
+            "{gone} reached the backend: {b}"
+        );
+    }
+    assert_eq!(echoed(b, "x-kept"), ["yes"], "{b}");
+}
+
+#[tokio::test]
+async fn response_hop_by_hop_headers_are_stripped() {
+    let backend = hyper_backend(
+        Proto::Http1,
+        handler(|_req| async {
+            let mut resp = text(StatusCode::OK, "hi");
+            let h = resp.headers_mut();
+            h.insert(header::CONNECTION, "x-internal".parse().unwrap());
+            h.insert("x-internal", "secret".parse().unwrap());
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("proxy-connection", "keep-alive".parse().unwrap());
+            h.insert("x-public", "yes".parse().unwrap());
+            resp
+        }),
+    )
+    .await;
+    let h = Harness::start(&[
+        (
+            "web.yaml",
+            ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
+        ),
+        ("svc.yaml", service("web", &[(backend.addr, true)])),
+    ])
+    .await;
+    let r = get(&h, "web.test", "/").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hi"));
+    for gone in ["x-internal", "keep-alive", "proxy-connection"] {
+        assert!(
+            r.header(gone).is_none(),
+            "{gone} reached the client: {:?}",
+            r.headers
+        );
+    }
+    assert_eq!(r.header("x-public"), Some("yes"));
+}
+
+#[tokio::test]
+async fn a_client_cannot_make_the_proxy_strip_its_own_forwarded_headers() {
+    // Traefik CVE-2021-32813: headers named in `Connection` were removed after the proxy had
+    // added its own.
+    let h = web_harness(ProxyConfig::default()).await;
+    let req = Request::get("/h")
+        .header(header::HOST, "web.test")
+        .header(
+            header::CONNECTION,
+            "X-Forwarded-For, X-Request-Id, X-Real-IP, X-Forwarded-Host",
+        )
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-request-id", "client-chosen")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(echoed(b, "x-forwarded-for"), ["127.0.0.1"], "{b}");
+    assert_eq!(echoed(b, "x-real-ip"), ["127.0.0.1"], "{b}");
+    assert_eq!(echoed(b, "x-forwarded-host"), ["web.test"], "{b}");
+    let ids = echoed(b, "x-request-id");
+    assert_eq!(ids.len(), 1, "{b}");
+    assert_eq!(
+        r.header("x-request-id"),
+        Some(ids[0]),
+        "the response carries the id the backend saw"
+    );
+}
+
+fn is_generated_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_valid_and_generated_otherwise() {
+    let h = web_harness(ProxyConfig::default()).await;
+    let with_id = |id: &str| {
+        Request::get("/id")
+            .header(header::HOST, "web.test")
+            .header("x-request-id", id)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+
+    let r = h1_send(h.running.http_addr, with_id("abc-123_XYZ.~")).await;
+    assert_eq!(
+        echoed(&r.body, "x-request-id"),
+        ["abc-123_XYZ.~"],
+        "{}",
+        r.body
+    );
+    assert_eq!(r.header("x-request-id"), Some("abc-123_XYZ.~"));
+
+    let too_long = "a".repeat(129);
+    for bad in ["bad id", too_long.as_str()] {
+        let r = h1_send(h.running.http_addr, with_id(bad)).await;
+        let seen = echoed(&r.body, "x-request-id");
+        assert_eq!(seen.len(), 1, "{}", r.body);
+        assert!(
+            is_generated_id(seen[0]),
+            "{bad:?} was not replaced: {}",
+            r.body
+        );
+        assert_eq!(r.header("x-request-id"), Some(seen[0]));
+    }
+
+    let first = get(&h, "web.test", "/id").await;
+    let second = get(&h, "web.test", "/id").await;
+    let (a, b) = (
+        echoed(&first.body, "x-request-id"),
+        echoed(&second.body, "x-request-id"),
+    );
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert!(
+        is_generated_id(a[0]) && is_generated_id(b[0]),
+        "{a:?} {b:?}"
+    );
+    assert_ne!(a[0], b[0], "each request gets its own id");
+    assert_eq!(first.header("x-request-id"), Some(a[0]));
+}

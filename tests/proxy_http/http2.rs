@@ -1,0 +1,123 @@
+//! HTTP/2: h2c from clients and to upstreams.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version, header};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sluice::proxy::ProxyConfig;
+use tokio::net::TcpStream;
+
+use crate::backends::*;
+use crate::clients::*;
+use crate::support::*;
+
+#[tokio::test]
+async fn h2c_prior_knowledge_from_the_client_reaches_an_http1_backend() {
+    let h = web_harness(ProxyConfig::default()).await;
+    let stream = TcpStream::connect(h.running.http_addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    // Several streams at once on the one connection.
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let mut send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get(format!("http://web.test/h2/{i}?x={i}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            (i, read_reply(resp).await)
+        }));
+    }
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.version, Version::HTTP_2);
+        assert_eq!(
+            echo_request_line(&r.body),
+            format!("GET /h2/{i}?x={i} HTTP/1.1"),
+            "{}",
+            r.body
+        );
+        assert_eq!(echoed(&r.body, "host"), ["web.test"], "{}", r.body);
+        assert_eq!(
+            echoed(&r.body, "x-forwarded-host"),
+            ["web.test"],
+            "{}",
+            r.body
+        );
+        assert_eq!(echoed(&r.body, "x-forwarded-proto"), ["http"], "{}", r.body);
+    }
+    assert_eq!(h.running.open_connections(), 1);
+}
+
+#[tokio::test]
+async fn backend_protocol_h2c_speaks_http2_upstream() {
+    let backend = hyper_backend(
+        Proto::Http2Only,
+        handler(|req: Request<Incoming>| async move {
+            let version = req.version();
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            let n = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes().len())
+                .unwrap_or(usize::MAX);
+            text(
+                StatusCode::OK,
+                format!("version: {version:?}\npath: {path}\nhost: {host}\nbody: {n}\n"),
+            )
+        }),
+    )
+    .await;
+    let h = Harness::start(&[
+        (
+            "web.yaml",
+            ingress(
+                "web",
+                "grpc.test",
+                &[("/", "Prefix", "web", 80)],
+                &[("sluice.io/backend-protocol", "h2c")],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(backend.addr, true)])),
+    ])
+    .await;
+    let r = get(&h, "grpc.test", "/svc/Method?q=1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("version: HTTP/2.0\n"), "{}", r.body);
+    assert!(r.body.contains("path: /svc/Method?q=1\n"), "{}", r.body);
+    let req = Request::post("/upload")
+        .header(header::HOST, "grpc.test")
+        .body(Full::new(Bytes::from(vec![7u8; 100_000])))
+        .unwrap();
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("version: HTTP/2.0\n") && r.body.contains("body: 100000\n"),
+        "{}",
+        r.body
+    );
+    // One multiplexed upstream connection serves both.
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
