@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::source::ClusterState;
-use sluice::source::kube::{self as kube_source, BackoffPolicy, KubeWatch, Options};
+use sluice::source::SourceWatch;
+use sluice::source::kube::{self as kube_source, BackoffPolicy, Options};
 use sluice::source::manifests::Loaded;
 use support::fake_apiserver::FakeApiServer;
 use support::{DEADLINE, eventually};
-use tokio::sync::mpsc::error::TryRecvError;
 
 /// Every namespaced kind the source watches, by plural.
 const NAMESPACED: [&str; 4] = ["ingresses", "services", "endpointslices", "secrets"];
@@ -116,21 +116,21 @@ fn options(namespaces: &[&str]) -> Options {
     }
 }
 
-fn start(fake: &FakeApiServer, options: Options) -> KubeWatch {
+fn start(fake: &FakeApiServer, options: Options) -> SourceWatch {
     let client = kube_source::client_from_config(fake.kube_config()).expect("client");
     kube_source::watch(client, options)
 }
 
 /// Receives states until one satisfies `pred`, failing after `deadline`.
 async fn recv_until(
-    watch: &mut KubeWatch,
+    watch: &mut SourceWatch,
     deadline: Duration,
     what: &str,
     pred: impl Fn(&ClusterState) -> bool,
 ) -> Loaded {
     let result = tokio::time::timeout(deadline, async {
         loop {
-            match watch.rx.recv().await {
+            match watch.next().await {
                 Some(loaded) if pred(&loaded.state) => return loaded,
                 Some(_) => {}
                 None => panic!("the source stopped while waiting for: {what}"),
@@ -219,9 +219,10 @@ async fn nothing_is_delivered_until_every_kind_has_listed() {
     .await;
     // Changes to the listed kinds meanwhile do not leak a half-built state either.
     fake.apply(service("default", "other"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        matches!(watch.rx.try_recv(), Err(TryRecvError::Empty)),
+        tokio::time::timeout(Duration::from_millis(200), watch.next())
+            .await
+            .is_err(),
         "a state was delivered before every kind had listed"
     );
     fake.fail_lists("endpointslices", false);
@@ -341,9 +342,10 @@ async fn api_server_away_for_seconds_then_changes_arrive() {
     fake.apply(endpoint_slice("default", "web", "10.0.0.1", false));
     fake.apply(ingress("default", "late", "late.example.com", "web"));
     // The outage itself: the source keeps retrying (with backoff) against a closed port.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        matches!(watch.rx.try_recv(), Err(TryRecvError::Empty)),
+        tokio::time::timeout(Duration::from_secs(3), watch.next())
+            .await
+            .is_err(),
         "nothing can change while the API server is away"
     );
     let before = fake.requests().len();
@@ -468,6 +470,6 @@ async fn dropping_the_watch_stops_the_watchers() {
     assert_eq!(
         fake.requests().len(),
         seen,
-        "a watcher outlived its KubeWatch"
+        "a watcher outlived its SourceWatch"
     );
 }

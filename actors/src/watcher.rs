@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
+use sluice::source::SourceWatch;
 use sluice::source::kube as kube_source;
-use sluice::source::manifests::{self, Loaded};
+use sluice::source::manifests;
 
 use crate::topics::SourceTopic;
 use crate::worker::{Ctx, NoMsg, Worker};
@@ -59,36 +60,19 @@ impl Worker for Watcher {
         ctx: &mut Ctx<NoMsg>,
         args: WatcherArgs,
     ) -> Result<(), ActorProcessingErr> {
-        let topic = args.topic;
-        let publish = move |loaded: Loaded| {
-            topic.send_replace(Some(Arc::new(loaded)));
+        let mut watch: SourceWatch = match args.source {
+            SourceConfig::Manifests { dir, debounce } => manifests::watch(dir, debounce)
+                .map_err(|e| format!("cannot watch the manifests folder: {e}"))?
+                .into(),
+            SourceConfig::Kube { client, options } => kube_source::watch(client, options),
         };
-        match args.source {
-            SourceConfig::Manifests { dir, debounce } => {
-                let watch = manifests::watch(dir, debounce)
-                    .map_err(|e| format!("cannot watch the manifests folder: {e}"))?;
-                ctx.spawn("source", async move {
-                    // The whole watch moves in (not just its receiver, as a disjoint capture
-                    // would): it owns the file-system watcher.
-                    let mut watch = watch;
-                    while let Some(loaded) = watch.rx.recv().await {
-                        publish(loaded);
-                    }
-                    tracing::error!("the manifests watch ended");
-                });
+        let topic = args.topic;
+        ctx.spawn("source", async move {
+            while let Some(loaded) = watch.next().await {
+                topic.send_replace(Some(Arc::new(loaded)));
             }
-            SourceConfig::Kube { client, options } => {
-                let watch = kube_source::watch(client, options);
-                ctx.spawn("source", async move {
-                    // The whole watch moves in: dropping it stops the Kubernetes watchers.
-                    let mut watch = watch;
-                    while let Some(loaded) = watch.rx.recv().await {
-                        publish(loaded);
-                    }
-                    tracing::error!("the Kubernetes watch ended");
-                });
-            }
-        }
+            tracing::error!("the configuration source ended");
+        });
         Ok(())
     }
 }

@@ -48,8 +48,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use super::ClusterState;
 use super::manifests::Loaded;
+use super::{ClusterState, SourceWatch};
 
 /// The field selector that keeps every Secret but TLS ones on the API server's side.
 pub const TLS_SECRET_SELECTOR: &str = "type=kubernetes.io/tls";
@@ -121,27 +121,6 @@ impl Default for Options {
     }
 }
 
-/// A running Kubernetes watch. Dropping it stops every watcher.
-#[derive(Debug)]
-pub struct KubeWatch {
-    /// A [`Loaded`] once every kind has been listed, then after every (debounced) burst of
-    /// changes. `errors` is always empty and `files`/`ignored` are 0: the API server only
-    /// hands out well-formed objects of the kinds asked for; list and watch errors are logged,
-    /// counted (`sluice_kube_watch_errors_total{kind}`) and retried.
-    pub rx: mpsc::Receiver<Loaded>,
-    _tasks: AbortOnDrop,
-}
-
-/// Aborts the publishing task (which owns every watcher task) when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A client from the environment: the in-cluster service account, else `KUBECONFIG` or
 /// `~/.kube/config` (kube's `Client::try_default`).
 pub async fn client_from_env() -> Result<Client, Error> {
@@ -169,20 +148,12 @@ pub fn client_from_config(config: kube::Config) -> Result<Client, Error> {
     Client::try_from(config).map_err(Error::Client)
 }
 
-/// Builds the client (`kubeconfig`, else the environment, see [`client_from_env`]) and starts
-/// the watch: what `sluice run --kube` calls.
-pub async fn start(kubeconfig: Option<&Path>, options: Options) -> Result<KubeWatch, Error> {
-    let client = match kubeconfig {
-        Some(path) => client_from_kubeconfig(path).await?,
-        None => client_from_env().await?,
-    };
-    Ok(watch(client, options))
-}
-
-/// Starts the watchers and the publishing task on the current tokio runtime (see the
-/// [module documentation](self)). Never fails: an unreachable or refusing API server only
-/// delays the first state, and is retried with backoff.
-pub fn watch(client: Client, options: Options) -> KubeWatch {
+/// Starts the watchers (tasks owned by the returned watch) and returns the source (see the
+/// [module documentation](self)). Its states are published by [`SourceWatch::next`], in the
+/// caller's task. Never fails: an unreachable or refusing API server only delays the first
+/// state, and is retried with backoff. The source ends (`next` returns `None`) only if a
+/// watcher task ends, which kube-runtime's watchers never do on their own.
+pub fn watch(client: Client, options: Options) -> SourceWatch {
     let namespaces: BTreeSet<String> = options.namespaces.iter().cloned().collect();
     let namespaces: Vec<String> = namespaces.into_iter().collect();
     let changed = Arc::new(Notify::new());
@@ -194,11 +165,10 @@ pub fn watch(client: Client, options: Options) -> KubeWatch {
     };
     let stores = spawn.all(&client, &namespaces);
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let publisher = tokio::spawn(publish_loop(stores, tasks, changed, tx, options.debounce));
-    KubeWatch {
+    SourceWatch::driven(
         rx,
-        _tasks: AbortOnDrop(publisher),
-    }
+        Box::pin(publish_loop(stores, tasks, changed, tx, options.debounce)),
+    )
 }
 
 /// The reflector stores of every kind, one per watched scope.
@@ -284,7 +254,7 @@ fn fingerprint(state: &ClusterState) -> Fingerprint {
 /// until the receiver is dropped. Owns the watcher tasks: they end with it.
 async fn publish_loop(
     stores: Stores,
-    _tasks: JoinSet<()>,
+    mut tasks: JoinSet<()>,
     changed: Arc<Notify>,
     tx: mpsc::Sender<Loaded>,
     debounce: Duration,
@@ -292,6 +262,7 @@ async fn publish_loop(
     tokio::select! {
         ready = stores.ready() => if !ready { return },
         () = tx.closed() => return,
+        Some(ended) = tasks.join_next() => return watcher_ended(ended),
     }
     // Bounded so that no setting can overflow the clock arithmetic below.
     let debounce = debounce.min(Duration::from_secs(60));
@@ -313,6 +284,7 @@ async fn publish_loop(
         tokio::select! {
             () = changed.notified() => {}
             () = tx.closed() => return,
+            Some(ended) = tasks.join_next() => return watcher_ended(ended),
         }
         // Debounce: until `debounce` passes without a change, or `max_delay` in all.
         let hard = tokio::time::Instant::now() + max_delay;
@@ -327,6 +299,16 @@ async fn publish_loop(
                 () = tokio::time::sleep_until(quiet) => break,
             }
         }
+    }
+}
+
+/// A watcher task ended (it never does on its own): the source cannot go on.
+fn watcher_ended(ended: Result<(), tokio::task::JoinError>) {
+    match ended {
+        Err(e) if e.is_panic() => {
+            tracing::error!("a Kubernetes watcher task panicked; the source ends")
+        }
+        _ => tracing::error!("a Kubernetes watcher task ended; the source ends"),
     }
 }
 
