@@ -5,13 +5,14 @@
 //! state, restarts and I/O scheduling, and calls into this crate.
 //!
 //! The pipeline:
-//! 1. a [`source`] yields a [`source::ClusterState`] (Kubernetes objects), from the API server
+//! 1. a [`source`] yields a [`cluster::ClusterState`] (Kubernetes objects), from the API server
 //!    or from a folder of manifests;
 //! 2. [`translate::translate`] turns it into a [`model::Model`] plus diagnostics naming the
 //!    object and field of everything it rejected;
 //! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
 //!    the data plane reads through one atomic snapshot load per request.
 
+pub mod cluster;
 pub mod lease;
 pub mod model;
 pub mod pace;

@@ -24,8 +24,8 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
+use crate::cluster::ClusterState;
 use crate::model::{Reason, RouteSource, ServicePort};
-use crate::source::ClusterState;
 use crate::translate::{Options, translate};
 
 // ---------------------------------------------------------------------------------------------

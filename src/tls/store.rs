@@ -9,9 +9,9 @@ use k8s_openapi::api::core::v1::Secret;
 use rustls::sign::CertifiedKey;
 
 use super::{LoadedCert, load_pem};
+use crate::cluster::object_ref;
 use crate::model::host::normalize_request_host;
 use crate::model::{Diagnostic, HostMatch, Kind, ObjectRef, Reason, TlsHost};
-use crate::translate::object_ref;
 
 /// Longest DNS name, in bytes.
 const MAX_NAME: usize = 253;

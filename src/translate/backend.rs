@@ -9,10 +9,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 
 use super::object_ref;
+use crate::cluster::ClusterState;
 use crate::model::{
     Backend, BackendSettings, Diagnostic, Endpoint, Kind, ObjectRef, Reason, ServicePort,
 };
-use crate::source::ClusterState;
 
 /// The label EndpointSlices carry naming their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

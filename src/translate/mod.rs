@@ -24,13 +24,13 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher as _;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::cluster::ClusterState;
+pub use crate::cluster::object_ref;
 use crate::model::{
     Diagnostic, HostMatch, Kind, Model, ObjectRef, PathKind, PathMatch, Reason, Route, RouteSource,
     TlsHost,
 };
-use crate::source::ClusterState;
 
 use backend::Resolver;
 
@@ -77,16 +77,6 @@ impl Translation {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
-}
-
-/// The reference of an object, defaulting the namespace to `default` as the API server does.
-pub fn object_ref(meta: &ObjectMeta) -> ObjectRef {
-    ObjectRef::new(
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_string()),
-        meta.name.clone().unwrap_or_default(),
-    )
 }
 
 /// Translates the cluster state into the desired state.
