@@ -306,7 +306,7 @@ async fn publish_loop(
 fn watcher_ended(ended: Result<(), tokio::task::JoinError>) {
     match ended {
         Err(e) if e.is_panic() => {
-            tracing::error!("a Kubernetes watcher task panicked; the source ends")
+            tracing::error!("a Kubernetes watcher task panicked; the source ends");
         }
         _ => tracing::error!("a Kubernetes watcher task ended; the source ends"),
     }
