@@ -37,6 +37,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::acme::ChallengesHandle;
 use crate::model::{BackendSettings, UpstreamProtocol};
 use crate::routing::{RoutingTable, normalize_request_path};
 use crate::tls::CertStore;
@@ -168,6 +169,8 @@ pub struct Proxy {
     config: ProxyConfig,
     snapshot: ArcSwap<Snapshot>,
     certs: Arc<ArcSwap<CertStore>>,
+    /// ACME challenge answers (HTTP-01 here, TLS-ALPN-01 in the TLS resolver).
+    challenges: ChallengesHandle,
     registry: EndpointRegistry,
     clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
     generation: AtomicU64,
@@ -188,6 +191,17 @@ impl Proxy {
     /// A proxy with an empty routing table (every request 404) reading certificates from
     /// `certs`.
     pub fn new(config: ProxyConfig, certs: Arc<ArcSwap<CertStore>>) -> Arc<Proxy> {
+        Self::with_challenges(config, certs, crate::acme::challenges_handle())
+    }
+
+    /// [`Proxy::new`] answering ACME HTTP-01 requests from `challenges` (share it with
+    /// [`SniResolver::with_challenges`](crate::tls::SniResolver::with_challenges) and with
+    /// whoever publishes the answers).
+    pub fn with_challenges(
+        config: ProxyConfig,
+        certs: Arc<ArcSwap<CertStore>>,
+        challenges: ChallengesHandle,
+    ) -> Arc<Proxy> {
         let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         server
             .http1()
@@ -205,6 +219,7 @@ impl Proxy {
             config,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             certs,
+            challenges,
             registry: EndpointRegistry::default(),
             clients: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
@@ -219,6 +234,12 @@ impl Proxy {
     /// The settings.
     pub fn config(&self) -> &ProxyConfig {
         &self.config
+    }
+
+    /// The ACME challenge answers this proxy serves: store a new
+    /// [`Challenges`](crate::acme::Challenges) to change them.
+    pub fn challenges(&self) -> &ChallengesHandle {
+        &self.challenges
     }
 
     /// Publishes a new routing table: requests that start after this call use it; requests in
@@ -289,6 +310,12 @@ impl Proxy {
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
+        if conn.entrypoint == Entrypoint::Http
+            && let Some(resp) = self.acme_http01(&req)
+        {
+            self.record(conn, &method, &self.unrouted, None, resp.status(), start);
+            return resp;
+        }
         let snap = self.snapshot.load_full();
         let mut labels = RequestLabels::default();
         let resp = match self.route(&snap, conn, req, &mut labels).await {
@@ -303,6 +330,30 @@ impl Proxy {
             .map_or(&self.unrouted, |i| &snap.upstreams[i].stats);
         self.record(conn, &method, stats, labels.error, resp.status(), start);
         resp
+    }
+
+    /// The answer to an ACME HTTP-01 request (`GET /.well-known/acme-challenge/<token>`) for a
+    /// token and host (port ignored) in the challenges snapshot; `None` for anything else, so
+    /// that an unknown token falls through to normal routing (an app may serve its own).
+    /// Checked before routing and before the HTTPS redirect.
+    fn acme_http01(&self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return None;
+        }
+        let token = crate::acme::answers::http01_token(req.uri().path())?;
+        let host = match req.uri().authority() {
+            Some(a) => a.as_str(),
+            None => req.headers().get(header::HOST)?.to_str().ok()?,
+        };
+        let key_authorization = self.challenges.load().http01(host, token)?;
+        metrics::counter!("sluice_acme_challenges_answered_total", "type" => "http-01")
+            .increment(1);
+        let mut resp = Response::new(body::full(Bytes::copy_from_slice(
+            key_authorization.as_bytes(),
+        )));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Some(resp)
     }
 
     async fn route(
