@@ -2,8 +2,8 @@
 //! ([`issue`]).
 //!
 //! For each authorization the requested challenge is picked and handed to a
-//! [`ChallengeSolver`] (the actor: publish in the snapshot, a Secret or a DNS TXT record); the
-//! server is told to validate; authorizations and then the order are polled with
+//! [`ChallengeSolver`] (the actor: publish in the snapshot, a Secret or a DNS TXT record); once
+//! every answer is presented the server is told to validate them; authorizations and then the order are polled with
 //! [`Backoff`](crate::pace::Backoff) until a deadline; the order is finalized with a CSR for a
 //! new ECDSA P-256 key; the chain is downloaded and checked. Every presented answer is cleaned
 //! up on every path: success, failure and timeout.
@@ -291,7 +291,10 @@ async fn run(
     let (order_url, order) = account.new_order(hosts).await.map_err(acme)?;
     check_order(hosts, &order)?;
 
-    // Present every pending authorization's answer, then ask for validation.
+    // Present every pending authorization's answer first, then ask for validation: a slow
+    // solver (DNS-01 waits for the change to be in sync) is waited for once per order, and
+    // the two answers of `example.com` and `*.example.com` (one TXT name) are both in place
+    // before the CA looks.
     let mut pending = Vec::new();
     for auth_url in &order.authorizations {
         progress.waiting = format!("authorization {auth_url}");
@@ -315,12 +318,18 @@ async fn run(
                 challenge: request.challenge,
                 error: e.0,
             })?;
-        account.validate(&challenge_url).await.map_err(acme)?;
-        pending.push((auth_url.clone(), host));
+        pending.push((auth_url.clone(), challenge_url, host));
+    }
+    for (_, challenge_url, host) in &pending {
+        progress.waiting = format!(
+            "the CA to accept the {} challenge of {host}",
+            request.challenge
+        );
+        account.validate(challenge_url).await.map_err(acme)?;
     }
 
     // Poll each authorization until it is decided.
-    for (auth_url, host) in &pending {
+    for (auth_url, _, host) in &pending {
         progress.waiting = format!("the validation of {host}");
         let mut backoff = options.poll;
         loop {
