@@ -564,3 +564,55 @@ fn issued(hosts: &[String], chain_pem: String, key: &rcgen::KeyPair) -> Result<I
         not_after: loaded.not_after,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The actor runs orders in spawned tasks: the futures must be `Send` (checked at compile
+    /// time; the future is never polled).
+    #[test]
+    fn orders_can_run_in_spawned_tasks() {
+        fn assert_send<T: Send>(_: T) {}
+        async fn order(
+            client: super::super::AcmeClient,
+            request: OrderRequest,
+            solver: std::sync::Arc<dyn ChallengeSolver>,
+        ) {
+            if let Ok(account) = client.account(&[], &[]).await {
+                let _ = issue(
+                    &account,
+                    &request,
+                    solver.as_ref(),
+                    &OrderOptions::default(),
+                )
+                .await;
+            }
+        }
+        let tls = super::super::client_config(None).unwrap();
+        let client = super::super::AcmeClient::new("https://127.0.0.1:1/dir", tls);
+        struct Nothing;
+        impl ChallengeSolver for Nothing {
+            fn present<'a>(
+                &'a self,
+                _: &'a ChallengeAnswer,
+            ) -> BoxFuture<'a, Result<(), SolverError>> {
+                Box::pin(async { Ok(()) })
+            }
+            fn cleanup<'a>(
+                &'a self,
+                _: &'a ChallengeAnswer,
+            ) -> BoxFuture<'a, Result<(), SolverError>> {
+                Box::pin(async { Ok(()) })
+            }
+        }
+        assert_send(order(
+            client,
+            OrderRequest {
+                hosts: vec!["a.test".into()],
+                challenge: ChallengeKind::Http01,
+            },
+            std::sync::Arc::new(Nothing),
+        ));
+    }
+}
