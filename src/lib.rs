@@ -12,6 +12,7 @@
 //! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
 //!    the data plane reads through one atomic snapshot load per request.
 
+pub mod acme;
 pub mod cluster;
 pub mod lease;
 pub mod model;

@@ -55,6 +55,17 @@ pub enum Reason {
     SecretInvalid,
     /// An annotation value could not be used.
     InvalidAnnotation,
+    /// An ACME certificate is wanted but not issued yet: its hosts get the default
+    /// certificate and plain HTTP is not redirected meanwhile.
+    CertificatePending,
+    /// An ACME certificate cannot be requested as written (wildcard without dns-01, no
+    /// secretName, no hosts, a Secret named twice, contradictory annotations).
+    CertificateRequestInvalid,
+    /// The Secret an ACME certificate should go to exists and was not created by sluice: it is
+    /// never overwritten.
+    CertificateSecretNotOwned,
+    /// An ACME order failed (the message names the host, the ACME error type and detail).
+    CertificateOrderFailed,
 }
 
 impl Reason {
@@ -75,6 +86,10 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretInvalid => "SecretInvalid",
             Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::CertificatePending => "CertificatePending",
+            Reason::CertificateRequestInvalid => "CertificateRequestInvalid",
+            Reason::CertificateSecretNotOwned => "CertificateSecretNotOwned",
+            Reason::CertificateOrderFailed => "CertificateOrderFailed",
         }
     }
 }

@@ -40,6 +40,7 @@ use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::acme::ChallengesHandle;
 use crate::tls::CertStore;
 
 use balance::EndpointRegistry;
@@ -56,6 +57,8 @@ pub struct Proxy {
     config: ProxyConfig,
     snapshot: ArcSwap<Snapshot>,
     certs: Arc<ArcSwap<CertStore>>,
+    /// ACME challenge answers (HTTP-01 here, TLS-ALPN-01 in the TLS resolver).
+    challenges: ChallengesHandle,
     registry: EndpointRegistry,
     clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
     generation: AtomicU64,
@@ -76,6 +79,17 @@ impl Proxy {
     /// A proxy with an empty routing table (every request 404) reading certificates from
     /// `certs`.
     pub fn new(config: ProxyConfig, certs: Arc<ArcSwap<CertStore>>) -> Arc<Proxy> {
+        Self::with_challenges(config, certs, crate::acme::challenges_handle())
+    }
+
+    /// [`Proxy::new`] answering ACME HTTP-01 requests from `challenges` (share it with
+    /// [`SniResolver::with_challenges`](crate::tls::SniResolver::with_challenges) and with
+    /// whoever publishes the answers).
+    pub fn with_challenges(
+        config: ProxyConfig,
+        certs: Arc<ArcSwap<CertStore>>,
+        challenges: ChallengesHandle,
+    ) -> Arc<Proxy> {
         let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         server
             .http1()
@@ -93,6 +107,7 @@ impl Proxy {
             config,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             certs,
+            challenges,
             registry: EndpointRegistry::default(),
             clients: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
@@ -107,5 +122,11 @@ impl Proxy {
     /// The settings.
     pub fn config(&self) -> &ProxyConfig {
         &self.config
+    }
+
+    /// The ACME challenge answers this proxy serves: store a new
+    /// [`Challenges`](crate::acme::Challenges) to change them.
+    pub fn challenges(&self) -> &ChallengesHandle {
+        &self.challenges
     }
 }

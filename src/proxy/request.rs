@@ -54,6 +54,12 @@ impl Proxy {
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
+        if conn.entrypoint == Entrypoint::Http
+            && let Some(resp) = self.acme_http01(&req)
+        {
+            self.record(conn, &method, &self.unrouted, None, resp.status(), start);
+            return resp;
+        }
         let snap = self.snapshot.load_full();
         let mut labels = RequestLabels::default();
         let resp = match self.route(&snap, conn, req, &mut labels).await {
@@ -68,6 +74,30 @@ impl Proxy {
             .map_or(&self.unrouted, |i| &snap.upstreams[i].stats);
         self.record(conn, &method, stats, labels.error, resp.status(), start);
         resp
+    }
+
+    /// The answer to an ACME HTTP-01 request (`GET /.well-known/acme-challenge/<token>`) for a
+    /// token and host (port ignored) in the challenges snapshot; `None` for anything else, so
+    /// that an unknown token falls through to normal routing (an app may serve its own).
+    /// Checked before routing and before the HTTPS redirect.
+    fn acme_http01(&self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return None;
+        }
+        let token = crate::acme::answers::http01_token(req.uri().path())?;
+        let host = match req.uri().authority() {
+            Some(a) => a.as_str(),
+            None => req.headers().get(header::HOST)?.to_str().ok()?,
+        };
+        let key_authorization = self.challenges.load().http01(host, token)?;
+        metrics::counter!("sluice_acme_challenges_answered_total", "type" => "http-01")
+            .increment(1);
+        let mut resp = Response::new(body::full(Bytes::copy_from_slice(
+            key_authorization.as_bytes(),
+        )));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Some(resp)
     }
 
     /// The phases from the received request to the response.

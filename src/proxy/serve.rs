@@ -59,6 +59,14 @@ impl Proxy {
                     return;
                 }
             };
+        if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_ACME_TLS) {
+            // A TLS-ALPN-01 validation: the handshake was the answer; never serve HTTP on it.
+            metrics::counter!("sluice_acme_challenges_answered_total", "type" => "tls-alpn-01")
+                .increment(1);
+            let mut tls = tls;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+            return;
+        }
         let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase);
         let info = ConnInfo::new(peer, local, Entrypoint::Https, sni, tracker.clone());
         self.serve_io(tracker.clone(), tls, info).await;

@@ -30,6 +30,9 @@ pub use store::CertStore;
 pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN protocol id of HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// ALPN protocol id of TLS-ALPN-01 challenge handshakes (RFC 8737): offered last, answered
+/// only with a challenge certificate, and such a connection is closed after the handshake.
+pub const ALPN_ACME_TLS: &[u8] = rustls_acme::acme::ACME_TLS_ALPN_NAME;
 /// How many TLS 1.2 sessions the server-side session-id cache keeps (TLS 1.3 and ticket-capable
 /// TLS 1.2 clients resume from stateless tickets instead).
 pub const SESSION_CACHE_SIZE: usize = 4096;
@@ -185,15 +188,32 @@ pub fn default_certificate() -> Result<Arc<CertifiedKey>, TlsError> {
 ///
 /// The store is swapped atomically when Secrets or Ingresses change; a handshake does one
 /// atomic load and one or two hash lookups.
+///
+/// With [`SniResolver::with_challenges`], a ClientHello whose ALPN is exactly `acme-tls/1` (a
+/// TLS-ALPN-01 validation, see rustls-acme's `is_tls_alpn_challenge`) is answered with the
+/// challenge certificate for its SNI from the ACME challenges snapshot, or refused when there
+/// is none; it never gets a served certificate.
 #[derive(Clone, Debug)]
 pub struct SniResolver {
     store: Arc<ArcSwap<CertStore>>,
+    challenges: Option<crate::acme::ChallengesHandle>,
 }
 
 impl SniResolver {
     /// A resolver reading `store`.
     pub fn new(store: Arc<ArcSwap<CertStore>>) -> Self {
-        SniResolver { store }
+        SniResolver {
+            store,
+            challenges: None,
+        }
+    }
+
+    /// Also answers TLS-ALPN-01 handshakes from `challenges` (the snapshot the proxy answers
+    /// HTTP-01 from: [`Proxy::challenges`](crate::proxy::Proxy::challenges)).
+    #[must_use]
+    pub fn with_challenges(mut self, challenges: crate::acme::ChallengesHandle) -> Self {
+        self.challenges = Some(challenges);
+        self
     }
 
     /// The store this resolver reads: swap a new [`CertStore`] in to change certificates.
@@ -204,12 +224,17 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if rustls_acme::is_tls_alpn_challenge(&client_hello) {
+            let name = client_hello.server_name()?;
+            return self.challenges.as_ref()?.load().tls_alpn01(name);
+        }
         Some(self.store.load().resolve(client_hello.server_name()))
     }
 }
 
 /// The listener's rustls configuration: aws-lc-rs, TLS 1.3 and 1.2, no client certificates,
-/// ALPN `h2` then `http/1.1`, certificates from `resolver`, session resumption through stateless
+/// ALPN `h2`, `http/1.1`, then `acme-tls/1` (rustls refuses a handshake whose offered ALPN has
+/// no overlap with this list, so the challenge protocol must be in it), certificates from `resolver`, session resumption through stateless
 /// tickets (keys rotated every 6 hours) and an in-memory session-id cache
 /// ([`SESSION_CACHE_SIZE`] entries).
 pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
@@ -219,7 +244,11 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<Server
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    config.alpn_protocols = vec![
+        ALPN_H2.to_vec(),
+        ALPN_HTTP11.to_vec(),
+        ALPN_ACME_TLS.to_vec(),
+    ];
     config.ticketer = aws_lc_rs::Ticketer::new().map_err(TlsError::Config)?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     Ok(Arc::new(config))

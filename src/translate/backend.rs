@@ -318,6 +318,11 @@ impl<'a> Resolver<'a> {
 
     /// Checks that `secret` exists and is a usable TLS Secret; pushes an error and returns
     /// false if not. (Certificate parsing happens where certificates are loaded.)
+    /// Whether the Secret exists (of any type).
+    pub(super) fn has_secret(&self, secret: &ObjectRef) -> bool {
+        self.secrets.contains_key(secret)
+    }
+
     pub(super) fn check_tls_secret(
         &self,
         ingress: &ObjectRef,

@@ -81,6 +81,21 @@ impl Translation {
 
 /// Translates the cluster state into the desired state.
 pub fn translate(state: &ClusterState, options: &Options) -> Translation {
+    translate_with_acme(state, options, None)
+}
+
+/// [`translate`] knowing which tls entries ACME manages (`acme`: `None` when ACME is off).
+///
+/// A tls entry of an Ingress that asks sluice's ACME for certificates (see
+/// [`crate::acme::wants`]) and whose Secret does not exist yet gets a
+/// [`Reason::CertificatePending`] warning instead of the `SecretNotFound` error; as with any
+/// missing Secret, its hosts are served the default certificate and plain HTTP is not
+/// redirected to HTTPS, so that the CA's HTTP-01 request gets through.
+pub fn translate_with_acme(
+    state: &ClusterState,
+    options: &Options,
+    acme: Option<&crate::acme::AcmeOptions>,
+) -> Translation {
     let classes = ClassIndex::new(&state.ingress_classes, options);
     let mut owned: Vec<&Ingress> = state.ingresses.iter().filter(|i| classes.owns(i)).collect();
     owned.sort_by_cached_key(|i| age_key(i));
@@ -94,6 +109,7 @@ pub fn translate(state: &ClusterState, options: &Options) -> Translation {
         claim_hasher: foldhash::fast::RandomState::default(),
         claimed_tls: HashMap::new(),
         default_owner: None,
+        acme,
     };
     for ingress in owned {
         t.ingress(ingress);
@@ -127,7 +143,7 @@ fn tls_covers(tls: &[&HostMatch], route: &HostMatch) -> bool {
 
 /// Sort key: oldest first; objects without a creation timestamp count as newest; ties by
 /// namespace/name.
-fn age_key(i: &Ingress) -> (bool, Option<k8s_openapi::jiff::Timestamp>, ObjectRef) {
+pub(crate) fn age_key(i: &Ingress) -> (bool, Option<k8s_openapi::jiff::Timestamp>, ObjectRef) {
     let ts = i.metadata.creation_timestamp.as_ref().map(|t| t.0);
     (ts.is_none(), ts, object_ref(&i.metadata))
 }
@@ -238,6 +254,7 @@ struct Translator<'a> {
     claim_hasher: foldhash::fast::RandomState,
     claimed_tls: HashMap<HostMatch, (ObjectRef, Claim)>,
     default_owner: Option<ObjectRef>,
+    acme: Option<&'a crate::acme::AcmeOptions>,
 }
 
 impl Translator<'_> {
@@ -368,8 +385,12 @@ impl Translator<'_> {
             }
         }
 
+        let acme_managed = self.acme.is_some_and(|o| {
+            crate::acme::wants::selection(ingress.metadata.annotations.as_ref(), o)
+                == crate::acme::Selection::Ours
+        });
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
-            self.tls(&me, ti, tls, &rule_hosts);
+            self.tls(&me, ti, tls, &rule_hosts, acme_managed);
         }
     }
 
@@ -439,6 +460,7 @@ impl Translator<'_> {
         ti: usize,
         tls: &k8s_openapi::api::networking::v1::IngressTLS,
         rule_hosts: &[HostMatch],
+        acme_managed: bool,
     ) {
         let field = format!("spec.tls[{ti}]");
         let mut hosts = Vec::new();
@@ -476,6 +498,20 @@ impl Translator<'_> {
             return;
         };
         let secret = ObjectRef::new(me.namespace.clone(), secret_name);
+        if acme_managed && !hosts.is_empty() && !self.resolver.has_secret(&secret) {
+            self.diagnostics.push(Diagnostic::warning(
+                Reason::CertificatePending,
+                Kind::Ingress,
+                me,
+                format!("{field}.secretName"),
+                format!(
+                    "the ACME certificate for Secret {secret} is not issued yet; until it is, \
+                     its hosts are served with the default certificate and plain HTTP is not \
+                     redirected to HTTPS"
+                ),
+            ));
+            return;
+        }
         if !self.resolver.check_tls_secret(
             me,
             &format!("{field}.secretName"),

@@ -1685,3 +1685,75 @@ fn degenerate_ingresses_do_not_panic() {
     assert_eq!(empty.model, Model::default());
     no_diagnostics(&empty);
 }
+
+// ---------------------------------------------------------------------------------------------
+// ACME-managed tls entries
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn acme_certificate_pending_serves_plain_http_without_redirect() {
+    let acme = crate::acme::AcmeOptions::default();
+    let state = world(vec![
+        ing("ns/a")
+            .annotate("kubernetes.io/tls-acme", "true")
+            .rule("a.com", [prefix("/")])
+            .tls(Some(&["a.com"]), Some("a-tls"))
+            .build(),
+    ]);
+    let t = translate_with_acme(&state, &Options::default(), Some(&acme));
+    let d = only(
+        &t,
+        Warning,
+        Reason::CertificatePending,
+        "ns/a",
+        "spec.tls[0].secretName",
+    );
+    assert!(
+        d.message.contains("ns/a-tls") && d.message.contains("not issued yet"),
+        "{d}"
+    );
+    assert!(t.model.tls.is_empty(), "the default certificate meanwhile");
+    assert!(
+        t.model.routes.iter().all(|r| !r.redirect_to_https),
+        "HTTP-01 must get through: no redirect"
+    );
+
+    // Without ACME the same Ingress is a missing Secret, as before.
+    let plain = run(&state);
+    only(
+        &plain,
+        Error,
+        Reason::SecretNotFound,
+        "ns/a",
+        "spec.tls[0].secretName",
+    );
+
+    // Once the Secret exists it is served and HTTP redirects.
+    let mut issued = state.clone();
+    issued.secrets.push(tls_secret("ns/a-tls"));
+    let t = translate_with_acme(&issued, &Options::default(), Some(&acme));
+    no_diagnostics(&t);
+    assert_eq!(t.model.tls.len(), 1);
+    assert!(t.model.routes.iter().all(|r| r.redirect_to_https));
+}
+
+#[test]
+fn acme_pending_only_for_ingresses_that_ask_sluice() {
+    let acme = crate::acme::AcmeOptions::default();
+    let state = world(vec![
+        ing("ns/cm")
+            .annotate("cert-manager.io/cluster-issuer", "letsencrypt")
+            .rule("a.com", [prefix("/")])
+            .tls(Some(&["a.com"]), Some("a-tls"))
+            .build(),
+    ]);
+    let t = translate_with_acme(&state, &Options::default(), Some(&acme));
+    // cert-manager's Ingress: its Secret is cert-manager's to create; until then it is missing.
+    only(
+        &t,
+        Error,
+        Reason::SecretNotFound,
+        "ns/cm",
+        "spec.tls[0].secretName",
+    );
+}

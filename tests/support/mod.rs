@@ -384,6 +384,7 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 pub mod fake_apiserver;
+pub mod pebble;
 pub mod peers;
 pub mod tls_client;
 
