@@ -70,9 +70,10 @@ impl Worker for Certificate {
     ) -> Result<(), ActorProcessingErr> {
         let CertificateMsg::Desired(desired) = msg;
         let args = &state.args;
-        let (store, diags) = CertStore::build(
+        // The translation parsed every Secret it references: no second parse here.
+        let (store, diags) = CertStore::build_parsed(
             &desired.translation.model.tls,
-            &desired.loaded.state.secrets,
+            &desired.translation.certs,
             args.default_cert.clone(),
         );
         args.certs.store(Arc::new(store));

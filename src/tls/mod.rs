@@ -24,7 +24,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 
-pub use store::CertStore;
+pub use store::{CertStore, ParsedSecrets};
 
 /// ALPN protocol id of HTTP/2, offered first.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -117,6 +117,23 @@ pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     /// `notAfter` of the leaf certificate, in seconds since the Unix epoch.
     pub not_after: i64,
+}
+
+/// A TLS Secret as parsed once per configuration change: the certificate to serve, or why it
+/// cannot be used. Shared by the translation (which must know whether to redirect to HTTPS)
+/// and the certificate store (which serves it).
+pub type ParsedCert = Result<LoadedCert, Arc<TlsError>>;
+
+/// Parses the `tls.crt` and `tls.key` of a Secret (missing keys read as empty).
+pub fn parse_tls_secret(secret: &k8s_openapi::api::core::v1::Secret) -> ParsedCert {
+    let data = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map_or(&[][..], |v| v.0.as_slice())
+    };
+    load_pem(data("tls.crt"), data("tls.key")).map_err(Arc::new)
 }
 
 /// Parses and checks a PEM certificate chain (leaf first) and its PEM private key (PKCS#8,

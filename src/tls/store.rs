@@ -8,10 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::core::v1::Secret;
 use rustls::sign::CertifiedKey;
 
-use super::{LoadedCert, load_pem};
+use super::{LoadedCert, ParsedCert};
 use crate::cluster::object_ref;
 use crate::model::host::normalize_request_host;
 use crate::model::{Diagnostic, HostMatch, Kind, ObjectRef, Reason, TlsHost};
+
+/// Parsed TLS Secrets by reference.
+pub type ParsedSecrets = HashMap<ObjectRef, ParsedCert>;
 
 /// Longest DNS name, in bytes.
 const MAX_NAME: usize = 253;
@@ -50,19 +53,11 @@ impl CertStore {
         secrets: &[Secret],
         default: Arc<CertifiedKey>,
     ) -> (CertStore, Vec<Diagnostic>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        Self::build_at(tls, secrets, default, now)
+        Self::build_at(tls, secrets, default, unix_now())
     }
 
-    /// Builds the store for `tls` from `secrets`, with `now` in Unix seconds.
-    ///
-    /// Each referenced Secret is parsed once with [`load_pem`](super::load_pem). A Secret that
-    /// cannot be used yields an error [`Diagnostic`] (`SecretInvalid`, on the Secret's
-    /// `data[tls.crt]` or `data[tls.key]`) and its hosts are served `default`. An expired leaf
-    /// yields a warning and is still served. A Secret missing from `secrets` is skipped
-    /// silently: translation has already reported it (`SecretNotFound`).
+    /// Builds the store for `tls` from `secrets`, with `now` in Unix seconds: parses every
+    /// referenced Secret once, then [`CertStore::build_parsed_at`].
     pub fn build_at(
         tls: &[TlsHost],
         secrets: &[Secret],
@@ -73,21 +68,50 @@ impl CertStore {
             .iter()
             .map(|s| (object_ref(&s.metadata), s))
             .collect();
-        let mut loaded: HashMap<&ObjectRef, Option<LoadedCert>> = HashMap::new();
+        let mut parsed = ParsedSecrets::new();
+        for t in tls {
+            if let Entry::Vacant(e) = parsed.entry(t.secret.clone())
+                && let Some(s) = by_ref.get(&t.secret)
+            {
+                e.insert(super::parse_tls_secret(s));
+            }
+        }
+        Self::build_parsed_at(tls, &parsed, default, now)
+    }
+
+    /// [`CertStore::build_parsed_at`] judging expiry against the current time.
+    pub fn build_parsed(
+        tls: &[TlsHost],
+        parsed: &ParsedSecrets,
+        default: Arc<CertifiedKey>,
+    ) -> (CertStore, Vec<Diagnostic>) {
+        Self::build_parsed_at(tls, parsed, default, unix_now())
+    }
+
+    /// Builds the store for `tls` from Secrets already parsed (by the translation, so each
+    /// Secret is parsed once per change), with `now` in Unix seconds.
+    ///
+    /// A Secret that cannot be used yields an error [`Diagnostic`] (`SecretInvalid`, on the
+    /// Secret's `data[tls.crt]` or `data[tls.key]`) and its hosts are served `default`. An
+    /// expired leaf yields a warning and is still served. A Secret missing from `parsed` is
+    /// skipped silently: translation has already reported it (`SecretNotFound`).
+    pub fn build_parsed_at(
+        tls: &[TlsHost],
+        parsed: &ParsedSecrets,
+        default: Arc<CertifiedKey>,
+        now: i64,
+    ) -> (CertStore, Vec<Diagnostic>) {
+        let mut used: HashMap<&ObjectRef, Option<&LoadedCert>> = HashMap::new();
         let mut diagnostics = Vec::new();
         let mut store = CertStore::empty(default);
 
         for t in tls {
-            let cert = match loaded.entry(&t.secret) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    let cert = by_ref
-                        .get(&t.secret)
-                        .and_then(|s| load_secret(&t.secret, s, now, &mut diagnostics));
-                    e.insert(cert)
-                }
-            };
-            let key = cert.as_ref().map_or(&store.default, |c| &c.key);
+            let cert = *used.entry(&t.secret).or_insert_with(|| {
+                parsed
+                    .get(&t.secret)
+                    .and_then(|p| check(&t.secret, p, now, &mut diagnostics))
+            });
+            let key = cert.map_or(&store.default, |c| &c.key);
             let (map, name) = match &t.host {
                 HostMatch::Exact(h) => (&mut store.exact, h),
                 HostMatch::Wildcard(s) => (&mut store.wildcard, s),
@@ -99,7 +123,7 @@ impl CertStore {
             map.entry(name.clone()).or_insert_with(|| Arc::clone(key));
         }
 
-        store.not_after = loaded
+        store.not_after = used
             .into_iter()
             .filter_map(|(r, c)| c.map(|c| (r.clone(), c.not_after)))
             .collect();
@@ -175,20 +199,22 @@ impl CertStore {
     }
 }
 
-/// Loads one Secret, pushing a diagnostic when it cannot be used or has expired.
-fn load_secret(
+/// The current time in Unix seconds.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The certificate of one parsed Secret, pushing a diagnostic when it cannot be used or has
+/// expired.
+fn check<'p>(
     secret: &ObjectRef,
-    s: &Secret,
+    parsed: &'p ParsedCert,
     now: i64,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<LoadedCert> {
-    let data = |k: &str| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .map_or(&[][..], |v| v.0.as_slice())
-    };
-    match load_pem(data("tls.crt"), data("tls.key")) {
+) -> Option<&'p LoadedCert> {
+    match parsed {
         Ok(cert) => {
             if cert.not_after < now {
                 diagnostics.push(Diagnostic::warning(

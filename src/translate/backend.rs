@@ -26,6 +26,8 @@ pub(super) struct Resolver<'a> {
     /// EndpointSlices by the Service they belong to.
     slices: HashMap<ObjectRef, Vec<&'a EndpointSlice>>,
     secrets: HashMap<ObjectRef, &'a Secret>,
+    /// TLS Secrets parsed so far (each once), handed to the certificate store.
+    parsed: std::cell::RefCell<crate::tls::ParsedSecrets>,
 }
 
 impl<'a> Resolver<'a> {
@@ -60,6 +62,7 @@ impl<'a> Resolver<'a> {
             services,
             slices,
             secrets,
+            parsed: std::cell::RefCell::default(),
         }
     }
 
@@ -316,13 +319,19 @@ impl<'a> Resolver<'a> {
             .collect()
     }
 
-    /// Checks that `secret` exists and is a usable TLS Secret; pushes an error and returns
-    /// false if not. (Certificate parsing happens where certificates are loaded.)
     /// Whether the Secret exists (of any type).
     pub(super) fn has_secret(&self, secret: &ObjectRef) -> bool {
         self.secrets.contains_key(secret)
     }
 
+    /// The TLS Secrets parsed while translating.
+    pub(super) fn into_parsed(self) -> crate::tls::ParsedSecrets {
+        self.parsed.into_inner()
+    }
+
+    /// Checks that `secret` exists and is a usable TLS Secret; pushes an error and returns
+    /// false if not. The Secret is parsed once per translation and the result kept for the
+    /// certificate store.
     pub(super) fn check_tls_secret(
         &self,
         ingress: &ObjectRef,
@@ -354,10 +363,14 @@ impl<'a> Resolver<'a> {
                 "Secret {secret} must have non-empty data keys tls.crt and tls.key"
             ))
         } else {
-            // Parse it here too, so that a host whose certificate cannot be served is not
+            // Parsed here, so that a host whose certificate cannot be served is not
             // redirected to HTTPS: it keeps serving plain HTTP.
-            let get = |k: &str| data.and_then(|d| d.get(k)).map_or(&[][..], |v| &v.0[..]);
-            crate::tls::load_pem(get("tls.crt"), get("tls.key"))
+            let mut parsed = self.parsed.borrow_mut();
+            let result = parsed
+                .entry(secret.clone())
+                .or_insert_with(|| crate::tls::parse_tls_secret(s));
+            result
+                .as_ref()
                 .err()
                 .map(|e| format!("Secret {secret}: {e}"))
         };

@@ -70,6 +70,9 @@ pub struct Translation {
     pub model: Model,
     /// Everything that was rejected or looks wrong, in object order.
     pub diagnostics: Vec<Diagnostic>,
+    /// The TLS Secrets referenced by owned Ingresses, parsed once (for
+    /// [`CertStore::build_parsed`](crate::tls::CertStore::build_parsed)).
+    pub certs: crate::tls::ParsedSecrets,
 }
 
 impl Translation {
@@ -129,6 +132,7 @@ pub fn translate_with_acme(
     Translation {
         model: t.model,
         diagnostics,
+        certs: t.resolver.into_parsed(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -1516,6 +1517,28 @@ fn tls_secret_not_found() {
     assert!(d.message.contains("ns/missing"), "{d}");
     assert_eq!(tls_hosts(&t), ["b.com ns/cert (ns/a)"]);
     assert_eq!(routes(&t), ["a.com/ Prefix -> ns/web:80"]);
+}
+
+#[test]
+fn referenced_tls_secrets_are_parsed_once_for_the_certificate_store() {
+    let t = run(&world(vec![
+        ing("ns/a")
+            .rule("a.com", [prefix("/")])
+            .tls(Some(&["a.com"]), Some("cert"))
+            .tls(Some(&["b.com"]), Some("cert"))
+            .tls(Some(&["c.com"]), Some("missing"))
+            .build(),
+    ]));
+    let parsed: Vec<String> = t.certs.keys().map(ToString::to_string).collect();
+    assert_eq!(parsed, ["ns/cert"], "only what exists and is referenced");
+    assert!(t.certs[&ObjectRef::new("ns", "cert")].is_ok());
+    // The store serves from the parsed certificates, without the Secrets.
+    let default = crate::tls::default_certificate().unwrap();
+    let (store, diags) =
+        crate::tls::CertStore::build_parsed(&t.model.tls, &t.certs, default.clone());
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(!Arc::ptr_eq(&store.resolve(Some("b.com")), &default));
+    assert!(Arc::ptr_eq(&store.resolve(Some("c.com")), &default));
 }
 
 #[test]
