@@ -397,18 +397,13 @@ impl Spawner<'_> {
     }
 }
 
-/// [`BackoffPolicy`] as kube-runtime's [`Backoff`].
-struct ExpBackoff {
-    policy: BackoffPolicy,
-    next: Duration,
-}
+/// [`BackoffPolicy`] as kube-runtime's [`Backoff`]: the engine's one backoff
+/// ([`crate::pace::Backoff`], half of each delay random so that replicas do not retry in step).
+struct ExpBackoff(crate::pace::Backoff);
 
 impl ExpBackoff {
     fn new(policy: BackoffPolicy) -> ExpBackoff {
-        ExpBackoff {
-            policy,
-            next: policy.min,
-        }
+        ExpBackoff(crate::pace::Backoff::new(policy.min, policy.max))
     }
 }
 
@@ -416,19 +411,13 @@ impl Iterator for ExpBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let delay = self.next.min(self.policy.max);
-        self.next = delay
-            .saturating_mul(2)
-            .min(self.policy.max)
-            .max(self.policy.min);
-        // Jitter: between half and all of the delay, so that replicas do not retry in step.
-        Some(delay.mul_f64(0.5 + fastrand::f64() / 2.0))
+        Some(self.0.next_delay())
     }
 }
 
 impl Backoff for ExpBackoff {
     fn reset(&mut self) {
-        self.next = self.policy.min;
+        self.0.reset();
     }
 }
 
