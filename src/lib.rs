@@ -10,7 +10,13 @@
 //! 2. [`translate::translate`] turns it into a [`model::Model`] plus diagnostics naming the
 //!    object and field of everything it rejected;
 //! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
-//!    the data plane reads through one atomic snapshot load per request.
+//!    the data plane ([`proxy`], [`tls`]) reads through one atomic snapshot load per request.
+//!
+//! Beside the pipeline, the decisions the runtime's actors act on are pure functions of their
+//! inputs and the current time, tested without sockets or clocks: leader election on a Lease
+//! ([`lease`]), Ingress status and Events ([`status`]), ACME orders, renewals and the
+//! certificates wanted ([`acme`]), and the one backoff and token bucket every actor paces its
+//! calls with ([`pace`]).
 
 pub mod acme;
 pub mod cluster;
