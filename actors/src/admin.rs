@@ -46,6 +46,8 @@ pub struct AdminArgs {
     pub desired: watch::Receiver<Option<Arc<Desired>>>,
     /// `/api/diagnostics`.
     pub cert_diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
+    /// `/api/certificates` and `/api/diagnostics`.
+    pub acme: watch::Receiver<Arc<crate::acme::AcmeReport>>,
     /// Chaos routes enabled.
     pub chaos: bool,
 }
@@ -125,6 +127,7 @@ async fn handle(
         (&Method::GET, "/api/routes") => json_reply(&routes(&args)),
         (&Method::GET, "/api/actors") => json_reply(&args.tree.to_json()),
         (&Method::GET, "/api/diagnostics") => json_reply(&diagnostics(&args)),
+        (&Method::GET, "/api/certificates") => json_reply(&certificates(&args)),
         (&Method::POST, p) if args.chaos && p.starts_with("/debug/crash/") => {
             let name = &p["/debug/crash/".len()..];
             let point = if req.uri().query() == Some("in=task") {
@@ -156,7 +159,7 @@ async fn handle(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors or /api/diagnostics\n",
+            "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors, /api/diagnostics or /api/certificates\n",
         ),
     };
     Ok(resp)
@@ -168,17 +171,78 @@ fn render_metrics(args: &AdminArgs) -> String {
     let mut out = args.metrics.render();
     let store = args.certs.load();
     let not_after = store.not_after();
-    out.push_str(
-        "# HELP sluice_tls_certs_not_after Expiry (notAfter, Unix seconds) of the leaf certificate of each TLS Secret in use.\n\
-         # TYPE sluice_tls_certs_not_after gauge\n",
-    );
-    for (secret, t) in not_after {
-        out.push_str(&format!(
-            "sluice_tls_certs_not_after{{secret=\"{}\"}} {t}\n",
-            escape_label(&secret.to_string())
-        ));
+    for (name, help) in [
+        (
+            "sluice_tls_certs_not_after",
+            "Expiry (notAfter, Unix seconds) of the leaf certificate of each TLS Secret in use.",
+        ),
+        (
+            "sluice_certificate_expiry_timestamp_seconds",
+            "Expiry (notAfter, Unix seconds) of each certificate served, by Secret (cert-manager's name for it).",
+        ),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (secret, t) in &not_after {
+            out.push_str(&format!(
+                "{name}{{secret=\"{}\"}} {t}\n",
+                escape_label(&secret.to_string())
+            ));
+        }
     }
     out
+}
+
+/// `/api/certificates`: every certificate served (by Secret, with its expiry) and, for those
+/// ACME manages, hosts, issuer, challenge, state, next order and last error.
+fn certificates(args: &AdminArgs) -> serde_json::Value {
+    use sluice::acme::CertState;
+    let store = args.certs.load();
+    let acme = args.acme.borrow().clone();
+    let mut managed = std::collections::HashSet::new();
+    let mut list: Vec<serde_json::Value> = acme
+        .certificates
+        .iter()
+        .map(|c| {
+            managed.insert(c.wanted.secret.clone());
+            let m = &c.managed;
+            let (error, retry_at) = match &m.state {
+                CertState::Failed {
+                    error, retry_at, ..
+                } => (Some(error.clone()), Some(*retry_at)),
+                _ => (None, None),
+            };
+            json!({
+                "secret": c.wanted.secret.to_string(),
+                "ingress": c.wanted.ingress.to_string(),
+                "field": c.wanted.field,
+                "hosts": c.wanted.hosts,
+                "issuer": "acme",
+                "challenge": c.wanted.challenge.as_str(),
+                "state": m.state.as_str(),
+                "notAfter": m.not_after,
+                "nextOrderAt": m.next_order_at(),
+                "retryAt": retry_at,
+                "lastError": error,
+            })
+        })
+        .collect();
+    for (secret, not_after) in store.not_after() {
+        if !managed.contains(&secret) {
+            list.push(json!({
+                "secret": secret.to_string(),
+                "issuer": "secret",
+                "state": "served",
+                "notAfter": not_after,
+            }));
+        }
+    }
+    json!({
+        "acme": {
+            "directory": (!acme.directory_url.is_empty()).then_some(acme.directory_url.clone()),
+            "account": acme.account,
+        },
+        "certificates": list,
+    })
 }
 
 /// A Prometheus label value: backslash, double quote and newline escaped.
@@ -239,5 +303,6 @@ fn diagnostics(args: &AdminArgs) -> serde_json::Value {
         list.extend(d.translation.diagnostics.iter().map(diag_json));
     }
     list.extend(args.cert_diagnostics.borrow().iter().map(diag_json));
+    list.extend(args.acme.borrow().diagnostics.iter().map(diag_json));
     serde_json::Value::Array(list)
 }

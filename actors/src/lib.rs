@@ -9,6 +9,7 @@
 //! exactly the arguments it uses (built in [`run`]), owns its background tasks (their end
 //! fails the actor), and shares state with its peers only through [`topics`].
 
+pub mod acme;
 pub mod admin;
 pub mod certificate;
 pub mod check;

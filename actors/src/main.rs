@@ -66,6 +66,8 @@ enum Command {
         serve: ServeArgs,
         #[command(flatten)]
         classes: ClassArgs,
+        #[command(flatten)]
+        acme: AcmeFlags,
     },
     /// Start built-in echo backends and the proxy in front of them, and print curl lines to try.
     Demo {
@@ -95,6 +97,50 @@ impl ClassArgs {
             ingress_class: self.ingress_class.clone(),
             watch_without_class: self.watch_ingress_without_class,
         }
+    }
+}
+
+/// ACME certificates (the cert-manager job): off unless --acme-email is given.
+#[derive(Args, Debug, Clone)]
+struct AcmeFlags {
+    /// Turn on ACME certificates for Ingresses that ask for them (kubernetes.io/tls-acme,
+    /// cert-manager.io/cluster-issuer or issuer naming --acme-issuer-name, sluice.io/acme), with
+    /// this contact e-mail for the account.
+    #[arg(long)]
+    acme_email: Option<String>,
+    /// ACME directory: letsencrypt, letsencrypt-staging, or an https:// directory URL.
+    #[arg(long, default_value = "letsencrypt", requires = "acme_email")]
+    acme_server: String,
+    /// PEM file of extra roots to trust the ACME server with (Pebble, a private CA).
+    #[arg(long, requires = "acme_email")]
+    acme_ca_file: Option<PathBuf>,
+    /// Default challenge: http-01, tls-alpn-01 or dns-01 (annotation sluice.io/acme-challenge).
+    #[arg(long, default_value = "http-01", requires = "acme_email")]
+    acme_challenge: sluice::acme::ChallengeKind,
+    /// The issuer name cert-manager.io/cluster-issuer or cert-manager.io/issuer must name.
+    #[arg(long, default_value = "sluice", requires = "acme_email")]
+    acme_issuer_name: String,
+    /// Standalone mode: where the account key and the certificates are kept.
+    #[arg(long, default_value = sluice::acme::store::DEFAULT_STORAGE, requires = "acme_email")]
+    acme_storage: PathBuf,
+    /// Kubernetes mode: namespace of the ACME account and challenge-answers Secrets (default:
+    /// the leader-election namespace).
+    #[arg(long, requires = "acme_email")]
+    acme_namespace: Option<String>,
+}
+
+impl AcmeFlags {
+    fn settings(&self) -> Option<run::AcmeSettings> {
+        let email = self.acme_email.clone()?;
+        Some(run::AcmeSettings {
+            server: self.acme_server.clone(),
+            ca_file: self.acme_ca_file.clone(),
+            challenge: self.acme_challenge,
+            issuer_name: self.acme_issuer_name.clone(),
+            storage: self.acme_storage.clone(),
+            namespace: self.acme_namespace.clone(),
+            ..run::AcmeSettings::new(email)
+        })
     }
 }
 
@@ -200,6 +246,7 @@ fn main() -> ExitCode {
             leader_election_id,
             serve,
             classes,
+            acme,
         } => {
             telemetry::init_logging(serve.log_format);
             telemetry::install_panic_hook();
@@ -229,6 +276,7 @@ fn main() -> ExitCode {
                 debounce: Duration::from_millis(50),
                 chaos: serve.chaos,
                 intensity: Default::default(),
+                acme: acme.settings(),
             };
             exit(
                 serve.runtime().and_then(|rt| {
@@ -282,6 +330,7 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         debounce: Duration::from_millis(50),
         chaos: serve.chaos,
         intensity: Default::default(),
+        acme: None,
     };
     let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use k8s_openapi::api::core::v1::Secret;
 use ractor::ActorProcessingErr;
+use sluice::acme::AcmeOptions;
+use sluice::cluster::object_ref;
 use sluice::proxy::Proxy;
 use sluice::routing::RoutingTable;
 use sluice::source::manifests::Loaded;
@@ -13,7 +16,7 @@ use sluice::translate::{self, Options};
 use tokio::sync::watch;
 
 use crate::readiness::Readiness;
-use crate::topics::{Desired, DesiredTopic, forward};
+use crate::topics::{Desired, DesiredTopic, forward, forward_map};
 use crate::worker::{Ctx, Worker};
 
 /// What the router uses.
@@ -31,6 +34,11 @@ pub struct RouterArgs {
     pub readiness: Arc<Readiness>,
     /// Counts published configurations.
     pub reloads: watch::Sender<u64>,
+    /// ACME settings that change the translation (certificates pending are not redirected);
+    /// `None` when ACME is off.
+    pub acme: Option<AcmeOptions>,
+    /// Certificates issued in standalone mode, served like Secrets of the source.
+    pub issued: watch::Receiver<Arc<Vec<Secret>>>,
 }
 
 /// The router actor.
@@ -42,6 +50,8 @@ pub struct Router;
 pub enum RouterMsg {
     /// A new source state to translate, compile and publish.
     State(Arc<Loaded>),
+    /// New ACME-issued certificates (standalone mode).
+    Issued(Arc<Vec<Secret>>),
 }
 
 /// Its state.
@@ -49,6 +59,8 @@ pub enum RouterMsg {
 pub struct RouterState {
     args: RouterArgs,
     reported: HashSet<String>,
+    source: Option<Arc<Loaded>>,
+    issued: Arc<Vec<Secret>>,
 }
 
 impl Worker for Router {
@@ -64,9 +76,14 @@ impl Worker for Router {
         // Subscribing yields the watcher's current state at once: a restarted router rebuilds
         // the table from it.
         forward(ctx, args.source.clone(), RouterMsg::State);
+        forward_map(ctx, "issued", args.issued.clone(), |v: Arc<Vec<Secret>>| {
+            (!v.is_empty()).then_some(RouterMsg::Issued(v))
+        });
         Ok(RouterState {
             args,
             reported: HashSet::new(),
+            source: None,
+            issued: Arc::default(),
         })
     }
 
@@ -77,16 +94,44 @@ impl Worker for Router {
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::State(loaded) => apply(&state.args, loaded, &mut state.reported),
+            RouterMsg::State(loaded) => state.source = Some(loaded),
+            RouterMsg::Issued(issued) => state.issued = issued,
+        }
+        if let Some(source) = &state.source {
+            let loaded = with_issued(source, &state.issued);
+            apply(&state.args, loaded, &mut state.reported);
         }
         Ok(())
     }
 }
 
+/// The source state with the ACME-issued certificates added (a Secret of the source with the
+/// same name wins).
+fn with_issued(source: &Arc<Loaded>, issued: &[Secret]) -> Arc<Loaded> {
+    if issued.is_empty() {
+        return source.clone();
+    }
+    let mut loaded = Loaded::clone(source);
+    let present: HashSet<_> = loaded
+        .state
+        .secrets
+        .iter()
+        .map(|s| object_ref(&s.metadata))
+        .collect();
+    loaded.state.secrets.extend(
+        issued
+            .iter()
+            .filter(|s| !present.contains(&object_ref(&s.metadata)))
+            .cloned(),
+    );
+    Arc::new(loaded)
+}
+
 /// Translates, compiles and publishes one state; logs each diagnostic once, when it appears.
 fn apply(args: &RouterArgs, loaded: Arc<Loaded>, reported: &mut HashSet<String>) {
     let started = Instant::now();
-    let translation = translate::translate(&loaded.state, &args.classes);
+    let translation =
+        translate::translate_with_acme(&loaded.state, &args.classes, args.acme.as_ref());
     let table = RoutingTable::compile(&translation.model);
     let routes = table.routes().len();
     let generation = args.proxy.publish(table);

@@ -31,6 +31,7 @@ use sluice::translate::Options;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::acme::{Acme, AcmeArgs, AcmeConfig, AcmeStorage};
 use crate::admin::{Admin, AdminArgs};
 use crate::certificate::{Certificate, CertificateArgs};
 use crate::leader::{self, Leader, LeaderArgs, LeaderElection};
@@ -76,6 +77,53 @@ pub struct RunOptions {
     pub chaos: bool,
     /// Restart intensity of every supervisor.
     pub intensity: Intensity,
+    /// ACME certificates (`--acme-email` turns them on).
+    pub acme: Option<AcmeSettings>,
+}
+
+/// ACME settings (`--acme-*`).
+#[derive(Clone, Debug)]
+pub struct AcmeSettings {
+    /// `--acme-email`: the account's contact.
+    pub email: String,
+    /// `--acme-server`: `letsencrypt`, `letsencrypt-staging` or a directory URL.
+    pub server: String,
+    /// `--acme-ca-file`: extra roots to trust the ACME server (Pebble, a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// `--acme-challenge`: the default challenge.
+    pub challenge: sluice::acme::ChallengeKind,
+    /// `--acme-issuer-name`: the name `cert-manager.io/(cluster-)issuer` must carry.
+    pub issuer_name: String,
+    /// `--acme-storage`: account and certificates in standalone mode.
+    pub storage: PathBuf,
+    /// How failed orders are retried.
+    pub retry: sluice::acme::RetryPolicy,
+    /// Deadline and polling of one order.
+    pub order: sluice::acme::OrderOptions,
+    /// Kubernetes mode: time for the other replicas to see new challenge answers.
+    pub propagation: Duration,
+    /// Kubernetes mode: the namespace of the account and answers Secrets (default: the
+    /// leader-election namespace, i.e. the pod's).
+    pub namespace: Option<String>,
+}
+
+impl AcmeSettings {
+    /// Defaults for `email`: Let's Encrypt production, HTTP-01, issuer `sluice`,
+    /// `./sluice-acme`, Let's Encrypt-friendly retries, 2 s propagation.
+    pub fn new(email: impl Into<String>) -> AcmeSettings {
+        AcmeSettings {
+            email: email.into(),
+            server: "letsencrypt".to_owned(),
+            ca_file: None,
+            challenge: sluice::acme::ChallengeKind::Http01,
+            issuer_name: "sluice".to_owned(),
+            storage: PathBuf::from(sluice::acme::store::DEFAULT_STORAGE),
+            retry: sluice::acme::RetryPolicy::default(),
+            order: sluice::acme::OrderOptions::default(),
+            propagation: Duration::from_secs(2),
+            namespace: None,
+        }
+    }
 }
 
 /// Where the Kubernetes API is and what to watch (`sluice run --kube`).
@@ -111,6 +159,7 @@ impl RunOptions {
             debounce: Duration::from_millis(50),
             chaos: false,
             intensity: Intensity::default(),
+            acme: None,
         }
     }
 
@@ -137,6 +186,8 @@ enum Mode {
 /// The pieces the runtime owns above every actor: they survive any actor's restart.
 struct Runtime {
     mode: Mode,
+    acme: Option<(Arc<AcmeConfig>, AcmeStorage)>,
+    challenges: sluice::acme::ChallengesHandle,
     opts: RunOptions,
     proxy: Arc<Proxy>,
     certs: Arc<ArcSwap<CertStore>>,
@@ -291,6 +342,7 @@ impl Runtime {
 
     fn router(&self) -> ChildSpec {
         let (classes, proxy) = (self.opts.classes.clone(), self.proxy.clone());
+        let acme = self.acme.as_ref().map(|(c, _)| c.options.clone());
         let (topics, readiness) = (self.topics.clone(), self.readiness.clone());
         ChildSpec::new("router", Restart::Permanent, move || {
             let args = RouterArgs {
@@ -300,6 +352,8 @@ impl Runtime {
                 desired: topics.desired.clone(),
                 readiness: readiness.clone(),
                 reloads: topics.reloads.clone(),
+                acme: acme.clone(),
+                issued: topics.acme_issued.subscribe(),
             };
             (Router, args)
         })
@@ -332,6 +386,7 @@ impl Runtime {
             desired: self.topics.desired.subscribe(),
             cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
             leader: self.topics.leader.subscribe(),
+            acme: self.topics.acme.subscribe(),
         };
         ChildSpec::new("status", Restart::Permanent, move || (Status, args.clone()))
     }
@@ -367,6 +422,24 @@ impl Runtime {
         })
     }
 
+    fn acme(&self, config: &Arc<AcmeConfig>, storage: &AcmeStorage) -> ChildSpec {
+        // Standalone: one process, always the leader.
+        let leader = match self.mode {
+            Mode::Standalone { .. } => watch::channel(true).1,
+            Mode::Kube { .. } => self.topics.leader.subscribe(),
+        };
+        let args = AcmeArgs {
+            config: config.clone(),
+            storage: storage.clone(),
+            challenges: self.challenges.clone(),
+            desired: self.topics.desired.subscribe(),
+            leader,
+            report: self.topics.acme.clone(),
+            issued: self.topics.acme_issued.clone(),
+        };
+        ChildSpec::new("acme", Restart::Permanent, move || (Acme, args.clone()))
+    }
+
     fn admin(&self) -> ChildSpec {
         let args = AdminArgs {
             socket: self.admin.clone(),
@@ -377,6 +450,7 @@ impl Runtime {
             certs: self.certs.clone(),
             desired: self.topics.desired.subscribe(),
             cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
+            acme: self.topics.acme.subscribe(),
             chaos: self.opts.chaos,
         };
         ChildSpec::new("admin", Restart::Permanent, move || (Admin, args.clone()))
@@ -405,6 +479,9 @@ impl Runtime {
             control,
         )));
         root.push(self.certificate());
+        if let Some((config, storage)) = &self.acme {
+            root.push(self.acme(config, storage));
+        }
         if let Mode::Kube { client, source } = &self.mode {
             root.push(self.leader(client, source));
         }
@@ -432,9 +509,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let certs = Arc::new(ArcSwap::from_pointee(CertStore::empty(
         default_cert.clone(),
     )));
-    let tls_config = sluice::tls::server_config(Arc::new(SniResolver::new(certs.clone())))
+    // ACME challenge answers: published by the acme actor, answered by the proxy (HTTP-01)
+    // and the SNI resolver (TLS-ALPN-01).
+    let challenges = sluice::acme::challenges_handle();
+    let resolver = SniResolver::new(certs.clone()).with_challenges(challenges.clone());
+    let tls_config = sluice::tls::server_config(Arc::new(resolver))
         .context("cannot build the TLS configuration")?;
-    let proxy = Proxy::new(opts.proxy.clone(), certs.clone());
+    let proxy = Proxy::with_challenges(opts.proxy.clone(), certs.clone(), challenges.clone());
     let mode = match &opts.source {
         Source::Manifests(dir) => {
             if !dir.is_dir() {
@@ -470,8 +551,15 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             "CHAOS MODE: POST /debug/crash/{{actor}} on the admin API makes that actor panic; never use in production"
         );
     }
+    let topics = Arc::new(Topics::default());
+    let acme = match &opts.acme {
+        None => None,
+        Some(settings) => Some(acme_setup(settings, &mode, &topics)?),
+    };
     let runtime = Runtime {
         mode,
+        acme,
+        challenges,
         proxy: proxy.clone(),
         certs,
         default_cert,
@@ -481,7 +569,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         https: Arc::new(https),
         admin: Arc::new(admin),
         stop_accepting: watch::channel(false).0,
-        topics: Arc::new(Topics::default()),
+        topics,
         readiness: Arc::new(Readiness::default()),
         tree: Arc::new(ActorTree::default()),
         metrics,
@@ -511,4 +599,66 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         root,
         exit: Some(exit),
     })
+}
+
+/// The ACME configuration and storage from the settings: the client's trust (a bad
+/// `--acme-ca-file` fails the start), the storage of this mode, and (standalone) the
+/// certificates already issued, published before the tree starts so they are served from the
+/// first configuration on.
+fn acme_setup(
+    settings: &AcmeSettings,
+    mode: &Mode,
+    topics: &Topics,
+) -> anyhow::Result<(Arc<AcmeConfig>, AcmeStorage)> {
+    let directory = sluice::acme::directory_url(&settings.server)
+        .with_context(|| format!("--acme-server {:?}", settings.server))?;
+    let roots = match &settings.ca_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read --acme-ca-file {}", path.display()))?,
+        ),
+    };
+    let tls = sluice::acme::client_config(roots.as_deref()).with_context(|| {
+        format!(
+            "--acme-ca-file {}",
+            settings
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )
+    })?;
+    let config = Arc::new(AcmeConfig {
+        email: settings.email.clone(),
+        options: sluice::acme::AcmeOptions {
+            issuer_name: settings.issuer_name.clone(),
+            default_challenge: settings.challenge,
+        },
+        client: sluice::acme::AcmeClient::new(directory, tls),
+        retry: settings.retry,
+        order: settings.order,
+        propagation: settings.propagation,
+    });
+    let storage = match mode {
+        Mode::Standalone { .. } => {
+            let store = sluice::acme::FolderStore::new(&settings.storage);
+            let issued = store.load_certificates().with_context(|| {
+                format!(
+                    "cannot read the ACME storage {}",
+                    settings.storage.display()
+                )
+            })?;
+            topics.acme_issued.send_replace(Arc::new(issued));
+            AcmeStorage::Folder(store)
+        }
+        Mode::Kube { client, source } => AcmeStorage::Kube {
+            client: client.clone(),
+            namespace: settings
+                .namespace
+                .clone()
+                .unwrap_or_else(|| source.leader_election.namespace()),
+        },
+    };
+    Ok((config, storage))
 }

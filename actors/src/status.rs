@@ -111,6 +111,8 @@ pub struct StatusArgs {
     pub cert_diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
     /// The leader topic.
     pub leader: watch::Receiver<bool>,
+    /// The ACME report (its diagnostics become Events too).
+    pub acme: watch::Receiver<Arc<crate::acme::AcmeReport>>,
 }
 
 /// The status actor.
@@ -179,10 +181,12 @@ impl Publisher {
         let mut desired_rx = self.args.desired.clone();
         let mut certs_rx = self.args.cert_diagnostics.clone();
         let mut leader_rx = self.args.leader.clone();
+        let mut acme_rx = self.args.acme.clone();
         loop {
             let leader = *leader_rx.borrow_and_update();
             let desired = desired_rx.borrow_and_update().clone();
-            let certs = certs_rx.borrow_and_update().clone();
+            let mut certs: Vec<Diagnostic> = certs_rx.borrow_and_update().to_vec();
+            certs.extend(acme_rx.borrow_and_update().diagnostics.iter().cloned());
             let pass = match (&desired, leader) {
                 (Some(d), true) => self.reconcile(d, &certs).await,
                 _ => Pass::default(),
@@ -196,6 +200,7 @@ impl Publisher {
                 r = desired_rx.changed() => if r.is_err() { return },
                 r = certs_rx.changed() => if r.is_err() { return },
                 r = leader_rx.changed() => if r.is_err() { return },
+                r = acme_rx.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(wait) => {}
             }
         }

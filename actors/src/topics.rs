@@ -34,6 +34,9 @@ pub type CertDiagnosticsTopic = watch::Sender<Arc<Vec<Diagnostic>>>;
 /// True while this replica holds the leader Lease (leader -> status, DNS, ACME).
 pub type LeaderTopic = watch::Sender<bool>;
 
+/// The ACME actor's report (certificates, account, diagnostics).
+pub type AcmeTopic = crate::acme::AcmeReportTopic;
+
 /// Every topic, created once by the runtime.
 #[derive(Debug)]
 pub struct Topics {
@@ -47,6 +50,10 @@ pub struct Topics {
     pub leader: LeaderTopic,
     /// Number of configurations published (router -> tests, demo).
     pub reloads: watch::Sender<u64>,
+    /// See [`AcmeTopic`] (acme -> status, admin).
+    pub acme: AcmeTopic,
+    /// Certificates issued in standalone mode (acme -> router).
+    pub acme_issued: crate::acme::IssuedTopic,
 }
 
 impl Default for Topics {
@@ -57,23 +64,39 @@ impl Default for Topics {
             cert_diagnostics: watch::channel(Arc::new(Vec::new())).0,
             leader: watch::channel(false).0,
             reloads: watch::channel(0).0,
+            acme: watch::channel(Arc::default()).0,
+            acme_issued: watch::channel(Arc::default()).0,
         }
     }
 }
 
 /// Forwards every value of a topic (the current one first) to the actor of `ctx` as a
 /// message, as a task of that actor.
-pub fn forward<T, M>(ctx: &mut Ctx<M>, mut rx: watch::Receiver<Option<T>>, wrap: fn(T) -> M)
+pub fn forward<T, M>(ctx: &mut Ctx<M>, rx: watch::Receiver<Option<T>>, wrap: fn(T) -> M)
 where
     T: Clone + Send + Sync + 'static,
     M: Send + 'static,
 {
+    forward_map(ctx, "subscription", rx, move |v| v.map(wrap));
+}
+
+/// Forwards every value of a topic (the current one first) for which `message` gives a
+/// message, as the task `task` of the actor of `ctx` (an actor may follow several topics).
+pub fn forward_map<T, M>(
+    ctx: &mut Ctx<M>,
+    task: &str,
+    mut rx: watch::Receiver<T>,
+    message: impl Fn(T) -> Option<M> + Send + 'static,
+) where
+    T: Clone + Send + Sync + 'static,
+    M: Send + 'static,
+{
     let mailbox = ctx.mailbox();
-    ctx.spawn("subscription", async move {
+    ctx.spawn(task, async move {
         loop {
             let current = rx.borrow_and_update().clone();
-            if let Some(v) = current
-                && !mailbox.send(wrap(v))
+            if let Some(m) = message(current)
+                && !mailbox.send(m)
             {
                 return;
             }

@@ -36,6 +36,6 @@ pub use client::{
 pub use order::{
     BoxFuture, ChallengeSolver, Issued, OrderError, OrderOptions, OrderRequest, SolverError, issue,
 };
-pub use policy::{CertState, ExistingCert, ManagedCert};
+pub use policy::{CertState, ExistingCert, ManagedCert, RetryPolicy};
 pub use store::FolderStore;
 pub use wants::{AcmeOptions, Selection, WantedCert, wanted_certificates};

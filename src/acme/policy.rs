@@ -41,12 +41,42 @@ pub fn renew_at(not_before: i64, not_after: i64) -> i64 {
 /// orders, `random` in `[0, 1)`: [`FAILURE_BACKOFF_MIN`] doubling to [`FAILURE_BACKOFF_MAX`],
 /// with [`Backoff`]'s jitter.
 pub fn failure_delay(consecutive_failures: u32, random: f64) -> Duration {
-    let mut backoff = Backoff::new(FAILURE_BACKOFF_MIN, FAILURE_BACKOFF_MAX);
-    // Later delays only cap; 16 doublings of 5 minutes are far past the cap.
-    for _ in 1..consecutive_failures.clamp(1, 16) {
-        backoff.next_with(0.0);
+    RetryPolicy::default().delay(consecutive_failures, random)
+}
+
+/// How failed orders are retried. The defaults suit Let's Encrypt (see the module
+/// documentation); tests and private CAs may shorten them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First retry delay.
+    pub min: Duration,
+    /// Longest retry delay (also the wait after an error retrying cannot fix).
+    pub max: Duration,
+    /// The least wait after too many failed validations or a `rateLimited` answer.
+    pub validation_pause: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            min: FAILURE_BACKOFF_MIN,
+            max: FAILURE_BACKOFF_MAX,
+            validation_pause: VALIDATION_PAUSE,
+        }
     }
-    backoff.next_with(random).max(FAILURE_BACKOFF_MIN / 2)
+}
+
+impl RetryPolicy {
+    /// The delay before retrying after `consecutive_failures` (1 for the first) failed orders,
+    /// `random` in `[0, 1)`: `min` doubling to `max`, with [`Backoff`]'s jitter, at least half
+    /// of `min`.
+    pub fn delay(&self, consecutive_failures: u32, random: f64) -> Duration {
+        let backoff = Backoff::new(self.min, self.max);
+        let n = consecutive_failures.clamp(1, 32) - 1;
+        let full = backoff.delay_for(n);
+        full.mul_f64(1.0 - backoff.jitter * random.clamp(0.0, 1.0))
+            .max(self.min / 2)
+    }
 }
 
 /// What a certificate's Secret holds now (see
@@ -175,8 +205,20 @@ impl ManagedCert {
         };
     }
 
-    /// Records a failed order at `now` and schedules the retry (`random` in `[0, 1)`).
+    /// Records a failed order at `now` and schedules the retry (`random` in `[0, 1)`) with the
+    /// default [`RetryPolicy`].
     pub fn on_failure(&mut self, error: &OrderError, now: i64, random: f64) {
+        self.on_failure_with(&RetryPolicy::default(), error, now, random);
+    }
+
+    /// Records a failed order at `now` and schedules the retry by `policy`.
+    pub fn on_failure_with(
+        &mut self,
+        policy: &RetryPolicy,
+        error: &OrderError,
+        now: i64,
+        random: f64,
+    ) {
         let window = secs(VALIDATION_WINDOW);
         self.validation_failures.retain(|t| now - t < window);
         for _ in error.failed_validations() {
@@ -190,14 +232,14 @@ impl ManagedCert {
             _ => 1,
         };
         let mut delay = if error.is_retryable() {
-            failure_delay(consecutive_failures, random)
+            policy.delay(consecutive_failures, random)
         } else {
-            FAILURE_BACKOFF_MAX
+            policy.max
         };
         if self.validation_failures.len() >= VALIDATION_FAILURES_BEFORE_PAUSE
             || error.problem().is_some_and(is_rate_limited)
         {
-            delay = delay.max(VALIDATION_PAUSE);
+            delay = delay.max(policy.validation_pause);
         }
         self.state = CertState::Failed {
             error: error.to_string(),

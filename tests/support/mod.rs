@@ -46,6 +46,7 @@ impl Harness {
             debounce: Duration::from_millis(20),
             chaos: false,
             intensity: Default::default(),
+            acme: None,
         })
         .await
         .expect("sluice starts");
