@@ -18,8 +18,11 @@
 //! - `forward` (send upstream, retry, response), `request` (the phases of one request),
 //!   `serve` (one accepted connection).
 
+pub mod accept;
+mod activity;
 pub mod balance;
 pub mod body;
+mod clock;
 mod config;
 mod conn;
 mod connect;
@@ -27,6 +30,7 @@ mod error;
 mod forward;
 pub mod headers;
 mod pool;
+pub mod prescan;
 mod request;
 mod serve;
 mod snapshot;
@@ -44,7 +48,9 @@ use crate::tls::CertStore;
 
 use balance::EndpointRegistry;
 use body::ProxyBody;
-pub use config::{Cidr, ProxyConfig};
+pub use config::{
+    Cidr, ProxyConfig, default_max_connections, max_connections_for, soft_open_files_limit,
+};
 pub use conn::{ConnInfo, ConnTracker, Entrypoint};
 use connect::Connector;
 use snapshot::ClientKey;
@@ -80,7 +86,9 @@ impl Proxy {
         server
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.client_header_timeout)
+            // Our own timeouts (`activity`) are finer; hyper's header timer (which also runs
+            // between keep-alive requests) only backs them up.
+            .header_read_timeout(config.client_header_timeout.max(config.idle_timeout))
             .max_buf_size(config.max_header_bytes.max(8192))
             .keep_alive(true);
         server
