@@ -5,10 +5,10 @@
 //! tasks of their own that the crash does not touch.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sluice::proxy::Entrypoint;
+use sluice::proxy::accept::{self, Listen};
 
 use crate::messages::{ListenerMsg, TaskGuard};
 use crate::run::Shared;
@@ -52,33 +52,16 @@ impl Actor for Listener {
 }
 
 async fn accept_loop(shared: Arc<Shared>, entrypoint: Entrypoint) {
-    let listener = match entrypoint {
-        Entrypoint::Http => shared.http.clone(),
-        Entrypoint::Https => shared.https.clone(),
+    let (listener, listen) = match entrypoint {
+        Entrypoint::Http => (shared.http.clone(), Listen::Http),
+        Entrypoint::Https => (shared.https.clone(), Listen::Https(shared.acceptor.clone())),
     };
-    let mut stop = shared.stop_accepting.subscribe();
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let proxy = shared.proxy.clone();
-                    let tracker = shared.tracker.clone();
-                    match entrypoint {
-                        Entrypoint::Http => { tokio::spawn(proxy.serve_http(tracker, stream, peer)); }
-                        Entrypoint::Https => { tokio::spawn(proxy.serve_tls(tracker, shared.acceptor.clone(), stream, peer)); }
-                    }
-                }
-                Err(e) => {
-                    // EMFILE and the like are transient: log, count, back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    metrics::counter!("sluice_accept_errors_total").increment(1);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop.changed() => {}
-        }
-    }
+    accept::accept_loop(
+        listener,
+        listen,
+        shared.proxy.clone(),
+        shared.tracker.clone(),
+        shared.stop_accepting.subscribe(),
+    )
+    .await;
 }
