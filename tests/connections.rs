@@ -262,9 +262,10 @@ async fn an_idle_http1_connection_is_closed_at_the_idle_timeout() {
     // The header timeout is long: only the idle timeout can close it before the deadline.
     let h = start(config(LONG, SHORT)).await;
     let mut send = http1_connect(h.running.http_addr).await;
+    // Before the request: the idle time counts from the end of the response, later.
+    let start = Instant::now();
     let (status, _, _) = get_on(&mut send, "web.test", "/").await.unwrap();
     assert_eq!(status, 200);
-    let start = Instant::now();
     tokio::time::timeout(DEADLINE, futures_closed(&mut send))
         .await
         .expect("closed before the deadline");
@@ -284,6 +285,8 @@ async fn futures_closed(
 async fn an_idle_http2_connection_gets_goaway_at_the_idle_timeout_even_while_it_pings() {
     let h = start(config(LONG, SHORT)).await;
     let mut s = TcpStream::connect(h.running.http_addr).await.unwrap();
+    // Before the request: the idle time counts from the end of the response, later.
+    let start = Instant::now();
     s.write_all(PREFACE).await.unwrap();
     s.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
     s.write_all(&frame(HEADERS, END_STREAM | 0x4, 1, &get_headers_block()))
@@ -304,7 +307,6 @@ async fn an_idle_http2_connection_gets_goaway_at_the_idle_timeout_even_while_it_
             break;
         }
     }
-    let start = Instant::now();
     // Keep pinging: activity without streams does not keep the connection open.
     let (mut rd, mut wr) = s.into_split();
     let pinger = tokio::spawn(async move {

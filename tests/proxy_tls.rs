@@ -701,6 +701,36 @@ async fn the_redirect_omits_port_443() {
     assert_eq!(r.header("location"), Some("https://secure.test/p?q=1"));
 }
 
+#[tokio::test]
+async fn a_redirect_for_a_wildcard_host_is_only_built_from_a_valid_host() {
+    let ca = Ca::new("sluice test CA");
+    let wild = ca.leaf(&["*.wild.test"]);
+    let w = echo([127, 0, 0, 1], "wild").await;
+    let extra = vec![
+        ("svc-wild.yaml", service("wild", &[(w, true)])),
+        ("wild-secret.yaml", leaf_secret("wild-tls", &wild)),
+        (
+            "wild.yaml",
+            tls_ingress(
+                "wild",
+                &[(&["*.wild.test"], "wild-tls")],
+                &[("*.wild.test", "wild")],
+                &[],
+            ),
+        ),
+    ];
+    let s = site(ProxyConfig::default(), ca, extra).await;
+    let http = s.h.running.http_addr;
+    let r = http_get(http, "a.wild.test", "/a").await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT, "{}", r.body);
+    assert_eq!(r.header("location"), Some("https://a.wild.test/a"));
+    for host in ["evil?.wild.test", "evil/x.wild.test", "e@vil.wild.test"] {
+        let r = http_get(http, host, "/a").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}: {}", r.body);
+        assert_eq!(r.header("location"), None, "{host}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. 421 Misdirected Request
 // ---------------------------------------------------------------------------------------------

@@ -173,17 +173,14 @@ impl Activity {
         }
     }
 
-    /// The pre-parse completed `count` heads; bit `i` of `ambiguous` marks the `i`th as
-    /// carrying both `Content-Length` and `Transfer-Encoding`.
-    pub(super) fn heads_completed(&self, count: u32, ambiguous: u32) {
-        let first = self
-            .heads_seen
-            .fetch_add(u64::from(count), Ordering::Relaxed);
-        if ambiguous != 0 {
-            let i = u64::from(ambiguous.trailing_zeros());
+    /// The pre-parse completed `count` heads; `last_ambiguous`: the last of them carried both
+    /// `Content-Length` and `Transfer-Encoding`.
+    pub(super) fn heads_completed(&self, count: u64, last_ambiguous: bool) {
+        let first = self.heads_seen.fetch_add(count, Ordering::Relaxed);
+        if last_ambiguous && count > 0 {
             let _ = self.ambiguous_request.compare_exchange(
                 u64::MAX,
-                first + i,
+                first + count - 1,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
@@ -315,7 +312,7 @@ mod tests {
     #[test]
     fn request_indices_and_the_ambiguous_one() {
         let a = Activity::new();
-        a.heads_completed(2, 0b10);
+        a.heads_completed(2, true);
         assert!(!a.is_ambiguous(0));
         assert!(a.is_ambiguous(1));
         assert_eq!(a.request_started(), 0);

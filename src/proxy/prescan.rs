@@ -24,12 +24,11 @@ const NAME_MAX: usize = 17;
 /// What the scanner learned from the bytes of one read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scan {
-    /// Request heads completed in this read, in order: bit `i` set when the `i`th of them
-    /// carried both `Content-Length` and `Transfer-Encoding`.
-    pub heads: u32,
-    /// How many request heads completed in this read (at most 32 are reported; a longer run
-    /// stops the scanner).
-    pub completed: u32,
+    /// How many request heads completed in this read.
+    pub completed: u64,
+    /// The last of them carried both `Content-Length` and `Transfer-Encoding` (the scanner
+    /// stops after such a head, so only the last one can).
+    pub ambiguous: bool,
     /// The stream is HTTP/2 (the connection preface was read).
     pub h2: bool,
 }
@@ -403,12 +402,7 @@ impl HeadScanner {
     fn end_of_head(&mut self, scan: &mut Scan) {
         let f = self.framing;
         let ambiguous = f.transfer_encoding && f.content_length.is_some();
-        if scan.completed >= 32 {
-            return self.stop();
-        }
-        if ambiguous {
-            scan.heads |= 1 << scan.completed;
-        }
+        scan.ambiguous = ambiguous;
         scan.completed += 1;
         self.state = if ambiguous || f.upgrade || self.connect {
             // hyper closes the connection after an ambiguous request; an upgrade or CONNECT
@@ -497,16 +491,19 @@ impl HeadScanner {
 mod tests {
     use super::*;
 
+    /// One verdict per completed head, in order.
+    fn push(out: &mut Vec<bool>, scan: Scan) {
+        for i in 0..scan.completed {
+            out.push(scan.ambiguous && i + 1 == scan.completed);
+        }
+    }
+
     /// The verdicts of a whole stream fed at once: one bool per head.
     fn verdicts(stream: &[u8]) -> (Vec<bool>, bool) {
         let mut s = HeadScanner::new();
-        let scan = s.feed(stream);
-        (
-            (0..scan.completed)
-                .map(|i| scan.heads & (1 << i) != 0)
-                .collect(),
-            s.is_stopped(),
-        )
+        let mut out = Vec::new();
+        push(&mut out, s.feed(stream));
+        (out, s.is_stopped())
     }
 
     /// The same stream fed one byte at a time.
@@ -514,8 +511,7 @@ mod tests {
         let mut s = HeadScanner::new();
         let mut out = Vec::new();
         for b in stream {
-            let scan = s.feed(std::slice::from_ref(b));
-            out.extend((0..scan.completed).map(|i| scan.heads & (1 << i) != 0));
+            push(&mut out, s.feed(std::slice::from_ref(b)));
         }
         (out, s.is_stopped())
     }
@@ -618,6 +614,53 @@ mod tests {
         assert!(!s.in_head(), "in the body");
         s.feed(b"yG");
         assert!(s.in_head(), "the next head started");
+    }
+
+    #[test]
+    fn many_heads_in_one_read() {
+        let stream = b"GET / HTTP/1.1\r\n\r\n".repeat(100);
+        let mut want = vec![false; 100];
+        check(&stream, &want, false);
+        let mut stream = stream;
+        stream.extend_from_slice(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        want.push(true);
+        check(&stream, &want, true);
+    }
+
+    proptest::proptest! {
+        /// Streams made of request pieces (clean, chunked, ambiguous, broken) give the same
+        /// verdicts however they are split into reads.
+        #[test]
+        fn verdicts_do_not_depend_on_how_the_stream_is_split(
+            pieces in proptest::collection::vec(0usize..8, 0..12),
+            cuts in proptest::collection::vec(1usize..40, 1..8),
+        ) {
+            const PIECES: [&[u8]; 8] = [
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+                b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+                b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                b"\r\n",
+                b"GET / HTTP/1.1\nX-Long-Header-Name-Beyond-Seventeen: 1\n\n",
+                b"zz\r\n",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            ];
+            let stream: Vec<u8> = pieces.iter().flat_map(|&i| PIECES[i].iter().copied()).collect();
+            let whole = verdicts(&stream);
+            let mut s = HeadScanner::new();
+            let mut out = Vec::new();
+            let mut rest = &stream[..];
+            let mut k = 0;
+            while !rest.is_empty() {
+                let n = cuts[k % cuts.len()].min(rest.len());
+                push(&mut out, s.feed(&rest[..n]));
+                rest = &rest[n..];
+                k += 1;
+            }
+            proptest::prop_assert_eq!(whole, (out, s.is_stopped()));
+        }
     }
 
     #[test]

@@ -271,7 +271,8 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
             if !read.is_empty() {
                 let scan = scanner.feed(read);
                 if scan.completed > 0 {
-                    this.activity.heads_completed(scan.completed, scan.heads);
+                    this.activity
+                        .heads_completed(scan.completed, scan.ambiguous);
                 }
                 if scan.h2 {
                     this.activity.set_h2();
