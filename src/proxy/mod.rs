@@ -29,6 +29,7 @@ mod connect;
 mod error;
 mod forward;
 pub mod headers;
+pub mod inspect;
 mod pool;
 pub mod prescan;
 mod request;
