@@ -26,6 +26,7 @@ mod clock;
 mod config;
 mod conn;
 mod connect;
+pub mod drain;
 mod error;
 mod forward;
 pub mod headers;
