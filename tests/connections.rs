@@ -459,3 +459,54 @@ async fn at_the_limit_a_busy_connection_is_not_closed_and_accepting_waits() {
         .unwrap();
     assert_eq!(r.0, 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Another service (the admin API) with the same timeouts
+// ---------------------------------------------------------------------------------------------
+
+/// A small service answering `ok` on every path, served with `serve_with_timeouts`.
+async fn timed_service(header: Duration, idle: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_keep, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _keep = _keep;
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc =
+                hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+            tokio::spawn(sluice::proxy::serve_with_timeouts(
+                stream,
+                svc,
+                header,
+                idle,
+                shutdown.clone(),
+            ));
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn another_service_gets_the_same_connection_timeouts() {
+    // Silent: closed at the header timeout.
+    let addr = timed_service(SHORT, LONG).await;
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    until_closed(&mut s).await;
+    assert_not_before(start, SHORT);
+
+    // Idle after a request: closed at the idle timeout.
+    let addr = timed_service(LONG, SHORT).await;
+    let mut send = http1_connect(addr).await;
+    let start = Instant::now();
+    let (status, _, body) = get_on(&mut send, "admin", "/healthz").await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    tokio::time::timeout(DEADLINE, futures_closed(&mut send))
+        .await
+        .expect("closed before the deadline");
+    assert_not_before(start, SHORT);
+}

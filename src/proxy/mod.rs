@@ -55,6 +55,7 @@ pub use config::{
 };
 pub use conn::{ConnInfo, ConnTracker, Entrypoint};
 use connect::Connector;
+pub use serve::{Guarded, serve_with_timeouts};
 use snapshot::ClientKey;
 pub use snapshot::Snapshot;
 use stats::RequestStats;

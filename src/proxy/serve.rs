@@ -211,6 +211,81 @@ impl Proxy {
     }
 }
 
+/// Serves one connection of another HTTP service (the admin API) with the proxy's connection
+/// timeouts: `client_header_timeout` from the accept to the first request and for each
+/// request head, `idle_timeout` between requests (HTTP/2: GOAWAY). Returns when the
+/// connection ends, times out, or `shutdown` turns true (then in-flight requests finish
+/// first).
+pub async fn serve_with_timeouts<S, B>(
+    stream: TcpStream,
+    service: S,
+    client_header_timeout: Duration,
+    idle_timeout: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<super::body::BoxError>,
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<super::body::BoxError>,
+{
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let service = Arc::new(service);
+    let svc_activity = activity.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        svc_activity.request_started();
+        let guard = RequestGuard(svc_activity.clone());
+        if req.version() == Version::HTTP_2 {
+            svc_activity.set_h2();
+        }
+        let call = service.call(req);
+        async move {
+            call.await.map(|resp| {
+                resp.map(|body| Guarded {
+                    inner: body,
+                    _guard: guard,
+                })
+            })
+        }
+    });
+    let io = Watched {
+        inner: stream,
+        scanner: Some(HeadScanner::new()),
+        activity: activity.clone(),
+    };
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(client_header_timeout.max(idle_timeout));
+    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc));
+    let timeouts = Timeouts {
+        header: client_header_timeout,
+        idle: idle_timeout,
+    };
+    if *shutdown.borrow_and_update() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+        why = activity.expired(timeouts) => match why {
+            Expiry::FirstRequest | Expiry::Header => return,
+            Expiry::Idle | Expiry::Evicted => conn.as_mut().graceful_shutdown(),
+        },
+    }
+    tokio::select! {
+        _ = conn => {}
+        () = tokio::time::sleep(client_header_timeout.min(Duration::from_secs(5))) => {}
+    }
+}
+
 /// Counts a connection closed by a timeout or by the connection limit.
 fn count_closed(entrypoint: Entrypoint, why: Expiry) {
     if why == Expiry::Evicted {
@@ -224,14 +299,20 @@ fn count_closed(entrypoint: Entrypoint, why: Expiry) {
 
 /// A response body that keeps its request counted as in progress on the connection until
 /// the body has been sent (or dropped).
-pub(super) struct Guarded {
-    inner: ProxyBody,
+pub struct Guarded<B = ProxyBody> {
+    inner: B,
     _guard: RequestGuard,
 }
 
-impl Body for Guarded {
-    type Data = bytes::Bytes;
-    type Error = super::body::BoxError;
+impl<B> std::fmt::Debug for Guarded<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body + Unpin> Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
