@@ -661,6 +661,21 @@ mod tests {
             }
             proptest::prop_assert_eq!(whole, (out, s.is_stopped()));
         }
+
+        /// Arbitrary bytes (mostly from an HTTP-ish alphabet): no panic, same verdicts at
+        /// once and byte by byte.
+        #[test]
+        fn arbitrary_bytes(
+            stream in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(b"\r\n :;0123456789abcdefACEGHLNOPRSTUchunked-Transfer-Encoding".to_vec()),
+                    1 => proptest::num::u8::ANY,
+                ],
+                0..400,
+            ),
+        ) {
+            proptest::prop_assert_eq!(verdicts(&stream), verdicts_bytewise(&stream));
+        }
     }
 
     #[test]
