@@ -119,6 +119,14 @@ impl Default for HeadScanner {
     }
 }
 
+/// The index of the first CR or LF in `bytes` (its length when there is none).
+fn line_end(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len())
+}
+
 /// The HTTP/2 connection preface's request line.
 const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -183,6 +191,34 @@ impl HeadScanner {
                         Chunk::Data(left)
                     });
                     continue;
+                }
+                // The value of a header the scanner does not look at, and the rest of a
+                // request line past its method (and past a possible HTTP/2 preface): nothing
+                // but the line end matters, found in bulk.
+                State::Value {
+                    header: Header::Other,
+                    cr: false,
+                } => {
+                    i += line_end(&bytes[i..]);
+                    if i == bytes.len() {
+                        break;
+                    }
+                }
+                State::RequestLine {
+                    len,
+                    pri: false,
+                    cr: false,
+                } if usize::from(self.method_len) != len as usize => {
+                    let skip = line_end(&bytes[i..]);
+                    self.state = State::RequestLine {
+                        len: len.saturating_add(u32::try_from(skip).unwrap_or(u32::MAX)),
+                        pri: false,
+                        cr: false,
+                    };
+                    i += skip;
+                    if i == bytes.len() {
+                        break;
+                    }
                 }
                 _ => {}
             }
