@@ -1,6 +1,6 @@
 //! TLS termination over real sockets: certificates chosen by SNI from `kubernetes.io/tls`
 //! Secrets written by the test, protocol versions and ALPN, the HTTP -> HTTPS redirect, 421 for
-//! misdirected HTTP/2 requests, broken Secrets and certificate rotation.
+//! misdirected requests (HTTP/1.1 and HTTP/2), broken Secrets and certificate rotation.
 
 mod support;
 use support::*;
@@ -701,12 +701,42 @@ async fn the_redirect_omits_port_443() {
     assert_eq!(r.header("location"), Some("https://secure.test/p?q=1"));
 }
 
+#[tokio::test]
+async fn a_redirect_for_a_wildcard_host_is_only_built_from_a_valid_host() {
+    let ca = Ca::new("sluice test CA");
+    let wild = ca.leaf(&["*.wild.test"]);
+    let w = echo([127, 0, 0, 1], "wild").await;
+    let extra = vec![
+        ("svc-wild.yaml", service("wild", &[(w, true)])),
+        ("wild-secret.yaml", leaf_secret("wild-tls", &wild)),
+        (
+            "wild.yaml",
+            tls_ingress(
+                "wild",
+                &[(&["*.wild.test"], "wild-tls")],
+                &[("*.wild.test", "wild")],
+                &[],
+            ),
+        ),
+    ];
+    let s = site(ProxyConfig::default(), ca, extra).await;
+    let http = s.h.running.http_addr;
+    let r = http_get(http, "a.wild.test", "/a").await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT, "{}", r.body);
+    assert_eq!(r.header("location"), Some("https://a.wild.test/a"));
+    for host in ["evil?.wild.test", "evil/x.wild.test", "e@vil.wild.test"] {
+        let r = http_get(http, host, "/a").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}: {}", r.body);
+        assert_eq!(r.header("location"), None, "{host}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. 421 Misdirected Request
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn an_http2_connection_reused_for_a_host_its_certificate_does_not_cover_is_421() {
+async fn a_tls_connection_used_for_a_host_its_certificate_does_not_cover_is_421() {
     // A wildcard certificate shared by two hosts: coalescing between them is fine.
     let ca = Ca::new("sluice test CA");
     let wild = ca.leaf(&["*.wild.test"]);
@@ -767,16 +797,17 @@ async fn an_http2_connection_reused_for_a_host_its_certificate_does_not_cover_is
     let r = h2_get(&mut send, "https://secure.test/").await;
     assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST, "{}", r.body);
 
-    // The check is for HTTP/2 connection reuse only: HTTP/1.1 routes by Host.
-    let tls = tls_connect(
-        addr,
-        "secure.test",
-        client_config(&Trust::Ca(&s.ca), ALL_VERSIONS, &[b"http/1.1"]),
-    )
-    .await
-    .unwrap();
+    // HTTP/1.1 too: a Host the SNI's certificate does not cover is 421, not routed.
+    let h1 = || client_config(&Trust::Ca(&s.ca), ALL_VERSIONS, &[b"http/1.1"]);
+    let tls = tls_connect(addr, "secure.test", h1()).await.unwrap();
     let r = h1_get(tls, "other.test", "/").await;
-    assert_eq!((r.status, echo_service(&r.body)), (StatusCode::OK, "other"));
+    assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST, "{}", r.body);
+    let tls = tls_connect(addr, "secure.test", h1()).await.unwrap();
+    let r = h1_get(tls, "secure.test", "/").await;
+    assert_eq!(
+        (r.status, echo_service(&r.body)),
+        (StatusCode::OK, "secure")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@
 //! own that the crash does not touch.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::ActorProcessingErr;
+use sluice::proxy::accept::{self, Listen};
 use sluice::proxy::{ConnTracker, Entrypoint, Proxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -53,41 +53,12 @@ impl Worker for Listener {
     }
 }
 
-/// Accepts until `stop` becomes true.
+/// Accepts until `stop` becomes true (the engine's accept loop: connection limit, eviction of
+/// idle connections, backoff when out of file descriptors).
 async fn accept_loop(args: ListenerArgs) {
-    let ListenerArgs {
-        socket,
-        entrypoint,
-        proxy,
-        tracker,
-        tls,
-        mut stop,
-    } = args;
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        tokio::select! {
-            accepted = socket.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let (proxy, tracker) = (proxy.clone(), tracker.clone());
-                    match (&tls, entrypoint) {
-                        (Some(acceptor), Entrypoint::Https) => {
-                            tokio::spawn(proxy.serve_tls(tracker, acceptor.clone(), stream, peer));
-                        }
-                        _ => {
-                            tokio::spawn(proxy.serve_http(tracker, stream, peer));
-                        }
-                    }
-                }
-                Err(e) => {
-                    // EMFILE and the like are transient: log, count, back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    metrics::counter!("sluice_accept_errors_total").increment(1);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            changed = stop.changed() => if changed.is_err() { return },
-        }
-    }
+    let listen = match (args.entrypoint, args.tls) {
+        (Entrypoint::Https, Some(acceptor)) => Listen::Https(acceptor),
+        _ => Listen::Http,
+    };
+    accept::accept_loop(args.socket, listen, args.proxy, args.tracker, args.stop).await;
 }

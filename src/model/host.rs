@@ -122,6 +122,58 @@ pub fn normalize_request_host(host: &str, buf: &mut [u8; 253]) -> Option<usize> 
     Some(n)
 }
 
+/// Whether a request `Host` header or `:authority` is a host sluice answers for: a DNS name
+/// of RFC 1123 labels (letters, digits and `-`, any case, 1 to 63 characters each, not
+/// starting or ending with `-`; a trailing dot allowed; 253 characters at most), or an IPv4
+/// address, or an IPv6 address in brackets; then an optional `:port` of at most five digits
+/// (at most 65535). Anything else (userinfo, `?`, `/`, `_`, spaces...) is answered 400 before
+/// routing, so that nothing (a redirect's `Location`, a log line) is ever built from it.
+pub fn is_valid_request_host(host: &str) -> bool {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (Some(name), Some(port)),
+            None => (Some(host), None),
+        }
+    };
+    if let Some(port) = port
+        && !(port.is_empty()
+            || (port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u32>().is_ok_and(|p| p <= 65_535)))
+    {
+        return false;
+    }
+    let Some(name) = name else {
+        return true;
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    name.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +216,53 @@ mod tests {
         assert!(!w.matches("baz.bar.foo.com"));
         assert!(!w.matches("foo.com"));
         assert!(!w.matches(".foo.com"));
+    }
+
+    #[test]
+    fn valid_request_hosts() {
+        for ok in [
+            "a.com",
+            "A.Example.COM",
+            "a.com.",
+            "a.com:8443",
+            "a.com:",
+            "localhost",
+            "10.0.0.1",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "xn--caf-dma.example",
+            "a-b.c",
+        ] {
+            assert!(is_valid_request_host(ok), "{ok:?} is valid");
+        }
+        for bad in [
+            "",
+            "evil?.wild.test",
+            "a/b",
+            "user@a.com",
+            "a_b.com",
+            "a..com",
+            "-a.com",
+            "a-.com",
+            ".",
+            "a.com:80:80",
+            "a.com:99999",
+            "a.com:+80",
+            "a.com:123456",
+            "[::1",
+            "[nope]",
+            "[::1]x",
+            "a com",
+            "a.com\t",
+            "é.com",
+        ] {
+            assert!(!is_valid_request_host(bad), "{bad:?} is not valid");
+        }
+        assert!(is_valid_request_host(&format!("{}.com", "a".repeat(63))));
+        assert!(!is_valid_request_host(&format!("{}.com", "a".repeat(64))));
+        let long = vec!["a".repeat(50); 5].join(".");
+        assert!(!is_valid_request_host(&long), "over 253");
     }
 
     #[test]

@@ -7,23 +7,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use super::clock::{ms, now_ms};
 use super::pool::ConnPool;
 use crate::model::{Backend, LoadBalancer};
 
 /// How long an endpoint that refused a connection is skipped.
 pub const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(5);
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// Live state of one endpoint address, shared by every backend that uses it.
 #[derive(Debug)]
@@ -75,8 +67,7 @@ impl EndpointState {
 
     /// Marks the endpoint as refusing connections for [`PASSIVE_HEALTH_BACKOFF`].
     pub fn mark_down(&self) {
-        let until =
-            now_ms().saturating_add(u64::try_from(PASSIVE_HEALTH_BACKOFF.as_millis()).unwrap_or(0));
+        let until = now_ms().saturating_add(ms(PASSIVE_HEALTH_BACKOFF));
         self.down_until_ms.store(until, Ordering::Relaxed);
     }
 

@@ -6,9 +6,17 @@ use std::time::Duration;
 /// Proxy-wide settings. Per-backend annotations override the upstream timeouts and body size.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// Time allowed for a request head to arrive, counted on keep-alive connections from the
-    /// end of the previous response: the slowloris bound and the idle keep-alive timeout.
+    /// Time allowed from the accept to the first complete request head (TCP, TLS handshake,
+    /// protocol sniff and head together), and on a keep-alive HTTP/1.1 connection from the
+    /// first byte of a request head to its end: the slowloris bound.
     pub client_header_timeout: Duration,
+    /// Time a connection may stay open with no request in progress: HTTP/1.1 keep-alive
+    /// between requests; HTTP/2 with no open stream (then GOAWAY).
+    pub idle_timeout: Duration,
+    /// Client connections open at once (upgraded tunnels included) over every listener. At
+    /// the limit the accept loops pause and the connection idle the longest is closed to make
+    /// room. Default: from the process's open-file limit, see [`default_max_connections`].
+    pub max_connections: usize,
     /// Maximum size of a request head (request line and headers), bytes; larger gets 431.
     pub max_header_bytes: usize,
     /// Time allowed to complete a TLS handshake.
@@ -31,6 +39,8 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             client_header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: default_max_connections(),
             max_header_bytes: 32 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -41,6 +51,37 @@ impl Default for ProxyConfig {
             access_log: false,
         }
     }
+}
+
+/// The default connection limit: from the soft open-file limit (`/proc/self/limits`, or 1024
+/// when it cannot be read), see [`max_connections_for`].
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| soft_open_files_limit(&text))
+        .unwrap_or(1024);
+    max_connections_for(soft)
+}
+
+/// The connection limit for a soft open-file limit: a proxied connection holds two files (the
+/// client socket and an upstream socket), and a tenth of the limit (at least 64) stays free for
+/// listeners, idle pooled upstream connections, the manifests watch and the admin API. 1024
+/// files give 461 connections; 1 048 576 give 471 859.
+pub fn max_connections_for(open_files: u64) -> usize {
+    let reserve = (open_files / 10).max(64);
+    let conns = open_files.saturating_sub(reserve) / 2;
+    usize::try_from(conns.max(16)).unwrap_or(usize::MAX)
+}
+
+/// The soft limit of "Max open files" in the text of `/proc/self/limits` (`None` when absent;
+/// `unlimited` is `u64::MAX`).
+pub fn soft_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    if soft == "unlimited" {
+        return Some(u64::MAX);
+    }
+    soft.parse().ok()
 }
 
 /// An IP network, for `--trusted-proxies`.
@@ -98,6 +139,25 @@ impl std::str::FromStr for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_limit_from_the_open_file_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             127651               127651               processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(soft_open_files_limit(limits), Some(1024));
+        assert_eq!(
+            soft_open_files_limit("Max open files  unlimited  unlimited  files\n"),
+            Some(u64::MAX)
+        );
+        assert_eq!(soft_open_files_limit("Max processes 1 1\n"), None);
+        assert_eq!(max_connections_for(1024), 461);
+        assert_eq!(max_connections_for(256), 96);
+        assert_eq!(max_connections_for(1_048_576), 471_859);
+        assert_eq!(max_connections_for(10), 16, "a floor");
+        assert!(max_connections_for(u64::MAX) > 1 << 40);
+        assert!(default_max_connections() >= 16);
+    }
 
     #[test]
     fn cidrs() {

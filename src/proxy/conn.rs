@@ -2,14 +2,15 @@
 //! graceful shutdown ([`ConnTracker`]), and WebSocket tunnels.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{Notify, watch};
 
+use super::activity::Activity;
 use super::balance::InFlight;
 
 /// Which listener a connection came in on.
@@ -81,11 +82,17 @@ impl ConnInfo {
     }
 }
 
-/// Counts open connections and tells them to shut down gracefully.
+/// Counts open connections, tells them to shut down gracefully, and knows which ones are idle
+/// (for the connection limit: the oldest idle one is closed first).
 #[derive(Debug)]
 pub struct ConnTracker {
     open: AtomicUsize,
     idle: Notify,
+    /// A connection closed.
+    freed: Notify,
+    /// The client connections (not tunnels), by id.
+    live: Mutex<foldhash::HashMap<u64, Arc<Activity>>>,
+    next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     force: watch::Sender<bool>,
     /// `sluice_open_connections` handles by (entrypoint, protocol), looked up in the metrics
@@ -98,6 +105,9 @@ impl Default for ConnTracker {
         ConnTracker {
             open: AtomicUsize::new(0),
             idle: Notify::new(),
+            freed: Notify::new(),
+            live: Mutex::new(foldhash::HashMap::default()),
+            next_id: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
             force: watch::channel(false).0,
             gauges: Default::default(),
@@ -149,6 +159,48 @@ impl ConnTracker {
         }
     }
 
+    /// Resolves after a connection closed (check [`ConnTracker::open`] again: another
+    /// accept loop may have taken the slot).
+    /// (Create it before checking, so that a close in between is not missed.)
+    pub(super) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+
+    /// Asks the client connection that has been idle longest (no request in progress, never
+    /// asked before) to close. False when every connection is busy.
+    pub(super) fn evict_oldest_idle(&self) -> bool {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let oldest = live
+            .values()
+            .filter_map(|a| a.idle_since().map(|since| (since, a)))
+            .min_by_key(|(since, _)| *since);
+        match oldest {
+            Some((_, a)) => {
+                a.evict();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a new client connection and registers its activity (idle since now).
+    pub(super) fn enter_client(
+        self: &Arc<Self>,
+        entrypoint: Entrypoint,
+        protocol: &'static str,
+    ) -> (ConnGuard, Arc<Activity>) {
+        let activity = Arc::new(Activity::new());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, activity.clone());
+        let mut guard = self.enter(entrypoint, protocol);
+        guard.id = Some(id);
+        (guard, activity)
+    }
+
+    /// Counts an open connection or tunnel until the guard is dropped.
     pub(super) fn enter(
         self: &Arc<Self>,
         entrypoint: Entrypoint,
@@ -170,6 +222,7 @@ impl ConnTracker {
         ConnGuard {
             tracker: self.clone(),
             gauge,
+            id: None,
         }
     }
 }
@@ -178,14 +231,24 @@ impl ConnTracker {
 pub(super) struct ConnGuard {
     tracker: Arc<ConnTracker>,
     gauge: metrics::Gauge,
+    /// The registered activity of a client connection.
+    id: Option<u64>,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.tracker
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        }
         self.gauge.decrement(1.0);
         if self.tracker.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.tracker.idle.notify_waiters();
         }
+        self.tracker.freed.notify_waiters();
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) enum ProxyError {
     BadPath(RequestPathError),
     /// 404: no route and no default backend.
     NoRoute,
-    /// 421: HTTP/2 connection reused for a host its certificate does not cover.
+    /// 421: a TLS connection used for a host its certificate does not cover.
     Misdirected,
     /// 413: body larger than `sluice.io/proxy-body-size`.
     BodyTooLarge,
@@ -24,7 +24,8 @@ pub(crate) enum ProxyError {
     NoEndpoints,
     /// 502: connection refused or reset, or the upstream broke the protocol.
     UpstreamRefused(String),
-    /// 502: the upstream answered 101 to a request that did not ask for an upgrade.
+    /// 502: the upstream broke HTTP: a malformed or truncated response head, or a 101 to a
+    /// request that did not ask for an upgrade.
     UpstreamProtocol,
     /// 504: connect or response-head timeout.
     UpstreamTimeout,
@@ -52,13 +53,19 @@ impl ProxyError {
         }) {
             return ProxyError::UpstreamTimeout;
         }
-        // The request body we were streaming upstream failed: the client sent a malformed body
-        // (a bad chunk size, say) or went away. Not the upstream's fault.
-        if chain.iter().any(|s| {
-            s.downcast_ref::<hyper::Error>()
-                .is_some_and(|h| h.is_user() || h.is_parse() || h.is_incomplete_message())
-        }) {
-            return ProxyError::BadRequest("malformed or incomplete request body");
+        // The outermost hyper error is the exchange's own; the client's errors (in our request
+        // body) sit below it.
+        if let Some(h) = chain.iter().find_map(|s| s.downcast_ref::<hyper::Error>()) {
+            // The request body we were streaming upstream failed: the client sent a
+            // malformed body (a bad chunk size, say) or went away. Not the upstream's fault.
+            if h.is_user() {
+                return ProxyError::BadRequest("malformed or incomplete request body");
+            }
+            // The upstream's response head did not parse, or the connection ended before it
+            // was complete.
+            if h.is_parse() || h.is_incomplete_message() {
+                return ProxyError::UpstreamProtocol;
+            }
         }
         let mut msg = e.to_string();
         if let Some(s) = e.source() {
@@ -75,7 +82,8 @@ impl ProxyError {
             ProxyError::Misdirected => "misdirected",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::NoEndpoints => "no_endpoints",
-            ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => "upstream_error",
+            ProxyError::UpstreamRefused(_) => "upstream_error",
+            ProxyError::UpstreamProtocol => "upstream_protocol",
             ProxyError::UpstreamTimeout => "upstream_timeout",
         }
     }

@@ -184,6 +184,10 @@ fn respond(
         return Ok(Response::from_parts(rparts, body::empty()));
     }
     let (mut rparts, rbody) = resp.into_parts();
+    // Both framings: the chunked one was used, the length is wrong (RFC 9112 section 6.3).
+    if rparts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        rparts.headers.remove(http::header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(&mut rparts.headers, false);
     rparts
         .headers

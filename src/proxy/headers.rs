@@ -1,10 +1,11 @@
-//! Request and response header rewriting: hop-by-hop stripping, `X-Forwarded-*`, request ids.
+//! Request and response header rewriting: hop-by-hop stripping, untrusted client claims,
+//! `X-Forwarded-*`, request ids.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1), plus the
-/// non-standard ones proxies commonly strip.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// non-standard ones proxies commonly strip and HTTP/2's upgrade settings.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -13,7 +14,66 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
+
+/// Headers by which a client claims something about the original request (its address,
+/// scheme, host or path) that applications and frameworks believe. From a peer outside
+/// `--trusted-proxies` they are removed before sluice sets its own `X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port` and `X-Real-IP`. Every other
+/// `X-Forwarded-*` header ([`UNTRUSTED_PREFIX`]) goes too.
+pub const UNTRUSTED: [&str; 7] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// Every header whose name starts with this is removed from an untrusted peer's request
+/// (`X-Forwarded-Prefix`, `X-Forwarded-Server`, `X-Forwarded-Ssl`...).
+pub const UNTRUSTED_PREFIX: &str = "x-forwarded-";
+
+fn is_untrusted(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with(UNTRUSTED_PREFIX) || UNTRUSTED.contains(&n)
+}
+
+/// Removes the [`UNTRUSTED`] headers and every `X-Forwarded-*` header (a request from a peer
+/// that is not a trusted proxy).
+pub fn strip_untrusted(headers: &mut HeaderMap) {
+    // Most requests carry none: one pass over the names, and no list unless needed.
+    if !headers.keys().any(is_untrusted) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_untrusted(n))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Joins the `cookie` fields of an HTTP/2 request into one, separated by `"; "`, as an
+/// HTTP/1.1 message must carry them (RFC 9113 section 8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(header::COOKIE, v);
+    }
+}
 
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -60,7 +120,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     // One pass over the names instead of a hash lookup per hop-by-hop name: most messages
     // carry none or one of them.
-    let mut present = 0u8;
+    let mut present = 0u16;
     for name in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present |= 1 << i;
@@ -173,9 +233,17 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     v
 }
 
-/// Does the request ask for a protocol upgrade (WebSocket)?
+/// Does the request ask for a protocol upgrade (WebSocket)? An upgrade to `h2c` is not
+/// forwarded (it would switch the upstream connection to HTTP/2 behind our back): such a
+/// request goes upstream as a plain request.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    let h2c = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("h2c"));
+    !h2c && headers.contains_key(header::UPGRADE)
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -296,6 +364,56 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn untrusted_claims_are_stripped() {
+        let mut h = map(&[
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("X-Original-URL", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("true-client-ip", "1.1.1.1"),
+            ("x-client-ip", "1.1.1.1"),
+            ("x-cluster-client-ip", "1.1.1.1"),
+            ("x-real-ip", "1.1.1.1"),
+            ("x-forwardedfor", "kept: not the prefix"),
+            ("cookie", "a=1"),
+        ]);
+        strip_untrusted(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["cookie", "x-forwardedfor"]);
+        let mut none = map(&[("accept", "*/*")]);
+        strip_untrusted(&mut none);
+        assert_eq!(none.len(), 1);
+    }
+
+    #[test]
+    fn h2_cookies_are_joined() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2; c=3");
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+    }
+
+    #[test]
+    fn upgrade_to_h2c_is_not_an_upgrade() {
+        let h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+        ]);
+        assert!(!is_upgrade_request(&h));
+        let mut stripped = h.clone();
+        strip_hop_by_hop(&mut stripped, false);
+        assert!(stripped.is_empty(), "{stripped:?}");
+        let ws = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade_request(&ws));
     }
 
     #[test]

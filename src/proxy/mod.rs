@@ -18,15 +18,21 @@
 //! - `forward` (send upstream, retry, response), `request` (the phases of one request),
 //!   `serve` (one accepted connection).
 
+pub mod accept;
+mod activity;
 pub mod balance;
 pub mod body;
+mod clock;
 mod config;
 mod conn;
 mod connect;
+pub mod drain;
 mod error;
 mod forward;
 pub mod headers;
+pub mod inspect;
 mod pool;
+pub mod prescan;
 mod request;
 mod serve;
 mod snapshot;
@@ -45,9 +51,12 @@ use crate::tls::CertStore;
 
 use balance::EndpointRegistry;
 use body::ProxyBody;
-pub use config::{Cidr, ProxyConfig};
+pub use config::{
+    Cidr, ProxyConfig, default_max_connections, max_connections_for, soft_open_files_limit,
+};
 pub use conn::{ConnInfo, ConnTracker, Entrypoint};
 use connect::Connector;
+pub use serve::{Guarded, serve_with_timeouts};
 use snapshot::ClientKey;
 pub use snapshot::Snapshot;
 use stats::RequestStats;
@@ -94,7 +103,9 @@ impl Proxy {
         server
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.client_header_timeout)
+            // Our own timeouts (`activity`) are finer; hyper's header timer (which also runs
+            // between keep-alive requests) only backs them up.
+            .header_read_timeout(config.client_header_timeout.max(config.idle_timeout))
             .max_buf_size(config.max_header_bytes.max(8192))
             .keep_alive(true);
         server

@@ -1,16 +1,19 @@
 //! Request handling, phase by phase: [`Proxy::handle`] runs
 //!
-//! 1. **resolve**: the request host and normalised path, looked up in the table (400, 404);
-//! 2. **admit**: answers that need no upstream: 421 for a connection whose certificate does
-//!    not cover the host, 308 to HTTPS, 413 for a declared body over the limit;
-//! 3. **prepare**: the request as it goes upstream: hop-by-hop headers stripped, our
-//!    `X-Forwarded-*` and request id set, the forwarded target and body (see `forward`);
+//! 1. **resolve**: the request's framing (400 for both `Content-Length` and
+//!    `Transfer-Encoding`), its host (400 unless exactly one valid host: duplicate `Host`,
+//!    `:authority` and `Host` differing, a name that is not a DNS name or IP address) and
+//!    normalised path, looked up in the table (404). An absolute-form request target's
+//!    authority is the host (RFC 9112 section 3.2.2), and is what goes upstream as `Host`;
+//! 2. **admit**: answers that need no upstream: 421 for a TLS connection whose certificate
+//!    does not cover the host, 308 to HTTPS, 413 for a declared body over the limit;
+//! 3. **prepare**: the request as it goes upstream: hop-by-hop headers stripped, an untrusted
+//!    peer's claims removed, our `X-Forwarded-*` and request id set, HTTP/2 cookies joined,
+//!    the forwarded target and body with its framing (see `forward`);
 //! 4. **forward** and **respond** (`forward.rs`);
 //! 5. **record**: metrics and the access log.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -27,8 +30,11 @@ use super::conn::{ConnInfo, Entrypoint};
 use super::error::ProxyError;
 use super::forward::Outgoing;
 use super::headers;
+use super::serve::AmbiguousFraming;
 use super::snapshot::{Snapshot, Upstream};
 use super::stats::{self, RequestStats};
+use crate::model::UpstreamProtocol;
+use crate::model::host::is_valid_request_host;
 use crate::routing::{RouteMatch, normalize_request_path};
 
 /// What the request was routed to, and the values routing used.
@@ -119,8 +125,9 @@ impl Proxy {
         self.forward(conn, upstream, outgoing).await
     }
 
-    /// Answers that need no upstream: 421 (HTTP/2 connection reused for a host its
-    /// certificate does not cover), 308 to HTTPS, 413 (declared body over the limit).
+    /// Answers that need no upstream: 421 (a TLS connection used for a host the certificate
+    /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2), 308 to HTTPS, 413 (declared
+    /// body over the limit).
     fn admit(
         &self,
         conn: &ConnInfo,
@@ -132,7 +139,7 @@ impl Proxy {
             .host_value
             .to_str()
             .map_err(|_| ProxyError::BadRequest("missing Host header"))?;
-        if conn.entrypoint == Entrypoint::Https && parts.version == Version::HTTP_2 {
+        if conn.entrypoint == Entrypoint::Https {
             let bare = host_without_port(host);
             if !self.certs.load().covers(conn.sni.as_deref(), bare) {
                 return Err(ProxyError::Misdirected);
@@ -181,6 +188,12 @@ impl Proxy {
             .trusted_proxies
             .iter()
             .any(|c| c.contains(conn.peer.ip()));
+        if !trusted {
+            headers::strip_untrusted(&mut parts.headers);
+        }
+        if parts.version == Version::HTTP_2 {
+            headers::join_cookies(&mut parts.headers);
+        }
         headers::set_forwarded(
             &mut parts.headers,
             &headers::ForwardedInfo {
@@ -192,10 +205,21 @@ impl Proxy {
             },
         );
         let request_id = headers::ensure_request_id(&mut parts.headers);
-        if !parts.headers.contains_key(header::HOST) {
-            parts.headers.insert(header::HOST, host_value);
-        }
+        // The host the request was routed by: an absolute-form target's authority replaces
+        // the received Host; HTTP/2's `:authority` becomes Host.
+        parts.headers.insert(header::HOST, host_value);
         let settings = &upstream.settings;
+        // A body of unknown length keeps its chunked framing on any method (hyper's client
+        // would send a GET, HEAD or CONNECT body of unknown length as no body at all).
+        if !body_empty
+            && settings.protocol == UpstreamProtocol::Http1
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         // A body-less request sends nothing upstream (and allocates no box for it).
         let body = match (body_empty, settings.max_body_bytes) {
             (true, _) => body::empty(),
@@ -279,10 +303,17 @@ impl Proxy {
 
 /// The host and normalised path of a request, looked up in the table.
 fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Routed<'s>, ProxyError> {
-    let host_value = request_host(parts).ok_or(ProxyError::BadRequest("missing Host header"))?;
+    if parts.extensions.get::<AmbiguousFraming>().is_some() {
+        return Err(ProxyError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let host_value = request_host(parts)?;
     let host = host_value
         .to_str()
-        .map_err(|_| ProxyError::BadRequest("missing Host header"))?;
+        .ok()
+        .filter(|h| is_valid_request_host(h))
+        .ok_or(ProxyError::BadRequest("the host is not a valid host name"))?;
     let path = normalize_request_path(parts.uri.path()).map_err(ProxyError::BadPath)?;
     let matched = snap.table.lookup(host, &path).ok_or(ProxyError::NoRoute)?;
     // The forwarded request target: the received one when normalisation left it alone
@@ -305,13 +336,29 @@ fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Route
     })
 }
 
-/// The request host: the URI authority (HTTP/2 `:authority`, absolute-form) or the Host header.
-fn request_host(parts: &http::request::Parts) -> Option<HeaderValue> {
-    match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
+/// The request host: the URI authority (HTTP/2 `:authority`, an absolute-form target) or
+/// the Host header. More than one Host header, or a Host differing from HTTP/2's
+/// `:authority`, is an error.
+fn request_host(parts: &http::request::Parts) -> Result<HeaderValue, ProxyError> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one Host header"));
     }
-    .filter(|h| !h.is_empty())
+    let value = match parts.uri.authority() {
+        Some(a) => {
+            if parts.version == Version::HTTP_2
+                && host.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()))
+            {
+                return Err(ProxyError::BadRequest(":authority and Host differ"));
+            }
+            HeaderValue::from_str(a.as_str()).ok()
+        }
+        None => host.cloned(),
+    };
+    value
+        .filter(|h| !h.is_empty())
+        .ok_or(ProxyError::BadRequest("missing Host header"))
 }
 
 fn host_without_port(host: &str) -> &str {
@@ -322,15 +369,6 @@ fn host_without_port(host: &str) -> &str {
     }
     let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
     h.strip_suffix('.').unwrap_or(h)
-}
-
-/// Adapts a handler for hyper's `service_fn`.
-pub(crate) async fn service(
-    proxy: Arc<Proxy>,
-    conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(proxy.handle(&conn, req).await)
 }
 
 #[cfg(test)]

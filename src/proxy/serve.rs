@@ -1,17 +1,38 @@
 //! Serving one accepted connection: plain HTTP (HTTP/1.1 or h2c) or TLS (handshake, then
-//! HTTP/1.1 or HTTP/2 by ALPN), until it closes or shutdown completes it.
+//! HTTP/1.1 or HTTP/2 by ALPN), until it closes, times out (see `activity`), is evicted by the
+//! connection limit, or shutdown completes it.
+//!
+//! The connection's bytes pass through [`Watched`], which runs the HTTP/1.1 framing pre-parse
+//! (`prescan`) as they are read: it tells the connection's [`Activity`] when a request head
+//! starts arriving (for the header timeout) and which request carried both `Content-Length`
+//! and `Transfer-Encoding` (answered 400).
 
+use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http::{Request, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Proxy;
-use super::conn::{ConnInfo, ConnTracker, Entrypoint};
+use super::activity::{Activity, Expiry, RequestGuard, Timeouts};
+use super::body::ProxyBody;
+use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
+use super::prescan::HeadScanner;
+
+/// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding` (seen by
+/// the pre-parse; hyper has removed the length by then).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AmbiguousFraming;
 
 impl Proxy {
     /// Serves one accepted plain-HTTP connection (HTTP/1.1, or h2c with prior knowledge) until
@@ -22,16 +43,28 @@ impl Proxy {
         stream: TcpStream,
         peer: SocketAddr,
     ) {
+        let entered = tracker.enter_client(Entrypoint::Http, "http");
+        self.serve_http_entered(tracker, stream, peer, entered)
+            .await;
+    }
+
+    /// [`Proxy::serve_http`] for a connection already counted by the accept loop.
+    pub(super) async fn serve_http_entered(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        (guard, activity): (ConnGuard, Arc<Activity>),
+    ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
         let info = ConnInfo::new(peer, local, Entrypoint::Http, None, tracker.clone());
-        let guard = tracker.enter(Entrypoint::Http, "http");
-        self.serve_io(tracker.clone(), stream, info).await;
+        self.serve_io(tracker, stream, info, activity, true).await;
         drop(guard);
     }
 
-    /// Serves one accepted TLS connection: handshake (bounded by the handshake timeout), then
-    /// HTTP/1.1 or HTTP/2 as negotiated by ALPN.
+    /// Serves one accepted TLS connection: handshake (bounded by the handshake timeout and
+    /// the client header timeout), then HTTP/1.1 or HTTP/2 as negotiated by ALPN.
     pub async fn serve_tls(
         self: Arc<Self>,
         tracker: Arc<ConnTracker>,
@@ -39,13 +72,29 @@ impl Proxy {
         stream: TcpStream,
         peer: SocketAddr,
     ) {
+        let entered = tracker.enter_client(Entrypoint::Https, "tls");
+        self.serve_tls_entered(tracker, acceptor, stream, peer, entered)
+            .await;
+    }
+
+    /// [`Proxy::serve_tls`] for a connection already counted by the accept loop.
+    pub(super) async fn serve_tls_entered(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        (guard, activity): (ConnGuard, Arc<Activity>),
+    ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
-        let guard = tracker.enter(Entrypoint::Https, "tls");
-        let tls =
-            match tokio::time::timeout(self.config.tls_handshake_timeout, acceptor.accept(stream))
-                .await
-            {
+        let limit = self
+            .config
+            .tls_handshake_timeout
+            .min(self.config.client_header_timeout);
+        let handshake = tokio::time::timeout(limit, acceptor.accept(stream));
+        let tls = tokio::select! {
+            done = handshake => match done {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -58,7 +107,12 @@ impl Proxy {
                         .increment(1);
                     return;
                 }
-            };
+            },
+            () = activity.evicted() => {
+                count_closed(Entrypoint::Https, Expiry::Evicted);
+                return;
+            }
+        };
         if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_ACME_TLS) {
             // A TLS-ALPN-01 validation: the handshake was the answer; never serve HTTP on it.
             metrics::counter!("sluice_acme_challenges_answered_total", "type" => "tls-alpn-01")
@@ -67,23 +121,63 @@ impl Proxy {
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
             return;
         }
-        let sni = tls.get_ref().1.server_name().map(str::to_ascii_lowercase);
+        let (_, session) = tls.get_ref();
+        let sni = session.server_name().map(str::to_ascii_lowercase);
+        let h2 = session.alpn_protocol() == Some(crate::tls::ALPN_H2);
+        if h2 {
+            activity.set_h2();
+        }
         let info = ConnInfo::new(peer, local, Entrypoint::Https, sni, tracker.clone());
-        self.serve_io(tracker.clone(), tls, info).await;
+        self.serve_io(tracker, tls, info, activity, !h2).await;
         drop(guard);
     }
 
-    async fn serve_io<I>(self: Arc<Self>, tracker: Arc<ConnTracker>, io: I, info: ConnInfo)
-    where
+    /// Runs hyper over `io` with the connection's timeouts; `prescan` runs the HTTP/1.1
+    /// framing pre-parse over the bytes read.
+    async fn serve_io<I>(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        io: I,
+        info: ConnInfo,
+        activity: Arc<Activity>,
+        prescan: bool,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let entrypoint = info.entrypoint;
         let info = Arc::new(info);
         let proxy = self.clone();
-        let svc = service_fn(move |req| super::request::service(proxy.clone(), info.clone(), req));
+        let svc_activity = activity.clone();
+        let svc = service_fn(move |mut req: Request<Incoming>| {
+            let index = svc_activity.request_started();
+            let guard = RequestGuard(svc_activity.clone());
+            if req.version() == Version::HTTP_2 {
+                svc_activity.set_h2();
+            } else if svc_activity.is_ambiguous(index) {
+                req.extensions_mut().insert(AmbiguousFraming);
+            }
+            let (proxy, info) = (proxy.clone(), info.clone());
+            async move {
+                let resp = proxy.handle(&info, req).await;
+                Ok::<_, Infallible>(resp.map(|body| Guarded {
+                    inner: body,
+                    _guard: guard,
+                }))
+            }
+        });
+        let io = Watched {
+            inner: io,
+            scanner: prescan.then(HeadScanner::new),
+            activity: activity.clone(),
+        };
         let mut conn = pin!(
             self.server
                 .serve_connection_with_upgrades(TokioIo::new(io), svc)
         );
+        let timeouts = Timeouts {
+            header: self.config.client_header_timeout,
+            idle: self.config.idle_timeout,
+        };
         let mut shutdown = tracker.shutdown_signal();
         if *shutdown.borrow_and_update() {
             conn.as_mut().graceful_shutdown();
@@ -96,6 +190,22 @@ impl Proxy {
                 return;
             }
             _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+            why = activity.expired(timeouts) => {
+                count_closed(entrypoint, why);
+                match why {
+                    // Dropping the connection closes it.
+                    Expiry::FirstRequest | Expiry::Header => return,
+                    // No request in progress: HTTP/1.1 closes at once, HTTP/2 sends GOAWAY
+                    // and closes when the client has seen it (bounded below).
+                    Expiry::Idle | Expiry::Evicted => conn.as_mut().graceful_shutdown(),
+                }
+                tokio::select! {
+                    _ = conn => {}
+                    () = tokio::time::sleep(timeouts.header.min(Duration::from_secs(5))) => {}
+                    () = tracker.forced() => {}
+                }
+                return;
+            }
         }
         tokio::select! {
             res = conn => {
@@ -106,5 +216,192 @@ impl Proxy {
             // Grace period over: dropping the connection closes it.
             () = tracker.forced() => {}
         }
+    }
+}
+
+/// Serves one connection of another HTTP service (the admin API) with the proxy's connection
+/// timeouts: `client_header_timeout` from the accept to the first request and for each
+/// request head, `idle_timeout` between requests (HTTP/2: GOAWAY). Returns when the
+/// connection ends, times out, or `shutdown` turns true (then in-flight requests finish
+/// first).
+pub async fn serve_with_timeouts<S, B>(
+    stream: TcpStream,
+    service: S,
+    client_header_timeout: Duration,
+    idle_timeout: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<super::body::BoxError>,
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<super::body::BoxError>,
+{
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let service = Arc::new(service);
+    let svc_activity = activity.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        svc_activity.request_started();
+        let guard = RequestGuard(svc_activity.clone());
+        if req.version() == Version::HTTP_2 {
+            svc_activity.set_h2();
+        }
+        let call = service.call(req);
+        async move {
+            call.await.map(|resp| {
+                resp.map(|body| Guarded {
+                    inner: body,
+                    _guard: guard,
+                })
+            })
+        }
+    });
+    let io = Watched {
+        inner: stream,
+        scanner: Some(HeadScanner::new()),
+        activity: activity.clone(),
+    };
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(client_header_timeout.max(idle_timeout));
+    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc));
+    let timeouts = Timeouts {
+        header: client_header_timeout,
+        idle: idle_timeout,
+    };
+    if *shutdown.borrow_and_update() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+        why = activity.expired(timeouts) => match why {
+            Expiry::FirstRequest | Expiry::Header => return,
+            Expiry::Idle | Expiry::Evicted => conn.as_mut().graceful_shutdown(),
+        },
+    }
+    tokio::select! {
+        _ = conn => {}
+        () = tokio::time::sleep(client_header_timeout.min(Duration::from_secs(5))) => {}
+    }
+}
+
+/// Counts a connection closed by a timeout or by the connection limit.
+fn count_closed(entrypoint: Entrypoint, why: Expiry) {
+    if why == Expiry::Evicted {
+        metrics::counter!("sluice_connections_evicted_total", "entrypoint" => entrypoint.as_str())
+            .increment(1);
+    } else {
+        metrics::counter!("sluice_connection_timeouts_total", "entrypoint" => entrypoint.as_str(), "phase" => why.label())
+            .increment(1);
+    }
+}
+
+/// A response body that keeps its request counted as in progress on the connection until
+/// the body has been sent (or dropped).
+pub struct Guarded<B = ProxyBody> {
+    inner: B,
+    _guard: RequestGuard,
+}
+
+impl<B> std::fmt::Debug for Guarded<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body + Unpin> Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client connection's I/O, with the HTTP/1.1 framing pre-parse over the bytes read.
+struct Watched<I> {
+    inner: I,
+    /// `None` for HTTP/2 (by ALPN) and once the pre-parse has stopped.
+    scanner: Option<HeadScanner>,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(scanner)) = (&res, this.scanner.as_mut()) {
+            let read = &buf.filled()[before..];
+            if !read.is_empty() {
+                let scan = scanner.feed(read);
+                if scan.completed > 0 {
+                    this.activity
+                        .heads_completed(scan.completed, scan.ambiguous);
+                }
+                if scan.h2 {
+                    this.activity.set_h2();
+                }
+                this.activity.set_head_arriving(scanner.in_head());
+                if scanner.is_stopped() {
+                    this.scanner = None;
+                }
+            }
+        }
+        res
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }

@@ -434,3 +434,58 @@ pub(crate) async fn web_harness(config: ProxyConfig) -> Harness {
     )
     .await
 }
+
+/// A backend that reads one request head per connection, records it, writes `response` as
+/// given (any bytes, valid HTTP or not) and closes.
+pub(crate) struct CannedBackend {
+    pub(crate) addr: SocketAddr,
+    /// The request heads received.
+    pub(crate) heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl CannedBackend {
+    pub(crate) async fn start(response: &'static [u8]) -> CannedBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind canned backend");
+        let addr = listener.local_addr().expect("address");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while find(&buf, b"\r\n\r\n").is_none() {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf).into_owned());
+                    let _ = stream.write_all(response).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        CannedBackend { addr, heads }
+    }
+}
+
+/// `web.test` routed to one backend address.
+pub(crate) async fn harness_for(addr: SocketAddr) -> Harness {
+    Harness::start(&[
+        (
+            "web.yaml",
+            ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
+        ),
+        ("svc.yaml", service("web", &[(addr, true)])),
+    ])
+    .await
+}

@@ -1,5 +1,10 @@
 //! Request framing and smuggling shapes, with what the upstream received.
 
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
 use crate::backends::*;
 use crate::clients::*;
 use crate::support::*;
@@ -52,18 +57,21 @@ async fn ingresses_sharing_a_service_share_its_upstream_connections() {
 }
 
 #[tokio::test]
-async fn content_length_with_transfer_encoding_forwards_one_chunked_request() {
+async fn content_length_with_transfer_encoding_is_400_and_not_forwarded() {
     let (raw, h) = raw_harness().await;
     // TE.CL: a front end honouring Content-Length would see a body of 3 bytes ("5\r\n") and
-    // a second request starting at "hello...". hyper honours Transfer-Encoding and drops
-    // Content-Length.
+    // a second request starting at "hello...".
     let attack = b"POST /upload HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
 5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: web.test\r\n\r\n";
     let answer = raw_roundtrip(h.running.http_addr, attack).await;
     assert_eq!(
         raw_statuses(&answer),
-        [200],
-        "exactly one response, then the connection closes: {answer}"
+        [400],
+        "one 400, then the connection closes: {answer}"
+    );
+    assert!(
+        raw_body(&answer).contains("Content-Length and Transfer-Encoding"),
+        "{answer}"
     );
 
     // CL.TE: Transfer-Encoding first, then a Content-Length covering a smuggled request.
@@ -73,17 +81,20 @@ async fn content_length_with_transfer_encoding_forwards_one_chunked_request() {
         5 + smuggled.len()
     );
     let answer = raw_roundtrip(h.running.http_addr, attack2.as_bytes()).await;
-    assert_eq!(raw_statuses(&answer), [200], "{answer}");
+    assert_eq!(raw_statuses(&answer), [400], "{answer}");
 
-    // Each answer was followed by the proxy closing the client connection (keep-alive is off
-    // after an ambiguous message), so no further request from it can still be on its way.
+    // Pipelined behind a clean request on the same connection: the clean one is answered and
+    // forwarded, the ambiguous one is 400 (the pre-parse keeps the two heads apart).
+    let pipelined = b"POST /clean HTTP/1.1\r\nHost: web.test\r\nContent-Length: 5\r\n\r\nhelloPOST /upload3 HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let answer = raw_roundtrip(h.running.http_addr, pipelined).await;
+    // (The first body, "ok", runs into the second status line.)
+    let statuses: Vec<&str> = answer
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answer[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{answer}");
+
     raw.with(|l| {
-        assert_eq!(
-            l.invalid,
-            0,
-            "the backend got a message with ambiguous framing: {}",
-            l.text()
-        );
         let got: Vec<(&str, &[u8])> = l
             .requests
             .iter()
@@ -91,22 +102,16 @@ async fn content_length_with_transfer_encoding_forwards_one_chunked_request() {
             .collect();
         assert_eq!(
             got,
-            [
-                ("POST /upload HTTP/1.1", &b"hello"[..]),
-                ("POST /upload2 HTTP/1.1", &b""[..])
-            ]
-        );
-        assert!(
-            find(&l.bytes(), b"smuggled").is_none(),
-            "smuggled bytes reached the backend: {}",
+            [("POST /clean HTTP/1.1", &b"hello"[..])],
+            "only the clean request reached the backend: {}",
             l.text()
         );
-        for (head, _) in &l.requests {
-            assert!(
-                !head.to_ascii_lowercase().contains("content-length: 3"),
-                "{head}"
-            );
-        }
+        assert_eq!(l.invalid, 0, "{}", l.text());
+        assert!(
+            find(&l.bytes(), b"upload").is_none() && find(&l.bytes(), b"smuggled").is_none(),
+            "an ambiguous request reached the backend: {}",
+            l.text()
+        );
     });
 }
 
@@ -176,4 +181,150 @@ async fn transfer_encodings_other_than_chunked_are_rejected() {
         assert_eq!(raw_statuses(&answer), [400], "{:?} -> {answer}", String::from_utf8_lossy(attack));
     }
     raw.with(|l| assert_eq!(l.conns.len(), 0, "something was forwarded: {}", l.text()));
+}
+
+#[tokio::test]
+async fn request_bodies_are_forwarded_on_any_method_with_their_framing() {
+    let (raw, h) = raw_harness().await;
+    // Chunked bodies on methods that rarely carry one, then a Content-Length body on GET.
+    for method in ["GET", "DELETE", "OPTIONS"] {
+        let request = format!(
+            "{method} /m/{method} HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        );
+        let answer = raw_roundtrip(h.running.http_addr, request.as_bytes()).await;
+        assert_eq!(raw_statuses(&answer), [200], "{method}: {answer}");
+    }
+    let answer = raw_roundtrip(
+        h.running.http_addr,
+        b"GET /m/cl HTTP/1.1\r\nHost: web.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(raw_statuses(&answer), [200], "{answer}");
+    raw.with(|l| {
+        assert_eq!(l.invalid, 0, "{}", l.text());
+        let got: Vec<(&str, &[u8])> = l
+            .requests
+            .iter()
+            .map(|(head, body)| (head.lines().next().unwrap_or(""), body.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("GET /m/GET HTTP/1.1", &b"hello world"[..]),
+                ("DELETE /m/DELETE HTTP/1.1", &b"hello world"[..]),
+                ("OPTIONS /m/OPTIONS HTTP/1.1", &b"hello world"[..]),
+                ("GET /m/cl HTTP/1.1", &b"hello"[..]),
+            ],
+            "{}",
+            l.text()
+        );
+        // The chunked ones went upstream chunked, the other with its length.
+        let heads: Vec<String> = l
+            .requests
+            .iter()
+            .map(|(h, _)| h.to_ascii_lowercase())
+            .collect();
+        for head in &heads[..3] {
+            assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        }
+        assert!(heads[3].contains("content-length: 5"), "{}", heads[3]);
+    });
+}
+
+#[tokio::test]
+async fn an_http2_body_without_content_length_reaches_an_http1_upstream_chunked() {
+    let (raw, h) = raw_harness().await;
+    let stream = TcpStream::connect(h.running.http_addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    for method in ["GET", "POST"] {
+        // Two DATA frames and no content-length.
+        let body = http_body_util::StreamBody::new(frames_stream(vec![
+            Bytes::from_static(b"hello"),
+            Bytes::from_static(b" world"),
+        ]));
+        let req = Request::builder()
+            .method(method)
+            .uri("http://web.test/h2body")
+            .body(body)
+            .unwrap();
+        let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+    }
+    raw.with(|l| {
+        let got: Vec<(&str, &[u8])> = l
+            .requests
+            .iter()
+            .map(|(head, body)| (head.lines().next().unwrap_or(""), body.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("GET /h2body HTTP/1.1", &b"hello world"[..]),
+                ("POST /h2body HTTP/1.1", &b"hello world"[..]),
+            ],
+            "{}",
+            l.text()
+        );
+    });
+}
+
+/// A body stream of the given frames (no size hint).
+fn frames_stream(
+    frames: Vec<Bytes>,
+) -> impl futures::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>> + Send {
+    futures::stream::iter(frames.into_iter().map(|b| Ok(http_body::Frame::data(b))))
+}
+
+#[tokio::test]
+async fn an_upstream_response_with_content_length_and_transfer_encoding_loses_the_length() {
+    let upstream = CannedBackend::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    let h = harness_for(upstream.addr).await;
+    let r = get(&h, "web.test", "/both").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "hello world", "the whole chunked body, not 3 bytes");
+    assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+    assert_eq!(upstream.heads.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_or_truncated_upstream_response_is_502_upstream_protocol() {
+    for response in [
+        &b"NOT HTTP AT ALL\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ] {
+        let upstream = CannedBackend::start(response).await;
+        let h = harness_for(upstream.addr).await;
+        let r = get(&h, "web.test", "/bad").await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_GATEWAY,
+            "{:?}: {}",
+            String::from_utf8_lossy(response),
+            r.body
+        );
+        assert!(r.body.contains("broke the protocol"), "{}", r.body);
+        let heads = upstream.heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1, "the request reached the upstream once");
+        assert!(heads[0].starts_with("GET /bad HTTP/1.1\r\n"), "{heads:?}");
+        let metrics = fetch(h.running.admin_addr, "admin", "/metrics").await.2;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("sluice_proxy_errors_total")
+                    && l.contains("reason=\"upstream_protocol\"")),
+            "{metrics}"
+        );
+    }
 }

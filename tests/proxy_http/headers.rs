@@ -230,3 +230,101 @@ async fn request_ids_are_kept_when_valid_and_generated_otherwise() {
     assert_ne!(a[0], b[0], "each request gets its own id");
     assert_eq!(first.header("x-request-id"), Some(a[0]));
 }
+
+/// The untrusted claims every request below carries.
+const CLAIMS: [(&str, &str); 8] = [
+    ("forwarded", "for=6.6.6.6;proto=https"),
+    ("x-forwarded-prefix", "/admin"),
+    ("x-forwarded-server", "evil"),
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+    ("true-client-ip", "6.6.6.6"),
+    ("x-client-ip", "6.6.6.6"),
+    ("x-cluster-client-ip", "6.6.6.6"),
+];
+
+fn claiming_request() -> Request<Empty<Bytes>> {
+    let mut req = Request::get("/h").header(header::HOST, "web.test");
+    for (k, v) in CLAIMS {
+        req = req.header(k, v);
+    }
+    req.body(Empty::new()).unwrap()
+}
+
+#[tokio::test]
+async fn untrusted_client_claims_are_dropped_and_trusted_ones_kept() {
+    let h = web_harness(ProxyConfig::default()).await;
+    let r = h1_send(h.running.http_addr, claiming_request()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (name, _) in CLAIMS {
+        assert!(
+            echoed(&r.body, name).is_empty(),
+            "{name} reached the upstream: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        echoed(&r.body, "x-forwarded-for"),
+        ["127.0.0.1"],
+        "{}",
+        r.body
+    );
+
+    let trusted = web_harness(ProxyConfig {
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..ProxyConfig::default()
+    })
+    .await;
+    let r = h1_send(trusted.running.http_addr, claiming_request()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (name, value) in CLAIMS {
+        assert_eq!(echoed(&r.body, name), [value], "{name}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_to_h2c_is_not_forwarded() {
+    let raw = RawBackend::start(true).await;
+    let h = harness_for(raw.addr).await;
+    let answer = raw_roundtrip(
+        h.running.http_addr,
+        b"GET /up HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_statuses(&answer), [200], "{answer}");
+    raw.with(|l| {
+        assert_eq!(l.requests.len(), 1, "{}", l.text());
+        let head = l.requests[0].0.to_ascii_lowercase();
+        for gone in ["upgrade", "http2-settings", "h2c"] {
+            assert!(!head.contains(gone), "{gone} forwarded: {head}");
+        }
+    });
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_reach_an_http1_upstream_as_one_line() {
+    let h = web_harness(ProxyConfig::default()).await;
+    let stream = tokio::net::TcpStream::connect(h.running.http_addr)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::get("http://web.test/c")
+        .header(header::COOKIE, "a=1")
+        .header(header::COOKIE, "b=2")
+        .header(header::COOKIE, "c=3")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = read_reply(resp).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(echoed(&r.body, "cookie"), ["a=1; b=2; c=3"], "{}", r.body);
+}

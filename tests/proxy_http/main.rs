@@ -17,6 +17,7 @@ mod bodies;
 mod errors;
 mod framing;
 mod headers;
+mod hosts;
 mod http2;
 mod keep_alive;
 mod paths;

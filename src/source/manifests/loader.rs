@@ -1,5 +1,9 @@
 //! Objects from documents: kind and apiVersion checked, namespace defaulted, Secrets'
-//! `stringData` merged, duplicates reported, each problem a [`SourceError`] at its file line.
+//! `stringData` merged, each problem a [`SourceError`] at its file line.
+//!
+//! A file is parsed on its own into a [`FileLoad`] (its objects and problems, in file order),
+//! so that the last good version of a file can be kept and reused (`folder`); [`merge`] then
+//! puts the files of a folder together in path order, reporting duplicates.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -84,31 +88,53 @@ trait Object: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned {
     const NAMESPACED: bool = true;
     /// What `kubectl apply` / the API server would default.
     fn normalize(&mut self) {}
-    fn push(self, state: &mut ClusterState);
+    fn wrap(self) -> Obj;
+}
+
+/// One object of a kind sluice keeps.
+#[derive(Clone, Debug)]
+pub(super) enum Obj {
+    Ingress(Box<Ingress>),
+    IngressClass(Box<IngressClass>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Secret(Box<Secret>),
+}
+
+impl Obj {
+    fn push(self, state: &mut ClusterState) {
+        match self {
+            Obj::Ingress(o) => state.ingresses.push(*o),
+            Obj::IngressClass(o) => state.ingress_classes.push(*o),
+            Obj::Service(o) => state.services.push(*o),
+            Obj::EndpointSlice(o) => state.endpoint_slices.push(*o),
+            Obj::Secret(o) => state.secrets.push(*o),
+        }
+    }
 }
 
 impl Object for Ingress {
-    fn push(self, state: &mut ClusterState) {
-        state.ingresses.push(self);
+    fn wrap(self) -> Obj {
+        Obj::Ingress(Box::new(self))
     }
 }
 
 impl Object for IngressClass {
     const NAMESPACED: bool = false;
-    fn push(self, state: &mut ClusterState) {
-        state.ingress_classes.push(self);
+    fn wrap(self) -> Obj {
+        Obj::IngressClass(Box::new(self))
     }
 }
 
 impl Object for Service {
-    fn push(self, state: &mut ClusterState) {
-        state.services.push(self);
+    fn wrap(self) -> Obj {
+        Obj::Service(Box::new(self))
     }
 }
 
 impl Object for EndpointSlice {
-    fn push(self, state: &mut ClusterState) {
-        state.endpoint_slices.push(self);
+    fn wrap(self) -> Obj {
+        Obj::EndpointSlice(Box::new(self))
     }
 }
 
@@ -122,73 +148,187 @@ impl Object for Secret {
         }
     }
 
-    fn push(self, state: &mut ClusterState) {
-        state.secrets.push(self);
+    fn wrap(self) -> Obj {
+        Obj::Secret(Box::new(self))
     }
 }
 
-#[derive(Default)]
-pub(super) struct Loader {
-    /// What was loaded so far.
-    pub(super) loaded: Loaded,
-    /// (kind, namespace, name) of every object kept so far.
-    seen: HashMap<(&'static str, String, String), Origin>,
+/// An object of a file with what identifies it, for duplicate reports.
+#[derive(Clone, Debug)]
+pub(super) struct Placed {
+    object: Obj,
+    /// (kind, namespace, name).
+    key: (&'static str, String, String),
+    namespaced: bool,
+    line: Option<u64>,
+    /// `items[3]: ` for a List item, else empty.
+    label: String,
 }
 
-impl Loader {
-    fn error(&mut self, path: &Path, line: Option<u64>, message: impl Into<String>) {
-        self.loaded
-            .errors
-            .push(SourceError::new(path, line, message));
+/// One object or one problem of a file, in file order.
+#[derive(Clone, Debug)]
+pub(super) enum Item {
+    Object(Placed),
+    Error(SourceError),
+}
+
+/// One file, parsed on its own.
+#[derive(Clone, Debug, Default)]
+pub(super) struct FileLoad {
+    pub(super) items: Vec<Item>,
+    /// Well-formed objects of kinds sluice does not use.
+    pub(super) ignored: usize,
+}
+
+impl FileLoad {
+    /// Whether any document of the file could not be used.
+    pub(super) fn failed(&self) -> bool {
+        self.items.iter().any(|i| matches!(i, Item::Error(_)))
     }
 
-    fn fail(&mut self, path: &Path, input: &impl Input, failure: Failure) {
-        let message = format!("{}{}", input.label(), failure.message);
-        self.error(path, failure.line, message);
+    /// How many objects the file holds.
+    pub(super) fn objects(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Object(_)))
+            .count()
     }
 
-    pub(super) fn load_file(&mut self, path: &Path) {
-        let bytes = match fs::metadata(path) {
-            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-                self.error(
-                    path,
-                    None,
-                    format!("file larger than {MAX_FILE_BYTES} bytes"),
-                );
-                return;
-            }
-            _ => match fs::read(path) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    self.error(path, None, format!("cannot read: {e}"));
-                    return;
+    /// The problems, in file order.
+    pub(super) fn errors(&self) -> impl Iterator<Item = &SourceError> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Error(e) => Some(e),
+            Item::Object(_) => None,
+        })
+    }
+
+    /// A load holding only one problem.
+    fn error(path: &Path, line: Option<u64>, message: impl Into<String>) -> FileLoad {
+        FileLoad {
+            items: vec![Item::Error(SourceError::new(path, line, message))],
+            ignored: 0,
+        }
+    }
+}
+
+/// Reads a manifest file (at most 64 MiB).
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, FileLoad> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => Err(FileLoad::error(
+            path,
+            None,
+            format!("file larger than {MAX_FILE_BYTES} bytes"),
+        )),
+        _ => fs::read(path).map_err(|e| FileLoad::error(path, None, format!("cannot read: {e}"))),
+    }
+}
+
+/// Reads and parses one file.
+pub(super) fn load_file(path: &Path) -> FileLoad {
+    match read_file(path) {
+        Ok(bytes) => parse_file(path, bytes),
+        Err(load) => load,
+    }
+}
+
+/// Parses the contents of one file.
+pub(super) fn parse_file(path: &Path, bytes: Vec<u8>) -> FileLoad {
+    let mut parser = FileParser {
+        path,
+        load: FileLoad::default(),
+    };
+    parser.parse(bytes);
+    parser.load
+}
+
+/// Puts files together in path order: every object, except a second object with the kind,
+/// namespace and name of an earlier one (reported, the first is kept); every problem.
+pub(super) fn merge<'a>(
+    files: impl IntoIterator<Item = (&'a Path, &'a FileLoad)>,
+    loaded: &mut Loaded,
+) {
+    let mut seen: HashMap<(&'static str, String, String), Origin> = HashMap::new();
+    for (path, file) in files {
+        loaded.ignored += file.ignored;
+        for item in &file.items {
+            match item {
+                Item::Error(e) => loaded.errors.push(e.clone()),
+                Item::Object(placed) => {
+                    if let Some(first) = seen.get(&placed.key) {
+                        let (kind, namespace, name) = &placed.key;
+                        let what = if placed.namespaced {
+                            format!("{kind} {namespace}/{name}")
+                        } else {
+                            format!("{kind} {name}")
+                        };
+                        loaded.errors.push(SourceError::new(
+                            path,
+                            placed.line,
+                            format!(
+                                "{}duplicate {what}, first defined at {first}; ignored",
+                                placed.label
+                            ),
+                        ));
+                        continue;
+                    }
+                    seen.insert(
+                        placed.key.clone(),
+                        Origin {
+                            path: path.to_path_buf(),
+                            line: placed.line,
+                        },
+                    );
+                    placed.object.clone().push(&mut loaded.state);
                 }
-            },
-        };
+            }
+        }
+    }
+}
+
+/// Parses one file into a [`FileLoad`].
+struct FileParser<'p> {
+    path: &'p Path,
+    load: FileLoad,
+}
+
+impl FileParser<'_> {
+    fn error(&mut self, line: Option<u64>, message: impl Into<String>) {
+        self.load
+            .items
+            .push(Item::Error(SourceError::new(self.path, line, message)));
+    }
+
+    fn fail(&mut self, input: &impl Input, failure: Failure) {
+        let message = format!("{}{}", input.label(), failure.message);
+        self.error(failure.line, message);
+    }
+
+    fn parse(&mut self, bytes: Vec<u8>) {
+        let path = self.path;
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = 1 + valid.iter().filter(|&&b| b == b'\n').count() as u64;
-                self.error(path, Some(line), "not valid UTF-8");
+                self.error(Some(line), "not valid UTF-8");
                 return;
             }
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         if is_json(path) {
-            self.load_json(path, text);
+            self.load_json(text);
         } else {
             for doc in split_documents(text) {
                 match doc.type_info() {
-                    Ok(Some(info)) => self.object(path, &doc, info, 0),
+                    Ok(Some(info)) => self.object(&doc, info, 0),
                     Ok(None) => {} // empty document
-                    Err(failure) => self.fail(path, &doc, failure),
+                    Err(failure) => self.fail(&doc, failure),
                 }
             }
         }
     }
 
-    fn load_json(&mut self, path: &Path, text: &str) {
+    fn load_json(&mut self, text: &str) {
         let Some(offset) = text.find(|c: char| !c.is_whitespace()) else {
             return; // empty file
         };
@@ -200,22 +340,21 @@ impl Loader {
                     api_version: meta.api_version.map(|v| (v, Some(start_line))),
                     kind: meta.kind.map(|k| (k, Some(start_line))),
                 };
-                self.object(path, &doc, info, 0);
+                self.object(&doc, info, 0);
             }
             Ok(None) => {}
             Err(e) => {
                 let failure = json_failure(&e, start_line);
-                self.fail(path, &doc, failure);
+                self.fail(&doc, failure);
             }
         }
     }
 
     /// Dispatches one object on its kind.
-    fn object(&mut self, path: &Path, input: &impl Input, info: TypeInfo, depth: usize) {
+    fn object(&mut self, input: &impl Input, info: TypeInfo, depth: usize) {
         let Some((kind_name, kind_line)) = info.kind else {
             let line = info.api_version.and_then(|(_, l)| l).or(input.line());
             self.fail(
-                path,
                 input,
                 Failure {
                     line,
@@ -225,7 +364,7 @@ impl Loader {
             return;
         };
         let Some(kind) = Kind::from_name(&kind_name) else {
-            self.loaded.ignored += 1;
+            self.load.ignored += 1;
             return;
         };
         let expected = kind.api_version();
@@ -235,13 +374,12 @@ impl Loader {
                 let message = format!(
                     "apiVersion {version:?} is not supported for {kind_name}, expected {expected:?}"
                 );
-                self.fail(path, input, Failure { line, message });
+                self.fail(input, Failure { line, message });
                 return;
             }
             None => {
                 let message = format!("apiVersion is missing, expected {expected:?}");
                 self.fail(
-                    path,
                     input,
                     Failure {
                         line: kind_line,
@@ -252,28 +390,28 @@ impl Loader {
             }
         }
         match kind {
-            Kind::Ingress => self.typed::<Ingress>(path, input),
-            Kind::IngressClass => self.typed::<IngressClass>(path, input),
-            Kind::Service => self.typed::<Service>(path, input),
-            Kind::EndpointSlice => self.typed::<EndpointSlice>(path, input),
-            Kind::Secret => self.typed::<Secret>(path, input),
-            Kind::List => self.list(path, input, depth),
+            Kind::Ingress => self.typed::<Ingress>(input),
+            Kind::IngressClass => self.typed::<IngressClass>(input),
+            Kind::Service => self.typed::<Service>(input),
+            Kind::EndpointSlice => self.typed::<EndpointSlice>(input),
+            Kind::Secret => self.typed::<Secret>(input),
+            Kind::List => self.list(input, depth),
         }
     }
 
-    fn list(&mut self, path: &Path, input: &impl Input, depth: usize) {
+    fn list(&mut self, input: &impl Input, depth: usize) {
         if depth >= MAX_LIST_DEPTH {
             let failure = Failure {
                 line: input.line(),
                 message: format!("Lists nested more than {MAX_LIST_DEPTH} deep"),
             };
-            self.fail(path, input, failure);
+            self.fail(input, failure);
             return;
         }
         let items = match input.items() {
             Ok(items) => items,
             Err(failure) => {
-                self.fail(path, input, failure);
+                self.fail(input, failure);
                 return;
             }
         };
@@ -295,19 +433,19 @@ impl Loader {
                     line: item.line,
                     message: "expected an object".to_owned(),
                 };
-                self.fail(path, &item_input, failure);
+                self.fail(&item_input, failure);
                 continue;
             }
             let info = item_input.type_info();
-            self.object(path, &item_input, info, depth + 1);
+            self.object(&item_input, info, depth + 1);
         }
     }
 
-    fn typed<T: Object>(&mut self, path: &Path, input: &impl Input) {
+    fn typed<T: Object>(&mut self, input: &impl Input) {
         let mut object: T = match input.parse() {
             Ok(object) => object,
             Err(failure) => {
-                self.fail(path, input, failure);
+                self.fail(input, failure);
                 return;
             }
         };
@@ -320,7 +458,7 @@ impl Loader {
                     line,
                     message: "metadata.name is required".to_owned(),
                 };
-                self.fail(path, input, failure);
+                self.fail(input, failure);
                 return;
             }
         };
@@ -339,26 +477,12 @@ impl Loader {
         };
         object.normalize();
 
-        let origin = Origin {
-            path: path.to_path_buf(),
+        self.load.items.push(Item::Object(Placed {
+            object: object.wrap(),
+            key: (T::KIND, namespace, name),
+            namespaced: T::NAMESPACED,
             line,
-        };
-        let key = (T::KIND, namespace, name);
-        if let Some(first) = self.seen.get(&key) {
-            let (kind, namespace, name) = &key;
-            let what = if T::NAMESPACED {
-                format!("{kind} {namespace}/{name}")
-            } else {
-                format!("{kind} {name}")
-            };
-            let failure = Failure {
-                line,
-                message: format!("duplicate {what}, first defined at {first}; ignored"),
-            };
-            self.fail(path, input, failure);
-            return;
-        }
-        self.seen.insert(key, origin);
-        object.push(&mut self.loaded.state);
+            label: input.label().to_owned(),
+        }));
     }
 }

@@ -10,14 +10,17 @@
 //! reported as a [`SourceError`] naming its file and line, and everything else still loads.
 //!
 //! [`watch`] does the same and then reloads after every change, debounced, delivering each
-//! fresh [`Loaded`] on a channel.
+//! fresh [`Loaded`] on a channel. Between reloads it keeps the last good version of every file
+//! ([`Folder`]): a live file that stops parsing, or is caught half-written, keeps serving what
+//! it held before.
 //!
 //! The parts: `files` finds the manifest files of a folder, `decode` splits and parses YAML and
 //! JSON documents with file lines, `loader` turns documents into objects of [`ClusterState`],
-//! `watch` reloads on changes.
+//! `folder` remembers the last good version of each file, `watch` reloads on changes.
 
 mod decode;
 mod files;
+mod folder;
 mod loader;
 mod watch;
 
@@ -26,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use super::ClusterState;
 
+pub use folder::{Folder, Reload};
 pub use watch::{ManifestWatch, watch};
 
 /// Namespace given to namespaced objects that do not name one, as `kubectl apply` does.
@@ -84,13 +88,12 @@ pub struct Loaded {
 /// Never fails as a whole: problems, including an unreadable `dir`, are listed in
 /// [`Loaded::errors`].
 pub fn load_dir(dir: &Path) -> Loaded {
-    let mut loader = loader::Loader::default();
-    let files = files::collect_files(dir, &mut loader.loaded.errors);
-    loader.loaded.files = files.len();
-    for path in &files {
-        loader.load_file(path);
-    }
-    loader.loaded
+    let mut loaded = Loaded::default();
+    let files = files::collect_files(dir, &mut loaded.errors);
+    loaded.files = files.len();
+    let loads: Vec<loader::FileLoad> = files.iter().map(|p| loader::load_file(p)).collect();
+    loader::merge(files.iter().map(PathBuf::as_path).zip(&loads), &mut loaded);
+    loaded
 }
 
 #[cfg(test)]

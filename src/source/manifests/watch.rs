@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use notify::Watcher as _;
 
 use super::files::is_manifest_name;
-use super::{Loaded, SourceError, load_dir};
+use super::{Folder, Loaded, Reload, SourceError};
 
 /// Longest a burst of changes may postpone a reload, however long the burst goes on.
 const MAX_DELAY: Duration = Duration::from_secs(1);
@@ -62,23 +62,45 @@ pub fn watch(dir: PathBuf, debounce: Duration) -> Result<ManifestWatch, SourceEr
     })
 }
 
-/// The watch thread: initial load, then one reload per debounced burst of relevant events.
+/// The watch thread: initial load, then one reload per debounced burst of relevant events,
+/// and one more a debounce after a reload that found a file failing or being written.
 fn reload_loop(
     dir: &Path,
     debounce: Duration,
     events: &std_mpsc::Receiver<notify::Result<notify::Event>>,
     out: &tokio::sync::mpsc::Sender<Loaded>,
 ) {
-    if out.blocking_send(load_dir(dir)).is_err() {
+    let mut folder = Folder::new(dir);
+    // The first state waits (at most MAX_DELAY) for files that are being written, so that
+    // the first configuration served is not missing one.
+    let started = Instant::now();
+    let mut reload = folder.load();
+    while reload.retry && started.elapsed() < MAX_DELAY {
+        std::thread::sleep(debounce);
+        reload = folder.load();
+    }
+    let mut retry = reload.retry;
+    if !publish(dir, reload, out) {
         return;
     }
     loop {
-        // Sleep until the first relevant event of a burst.
+        // Sleep until the first relevant event of a burst, or a debounce when a file has to
+        // be read again.
         loop {
-            match events.recv() {
-                Ok(event) if is_relevant(dir, &event) => break,
-                Ok(_) => {}
-                Err(_) => return,
+            let event = if retry {
+                match events.recv_timeout(debounce) {
+                    Ok(event) => event,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match events.recv() {
+                    Ok(event) => event,
+                    Err(_) => return,
+                }
+            };
+            if is_relevant(dir, &event) {
+                break;
             }
         }
         let first = Instant::now();
@@ -102,22 +124,33 @@ fn reload_loop(
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
-        let started = Instant::now();
-        let loaded = load_dir(dir);
-        tracing::debug!(
-            dir = %dir.display(),
-            objects = loaded.state.len(),
-            errors = loaded.errors.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "manifests reloaded"
-        );
-        if out.blocking_send(loaded).is_err() {
+        let reload = folder.load();
+        retry = reload.retry;
+        if !publish(dir, reload, out) {
             return;
         }
     }
 }
 
-/// Whether a file-system event may change what [`load_dir`] returns.
+/// Delivers one reload; false when nobody listens any more.
+fn publish(dir: &Path, reload: Reload, out: &tokio::sync::mpsc::Sender<Loaded>) -> bool {
+    metrics::gauge!("sluice_config_last_reload_successful").set(if reload.failed {
+        0.0
+    } else {
+        1.0
+    });
+    tracing::debug!(
+        dir = %dir.display(),
+        objects = reload.loaded.state.len(),
+        errors = reload.loaded.errors.len(),
+        stale = reload.stale.len(),
+        retry = reload.retry,
+        "manifests reloaded"
+    );
+    out.blocking_send(reload.loaded).is_ok()
+}
+
+/// Whether a file-system event may change what [`super::load_dir`] returns.
 fn is_relevant(dir: &Path, event: &notify::Result<notify::Event>) -> bool {
     use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind};
 
