@@ -10,8 +10,11 @@
 //! 2. [`translate::translate`] turns it into a [`model::Model`] plus diagnostics naming the
 //!    object and field of everything it rejected;
 //! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
-//!    the data plane reads through one atomic snapshot load per request.
+//!    the data plane reads through one atomic snapshot load per request;
+//! 4. [`dns::desired`] turns the same state into DNS records, and [`dns::sync`] keeps a DNS
+//!    provider (Route53) in line with them, owning records the way ExternalDNS does.
 
+pub mod dns;
 pub mod model;
 pub mod pace;
 pub mod proxy;

@@ -55,6 +55,14 @@ pub enum Reason {
     SecretInvalid,
     /// An annotation value could not be used.
     InvalidAnnotation,
+    /// Two objects want different DNS records for the same name and type: one is written.
+    DnsConflict,
+    /// A wanted DNS record is not written: the name belongs to someone else (a record without
+    /// sluice's ownership TXT, another owner id), or no hosted zone holds it.
+    DnsNotWritten,
+    /// The DNS provider rejected the changes of one record (InvalidChangeBatch); retried
+    /// alone with backoff.
+    DnsRejected,
 }
 
 impl Reason {
@@ -75,6 +83,9 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretInvalid => "SecretInvalid",
             Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::DnsConflict => "DnsConflict",
+            Reason::DnsNotWritten => "DnsNotWritten",
+            Reason::DnsRejected => "DnsRejected",
         }
     }
 }
