@@ -385,6 +385,7 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 pub mod fake_apiserver;
+pub mod moto;
 pub mod peers;
 
 /// Starts sluice with chaos testing enabled (`POST /debug/crash/{actor}`) and the given restart
