@@ -260,6 +260,8 @@ pub struct Blocked {
     pub rtype: RecordType,
     /// The object that wants it.
     pub resource: String,
+    /// The zone it was meant for (`None` when no zone was chosen: filtered, or no zone).
+    pub zone: Option<String>,
     /// Why it is not written.
     pub reason: BlockReason,
 }
@@ -354,9 +356,10 @@ impl Plan {
         self.zones.iter().all(|z| z.groups.is_empty())
     }
 
-    /// Warnings for conflicts and for wanted records that are not written (none for records
-    /// outside the domain filter: that is configuration, not a problem). The diagnostic's field
-    /// is the record name.
+    /// Warnings for wanted records that are not written (none for records outside the domain
+    /// filter: that is configuration, not a problem). The diagnostic's field is the record
+    /// name. Conflicts between objects are reported by [`crate::dns::desired`] already (the
+    /// winner is in [`Plan::conflicts`]).
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for b in &self.blocked {
@@ -369,24 +372,13 @@ impl Plan {
                     kind,
                     &obj,
                     b.name.clone(),
-                    format!("no {} record is written: {}", b.rtype, b.reason),
+                    match &b.zone {
+                        Some(z) => {
+                            format!("no {} record is written in zone {z}: {}", b.rtype, b.reason)
+                        }
+                        None => format!("no {} record is written: {}", b.rtype, b.reason),
+                    },
                 ));
-            }
-        }
-        for c in &self.conflicts {
-            for res in &c.others {
-                if let Some((kind, obj)) = resource_object(res) {
-                    out.push(Diagnostic::warning(
-                        Reason::DnsConflict,
-                        kind,
-                        &obj,
-                        c.name.clone(),
-                        format!(
-                            "{} wants another {} record for this name; its record is written",
-                            c.chosen, c.rtype
-                        ),
-                    ));
-                }
             }
         }
         out
@@ -444,12 +436,12 @@ pub fn plan(
     let mut out = Plan::default();
     for d in desired {
         if !filters.matches_name(&d.name) {
-            out.blocked.push(blocked(d, BlockReason::Filtered));
+            out.blocked.push(blocked(d, None, BlockReason::Filtered));
             continue;
         }
         let targets = zones_for(&d.name, &zones);
         if targets.is_empty() {
-            out.blocked.push(blocked(d, BlockReason::NoZone));
+            out.blocked.push(blocked(d, None, BlockReason::NoZone));
         }
         for z in targets {
             if let Some(i) = zones.iter().position(|x| std::ptr::eq(*x, z)) {
@@ -490,11 +482,12 @@ pub fn plan(
     out
 }
 
-fn blocked(d: &Record, reason: BlockReason) -> Blocked {
+fn blocked(d: &Record, zone: Option<&Zone>, reason: BlockReason) -> Blocked {
     Blocked {
         name: d.name.clone(),
         rtype: d.rtype.clone(),
         resource: d.resource.clone(),
+        zone: zone.map(|z| z.name.clone()),
         reason,
     }
 }
@@ -595,8 +588,11 @@ impl<'a> ZonePlanner<'a> {
             && (by_type.contains_key(&RecordType::A) || by_type.contains_key(&RecordType::Aaaa))
         {
             for d in by_type.remove(&RecordType::Cname).unwrap_or_default() {
-                out.blocked
-                    .push(blocked(d, BlockReason::CnameBesideOtherTypes));
+                out.blocked.push(blocked(
+                    d,
+                    Some(self.zone),
+                    BlockReason::CnameBesideOtherTypes,
+                ));
             }
         }
         let mut chosen = BTreeMap::new();
@@ -658,14 +654,15 @@ impl<'a> ZonePlanner<'a> {
                 }
                 (None, Some(d)) => {
                     if let Some(reason) = self.create_blocker(name, d, foreign_here) {
-                        out.blocked.push(blocked(d, reason));
+                        out.blocked.push(blocked(d, Some(self.zone), reason));
                     } else {
                         decisions.push(Decision::Create(d));
                     }
                 }
                 (Some(&i), Some(d)) => {
                     if !cur[i].ours {
-                        out.blocked.push(blocked(d, owner_reason(&cur[i])));
+                        out.blocked
+                            .push(blocked(d, Some(self.zone), owner_reason(&cur[i])));
                     } else {
                         match difference(cur[i].rs, d) {
                             Difference::None => {}
@@ -796,8 +793,11 @@ impl<'a> ZonePlanner<'a> {
             if let Decision::Create(r) = &d
                 && remaining.iter().any(|t| clashes(t, &r.rtype))
             {
-                out.blocked
-                    .push(blocked(r, BlockReason::Policy(self.policy)));
+                out.blocked.push(blocked(
+                    r,
+                    Some(self.zone),
+                    BlockReason::Policy(self.policy),
+                ));
                 dropped_creates = true;
                 continue;
             }

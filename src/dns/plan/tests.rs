@@ -469,7 +469,7 @@ fn conflicts_keep_the_owner_else_the_lowest_targets() {
     let p = run(&[one, two], current, Policy::Sync);
     assert!(p.is_empty(), "{:?}", changes(&p));
     assert_eq!(p.conflicts[0].chosen, "ingress/b/two");
-    assert_eq!(p.diagnostics()[0].object, ObjectRef::new("a", "one"));
+    assert!(p.diagnostics().is_empty(), "desired() reports conflicts");
 }
 
 #[test]
