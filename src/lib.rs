@@ -10,7 +10,9 @@
 //! 2. [`translate::translate`] turns it into a [`model::Model`] plus diagnostics naming the
 //!    object and field of everything it rejected;
 //! 3. [`routing::RoutingTable::compile`] turns the model into an immutable lookup structure that
-//!    the data plane ([`proxy`], [`tls`]) reads through one atomic snapshot load per request.
+//!    the data plane ([`proxy`], [`tls`]) reads through one atomic snapshot load per request;
+//! 4. [`dns::desired`] turns the same state into DNS records, and [`dns::sync`] keeps a DNS
+//!    provider (Route53) in line with them, owning records the way ExternalDNS does.
 //!
 //! Beside the pipeline, the decisions the runtime's actors act on are pure functions of their
 //! inputs and the current time, tested without sockets or clocks: leader election on a Lease
@@ -20,6 +22,7 @@
 
 pub mod acme;
 pub mod cluster;
+pub mod dns;
 pub mod lease;
 pub mod model;
 pub mod pace;

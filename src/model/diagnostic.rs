@@ -66,6 +66,14 @@ pub enum Reason {
     CertificateSecretNotOwned,
     /// An ACME order failed (the message names the host, the ACME error type and detail).
     CertificateOrderFailed,
+    /// Two objects want different DNS records for the same name and type: one is written.
+    DnsConflict,
+    /// A wanted DNS record is not written: the name belongs to someone else (a record without
+    /// sluice's ownership TXT, another owner id), or no hosted zone holds it.
+    DnsNotWritten,
+    /// The DNS provider rejected the changes of one record (InvalidChangeBatch); retried
+    /// alone with backoff.
+    DnsRejected,
 }
 
 impl Reason {
@@ -90,6 +98,9 @@ impl Reason {
             Reason::CertificateRequestInvalid => "CertificateRequestInvalid",
             Reason::CertificateSecretNotOwned => "CertificateSecretNotOwned",
             Reason::CertificateOrderFailed => "CertificateOrderFailed",
+            Reason::DnsConflict => "DnsConflict",
+            Reason::DnsNotWritten => "DnsNotWritten",
+            Reason::DnsRejected => "DnsRejected",
         }
     }
 }

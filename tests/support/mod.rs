@@ -386,6 +386,7 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
 }
 pub mod fake_apiserver;
 pub mod pebble;
+pub mod moto;
 pub mod peers;
 pub mod tls_client;
 
