@@ -5,6 +5,7 @@
 //!   documents ([`AcmeClient`], [`Account`], [`AcmeError`]);
 //! - [`order`]: the order procedure for one certificate ([`issue`]) over a
 //!   [`ChallengeSolver`] the actor implements;
+//! - [`dns01`]: DNS-01 answers as TXT values through a DNS provider ([`Dns01Solver`]);
 //! - [`keys`]: key authorizations and the DNS-01 TXT value from the account key;
 //! - [`policy`]: when to order (renewal at two thirds of the lifetime, failure backoff) and the
 //!   per-certificate state ([`ManagedCert`]), pure;
@@ -19,6 +20,7 @@
 
 pub mod answers;
 pub mod client;
+pub mod dns01;
 pub mod keys;
 pub mod order;
 pub mod policy;
@@ -33,6 +35,7 @@ pub use client::{
     Account, AcmeClient, AcmeError, ClientError, Problem, client_config, directory_url,
     generate_account_key,
 };
+pub use dns01::{Dns01Options, Dns01Solver};
 pub use order::{
     BoxFuture, ChallengeSolver, Issued, OrderError, OrderOptions, OrderRequest, SolverError, issue,
 };
