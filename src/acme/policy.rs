@@ -195,6 +195,27 @@ impl ManagedCert {
         self.next_order_at() <= now
     }
 
+    /// What the certificate's Secret holds now (`existing`), as the watch shows it. A
+    /// certificate newer than the one this state knows that covers exactly the wanted hosts
+    /// was issued elsewhere (by another leader, before a restart of this one): it is adopted,
+    /// so this replica neither orders it again when it leads nor reports it as pending. The
+    /// certificate this state already knows changes nothing (a failing renewal keeps its
+    /// backoff).
+    pub fn observe(&mut self, existing: Option<&ExistingCert>) {
+        let Some(e) = existing else {
+            return;
+        };
+        let newer = self.not_after.is_none_or(|known| e.not_after > known);
+        if newer && same_hosts(&e.hosts, &self.hosts) {
+            self.not_after = Some(e.not_after);
+            self.validation_failures.clear();
+            self.state = CertState::Valid {
+                not_after: e.not_after,
+                renew_at: renew_at(e.not_before, e.not_after),
+            };
+        }
+    }
+
     /// Records an issued certificate.
     pub fn on_issued(&mut self, issued: &Issued) {
         self.not_after = Some(issued.not_after);
@@ -279,6 +300,58 @@ mod tests {
 
     fn hosts(h: &[&str]) -> Vec<String> {
         h.iter().map(ToString::to_string).collect()
+    }
+
+    fn existing(h: &[&str], not_before: i64, not_after: i64) -> ExistingCert {
+        ExistingCert {
+            hosts: hosts(h),
+            not_before,
+            not_after,
+        }
+    }
+
+    #[test]
+    fn a_newer_certificate_issued_elsewhere_is_adopted() {
+        let now = 1_000 * DAY;
+        // Pending here (a follower that never ordered); the leader's certificate appears.
+        let mut m = ManagedCert::new(&hosts(&["a.test"]), None);
+        m.observe(Some(&existing(&["a.test"], now, now + 90 * DAY)));
+        assert_eq!(
+            m.state,
+            CertState::Valid {
+                not_after: now + 90 * DAY,
+                renew_at: now + 60 * DAY
+            }
+        );
+        assert!(!m.order_due(now + DAY));
+
+        // Failed here, then another leader renewed: adopted, the failure forgotten.
+        let mut m = ManagedCert::new(
+            &hosts(&["a.test"]),
+            Some(&existing(&["a.test"], 0, 90 * DAY)),
+        );
+        m.on_failure(&unreachable(), 61 * DAY, 0.0);
+        assert_eq!(m.state.as_str(), "failed");
+        m.observe(Some(&existing(&["a.test"], 61 * DAY, 151 * DAY)));
+        assert_eq!(m.state.as_str(), "valid");
+        assert_eq!(m.not_after, Some(151 * DAY));
+    }
+
+    #[test]
+    fn the_known_certificate_or_other_hosts_change_nothing() {
+        // A renewal failing: the old certificate seen again keeps the backoff.
+        let old = existing(&["a.test"], 0, 90 * DAY);
+        let mut m = ManagedCert::new(&hosts(&["a.test"]), Some(&old));
+        m.on_failure(&unreachable(), 61 * DAY, 0.0);
+        let failed = m.clone();
+        m.observe(Some(&old));
+        assert_eq!(m, failed);
+        m.observe(None);
+        assert_eq!(m, failed);
+        // A newer certificate for other names (the tls entry changed since): still pending.
+        let mut m = ManagedCert::new(&hosts(&["a.test", "b.test"]), Some(&old));
+        m.observe(Some(&existing(&["a.test"], DAY, 91 * DAY)));
+        assert_eq!(m.state, CertState::Pending);
     }
 
     fn validation_error(host: &str) -> OrderError {

@@ -335,17 +335,7 @@ pub fn wanted_certificates(
             if let Some(existing) = secrets.get(&secret)
                 && !is_ours(existing)
             {
-                diags.push(Diagnostic::warning(
-                    Reason::CertificateSecretNotOwned,
-                    Kind::Ingress,
-                    &me,
-                    format!("{field}.secretName"),
-                    format!(
-                        "Secret {secret} exists and was not created by sluice: it is served as it \
-                         is and never overwritten; delete it (or name another Secret) to have \
-                         sluice issue the certificate"
-                    ),
-                ));
+                diags.push(secret_not_owned_diagnostic(&me, &field, &secret));
                 continue;
             }
             claimed.insert(secret.clone(), (me.clone(), field.clone()));
@@ -359,6 +349,26 @@ pub fn wanted_certificates(
         }
     }
     (wanted, diags)
+}
+
+/// `CertificateSecretNotOwned` on `ingress`'s tls entry `field` (`spec.tls[i]`): its Secret
+/// exists and was not created by sluice, so it is never overwritten.
+pub fn secret_not_owned_diagnostic(
+    ingress: &ObjectRef,
+    field: &str,
+    secret: &ObjectRef,
+) -> Diagnostic {
+    Diagnostic::warning(
+        Reason::CertificateSecretNotOwned,
+        Kind::Ingress,
+        ingress,
+        format!("{field}.secretName"),
+        format!(
+            "Secret {secret} exists and was not created by sluice: it is served as it is and \
+             never overwritten; delete it (or name another Secret) to have sluice issue the \
+             certificate"
+        ),
+    )
 }
 
 /// The diagnostic for a failed order of `cert`: on its Ingress's tls entry, naming the host,
