@@ -144,12 +144,19 @@ impl Problem {
         self.short_type() == "badNonce"
     }
 
-    /// Whether sending the same thing again later may succeed: server errors, rate limits and
-    /// the transient kinds of RFC 8555 (`badNonce`, `serverInternal`, `connection`, `dns`).
+    /// Whether trying again later may succeed: server errors, rate limits, the transient
+    /// kinds of RFC 8555 (`badNonce`, `serverInternal`, `connection`, `dns`), and
+    /// `accountDoesNotExist` (the CA forgot the account, e.g. a test CA restarted: the next
+    /// attempt registers the same key again, as the certificate actor does after a failure).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.short_type(),
-            "badNonce" | "serverInternal" | "rateLimited" | "connection" | "dns"
+            "badNonce"
+                | "serverInternal"
+                | "rateLimited"
+                | "connection"
+                | "dns"
+                | "accountDoesNotExist"
         ) || self.status.is_some_and(|s| s >= 500 || s == 429)
     }
 
@@ -673,6 +680,7 @@ mod tests {
         assert!(p("serverInternal", 500).is_retryable());
         assert!(!p("unauthorized", 403).is_retryable());
         assert!(!p("malformed", 400).is_retryable());
+        assert!(p("accountDoesNotExist", 400).is_retryable());
         let gateway = AcmeError::Protocol {
             what: "order",
             detail: "HTTP status 502".into(),

@@ -364,9 +364,9 @@ pub fn secret_not_owned_diagnostic(
         ingress,
         format!("{field}.secretName"),
         format!(
-            "Secret {secret} exists and was not created by sluice: it is served as it is and \
-             never overwritten; delete it (or name another Secret) to have sluice issue the \
-             certificate"
+            "Secret {secret} exists and was not created by sluice: it is never overwritten \
+             (a kubernetes.io/tls Secret is served as it is); delete it (or name another \
+             Secret) to have sluice issue the certificate"
         ),
     )
 }
