@@ -32,7 +32,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use ractor::ActorProcessingErr;
 use sluice::acme::policy::RetryPolicy;
-use sluice::acme::wants::order_failure_diagnostic;
+use sluice::acme::wants::{order_failure_diagnostic, secret_not_owned_diagnostic};
 use sluice::acme::{
     Account, AcmeClient, AcmeOptions, BoxFuture, CertState, ChallengeAnswer, ChallengeSolver,
     Challenges, ChallengesHandle, FolderStore, ManagedCert, OrderError, OrderOptions, OrderRequest,
@@ -141,6 +141,9 @@ impl Worker for Acme {
     async fn start(&self, ctx: &mut Ctx<NoMsg>, args: AcmeArgs) -> Result<(), ActorProcessingErr> {
         let solver: Arc<dyn ChallengeSolver> = match &args.storage {
             AcmeStorage::Folder(store) => {
+                // Answers of an order a previous instance of this actor was running when it
+                // ended (its cleanup never ran): nothing validates them any more.
+                args.challenges.store(Arc::new(Challenges::default()));
                 match store.load_certificates() {
                     Ok(list) => {
                         args.issued.send_replace(Arc::new(list));
@@ -163,6 +166,7 @@ impl Worker for Acme {
                     current: tokio::sync::Mutex::new(BTreeSet::new()),
                     seen: seen_rx,
                     propagation: args.config.propagation,
+                    leader: args.leader.clone(),
                 })
             }
         };
@@ -212,11 +216,18 @@ struct SharedSolver {
     current: tokio::sync::Mutex<BTreeSet<SharedAnswer>>,
     seen: watch::Receiver<BTreeSet<SharedAnswer>>,
     propagation: Duration,
+    /// Writes happen only while this replica leads.
+    leader: watch::Receiver<bool>,
 }
 
 impl SharedSolver {
     async fn publish(&self, set: &BTreeSet<SharedAnswer>) -> Result<(), SolverError> {
         let name = ObjectRef::new(&self.namespace, secrets::DEFAULT_CHALLENGES_SECRET);
+        if !*self.leader.borrow() {
+            return Err(SolverError(format!(
+                "not writing Secret {name}: this replica no longer leads"
+            )));
+        }
         let list: Vec<SharedAnswer> = set.iter().cloned().collect();
         let wanted = secrets::challenge_answers_secret(&name, &list);
         for _ in 0..3 {
@@ -288,6 +299,21 @@ impl ChallengeSolver for SharedSolver {
             current.remove(&shared);
             self.publish(&current).await
         })
+    }
+}
+
+/// Why an order did not give a stored certificate.
+#[derive(Debug)]
+enum OrderFailure {
+    /// The target Secret exists and is not ours: nothing was ordered.
+    NotOwned(OrderError),
+    /// The order (or storing its result) failed.
+    Order(OrderError),
+}
+
+impl From<OrderError> for OrderFailure {
+    fn from(e: OrderError) -> Self {
+        OrderFailure::Order(e)
     }
 }
 
@@ -399,7 +425,11 @@ struct Orders {
     leader: watch::Receiver<bool>,
     report: AcmeReportTopic,
     issued: IssuedTopic,
+    /// The account, once registered or found again; dropped after a failed order (the CA
+    /// may have forgotten it: a restarted test CA, a switched server).
     account: Option<Arc<Account>>,
+    /// The latest account URL, for the report.
+    account_url: Option<String>,
     /// By Secret: what is wanted and its state.
     managed: BTreeMap<ObjectRef, (WantedCert, ManagedCert)>,
     /// When we last wrote each certificate (see [`WRITE_GRACE`]).
@@ -427,6 +457,7 @@ impl Orders {
             report: args.report,
             issued: args.issued,
             account: None,
+            account_url: None,
             managed: BTreeMap::new(),
             written: BTreeMap::new(),
             wants_diagnostics: Vec::new(),
@@ -438,6 +469,9 @@ impl Orders {
     async fn run(mut self) {
         let mut desired_rx = self.desired.clone();
         let mut leader_rx = self.leader.clone();
+        // Standalone mode's leader topic is a constant whose sender is gone: its value holds,
+        // and a closed channel is not a reason to end.
+        let mut leader_changes = true;
         loop {
             if let Some(d) = desired_rx.borrow_and_update().clone() {
                 self.plan(&d);
@@ -461,7 +495,7 @@ impl Orders {
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 r = desired_rx.changed() => if r.is_err() { return },
-                r = leader_rx.changed() => if r.is_err() { return },
+                r = leader_rx.changed(), if leader_changes => leader_changes = r.is_ok(),
                 () = tokio::time::sleep(wake) => {}
             }
         }
@@ -490,6 +524,7 @@ impl Orders {
             let managed = match self.managed.remove(&w.secret) {
                 Some((_, mut m)) => {
                     m.set_hosts(&w.hosts);
+                    m.observe(existing.as_ref());
                     // Our Secret was deleted behind our back (not just not seen yet): issue again.
                     let recent = self
                         .written
@@ -525,7 +560,7 @@ impl Orders {
             .collect();
         let report = AcmeReport {
             directory_url: self.config.client.directory_url().to_owned(),
-            account: self.account.as_ref().map(|a| a.url().to_owned()),
+            account: self.account_url.clone(),
             certificates,
             diagnostics,
         };
@@ -561,7 +596,22 @@ impl Orders {
                         .increment(1);
                     tracing::info!(secret = %secret, hosts = ?issued.hosts, not_after = issued.not_after, "ACME certificate issued");
                 }
-                Err(error) => {
+                Err(OrderFailure::NotOwned(error)) => {
+                    // Nothing was ordered: the Secret is someone else's. Retried (the user
+                    // may delete it) at the longest delay.
+                    managed.on_failure_with(
+                        &self.config.retry,
+                        &error,
+                        unix_now(),
+                        fastrand::f64(),
+                    );
+                    let diagnostic =
+                        secret_not_owned_diagnostic(&wanted.ingress, &wanted.field, &wanted.secret);
+                    tracing::warn!(target: "sluice::config", reason = diagnostic.reason.as_str(), "{diagnostic}");
+                    self.failures.insert(secret, diagnostic);
+                }
+                Err(OrderFailure::Order(error)) => {
+                    self.account = None;
                     managed.on_failure_with(
                         &self.config.retry,
                         &error,
@@ -580,7 +630,8 @@ impl Orders {
     }
 
     /// One order, stored.
-    async fn order(&mut self, wanted: &WantedCert) -> Result<sluice::acme::Issued, OrderError> {
+    async fn order(&mut self, wanted: &WantedCert) -> Result<sluice::acme::Issued, OrderFailure> {
+        self.check_target(wanted).await?;
         let account = self.account().await.map_err(|source| OrderError::Acme {
             hosts: wanted.hosts.clone(),
             source,
@@ -610,6 +661,35 @@ impl Orders {
         Ok(issued)
     }
 
+    /// Kubernetes mode: the source sees only `kubernetes.io/tls` Secrets, so a Secret of
+    /// another type with the target's name is found here, before anything is ordered: it is
+    /// never overwritten.
+    async fn check_target(&self, wanted: &WantedCert) -> Result<(), OrderFailure> {
+        let AcmeStorage::Kube { client, .. } = &self.storage else {
+            return Ok(());
+        };
+        let api: Api<Secret> = Api::namespaced(client.clone(), &wanted.secret.namespace);
+        let existing = tokio::time::timeout(CALL_TIMEOUT, api.get_opt(&wanted.secret.name))
+            .await
+            .map_err(|_| OrderError::Certificate {
+                hosts: wanted.hosts.clone(),
+                detail: format!("reading Secret {} timed out", wanted.secret),
+            })?
+            .map_err(|e| OrderError::Certificate {
+                hosts: wanted.hosts.clone(),
+                detail: format!("cannot read Secret {}: {e}", wanted.secret),
+            })?;
+        match existing {
+            Some(s) if !secrets::is_ours(&s) => {
+                Err(OrderFailure::NotOwned(OrderError::BadRequest(format!(
+                    "Secret {} exists and was not created by sluice; it is never overwritten",
+                    wanted.secret
+                ))))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Stores an issued certificate where this mode keeps it.
     async fn store(&self, name: &ObjectRef, secret: Secret) -> Result<(), String> {
         match &self.storage {
@@ -622,6 +702,10 @@ impl Orders {
             AcmeStorage::Kube { client, .. } => {
                 let api: Api<Secret> = Api::namespaced(client.clone(), &name.namespace);
                 for _ in 0..3 {
+                    // Kubernetes writes only while leading (checked right before each one).
+                    if !*self.leader.borrow() {
+                        return Err("this replica no longer leads; the new leader orders it".into());
+                    }
                     let write = write_secret(&api, secret.clone(), secrets::is_ours);
                     match tokio::time::timeout(CALL_TIMEOUT, write).await {
                         Ok(Ok(())) => return Ok(()),
@@ -656,7 +740,10 @@ impl Orders {
             "ACME account ready"
         );
         let account = Arc::new(account);
+        self.account_url = Some(account.url().to_owned());
         self.account = Some(account.clone());
+        // Visible at once (`/api/certificates`), not only once the order ends.
+        self.publish();
         Ok(account)
     }
 
