@@ -1,18 +1,100 @@
 //! `sluice check DIR`: load a folder of manifests, print the compiled routes and every
-//! diagnostic.
+//! diagnostic, and warn about certificates that expire within [`EXPIRY_WARNING`] (those of the
+//! folder's TLS Secrets and, with `--acme-storage`, the ones sluice issued in standalone mode).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use sluice::model::{HostMatch, Route};
+use k8s_openapi::api::core::v1::Secret;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use sluice::cluster::object_ref;
+use sluice::model::{HostMatch, ObjectRef, Route};
 use sluice::routing::RoutingTable;
 use sluice::source::manifests::{Loaded, load_dir};
 use sluice::translate::{Options, Translation, translate};
 
+/// Certificates that expire within this (14 days) are warned about. Renewal at two thirds of
+/// the lifetime renews a 90-day certificate 30 days before expiry, so a certificate this close
+/// to expiry is one whose renewal keeps failing, or one nobody renews.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// A certificate that expires soon, or has expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiring {
+    /// The Secret that holds it.
+    pub secret: ObjectRef,
+    /// Its leaf's `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// `now` it was checked at.
+    pub now: i64,
+}
+
+impl std::fmt::Display for Expiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = sluice::tls::der::format_unix(self.not_after);
+        let left = self.not_after - self.now;
+        if left <= 0 {
+            write!(
+                f,
+                "Secret {}: the certificate expired {} ago ({at})",
+                self.secret,
+                span(-left)
+            )
+        } else {
+            write!(
+                f,
+                "Secret {}: the certificate expires in {} ({at})",
+                self.secret,
+                span(left)
+            )
+        }
+    }
+}
+
+/// `3 days`, `5 hours`, `12 minutes`.
+fn span(secs: i64) -> String {
+    let (n, unit) = if secs >= 86_400 {
+        (secs / 86_400, "day")
+    } else if secs >= 3600 {
+        (secs / 3600, "hour")
+    } else {
+        (secs.max(0) / 60, "minute")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The TLS Secrets of `secrets` (type `kubernetes.io/tls`, or carrying `tls.crt`) whose leaf
+/// certificate expires before `now + within` (Unix seconds), in the order given. Secrets whose
+/// certificate cannot be read are skipped (the translation reports them).
+pub fn expiring(secrets: &[Secret], now: i64, within: Duration) -> Vec<Expiring> {
+    let limit = now.saturating_add(i64::try_from(within.as_secs()).unwrap_or(i64::MAX));
+    secrets
+        .iter()
+        .filter_map(|s| {
+            let crt = s.data.as_ref()?.get("tls.crt")?;
+            let leaf = CertificateDer::pem_slice_iter(&crt.0).next()?.ok()?;
+            let not_after = sluice::tls::der::parse_certificate(&leaf).ok()?.not_after;
+            (not_after < limit).then(|| Expiring {
+                secret: object_ref(&s.metadata),
+                not_after,
+                now,
+            })
+        })
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Runs the check and prints the report to stdout. Exit code 1 when any file failed to parse
-/// or any diagnostic is an error, 2 when the folder cannot be read at all.
-pub fn run(dir: &Path, options: &Options) -> ExitCode {
+/// or any diagnostic is an error, 2 when the folder (or `acme_storage`) cannot be read at all.
+pub fn run(dir: &Path, options: &Options, acme_storage: Option<&Path>) -> ExitCode {
     if !dir.is_dir() {
         eprintln!(
             "sluice check: {} is not a folder; pass the folder that holds your manifests",
@@ -20,10 +102,37 @@ pub fn run(dir: &Path, options: &Options) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let loaded = load_dir(dir);
+    let mut loaded = load_dir(dir);
+    if let Some(storage) = acme_storage {
+        match sluice::acme::FolderStore::new(storage).load_certificates() {
+            // Served beside the folder's Secrets (a Secret of the folder with the same name
+            // wins), as `sluice run` serves them.
+            Ok(issued) => {
+                let present: std::collections::HashSet<ObjectRef> = loaded
+                    .state
+                    .secrets
+                    .iter()
+                    .map(|s| object_ref(&s.metadata))
+                    .collect();
+                loaded.state.secrets.extend(
+                    issued
+                        .into_iter()
+                        .filter(|s| !present.contains(&object_ref(&s.metadata))),
+                );
+            }
+            Err(e) => {
+                eprintln!(
+                    "sluice check: cannot read the ACME storage {}: {e}",
+                    storage.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let translation = translate(&loaded.state, options);
     let table = RoutingTable::compile(&translation.model);
-    print!("{}", report(dir, &loaded, &translation, &table));
+    let soon = expiring(&loaded.state.secrets, unix_now(), EXPIRY_WARNING);
+    print!("{}", report(dir, &loaded, &translation, &table, &soon));
     if loaded.errors.is_empty() && !translation.has_errors() {
         ExitCode::SUCCESS
     } else {
@@ -31,12 +140,14 @@ pub fn run(dir: &Path, options: &Options) -> ExitCode {
     }
 }
 
-/// Renders the report: a summary line, the route table, TLS hosts, then diagnostics.
+/// Renders the report: a summary line, the route table, TLS hosts, then diagnostics and the
+/// certificates that expire soon (warnings).
 pub fn report(
     dir: &Path,
     loaded: &Loaded,
     translation: &Translation,
     table: &RoutingTable,
+    expiring: &[Expiring],
 ) -> String {
     let mut out = String::new();
     let model = &translation.model;
@@ -114,13 +225,16 @@ pub fn report(
             .iter()
             .filter(|d| d.is_error())
             .count();
-    let warnings = translation.diagnostics.len() + loaded.errors.len() - errors;
+    let warnings = translation.diagnostics.len() + loaded.errors.len() - errors + expiring.len();
     out.push('\n');
     for e in &loaded.errors {
         let _ = writeln!(out, "error: {e}");
     }
     for d in &translation.diagnostics {
         let _ = writeln!(out, "{}: {} [{}]", d.severity.as_str(), d, d.reason);
+    }
+    for e in expiring {
+        let _ = writeln!(out, "warning: {e} [CertificateExpiring]");
     }
     let _ = writeln!(out, "{errors} error(s), {warnings} warning(s)");
     out
@@ -173,5 +287,134 @@ fn table_out<const N: usize>(out: &mut String, header: [&str; N], rows: &[[Strin
     line(out, header);
     for row in rows {
         line(out, std::array::from_fn(|i| row[i].as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    /// A `kubernetes.io/tls` Secret with a self-signed certificate valid until
+    /// `year-month-day`, and that `notAfter` in Unix seconds.
+    fn tls_secret(name: &str, year: i32, month: u8, day: u8) -> (Secret, i64) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![format!("{name}.test")]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let cert = params.self_signed(&key).unwrap();
+        let not_after = sluice::tls::der::parse_certificate(cert.der())
+            .unwrap()
+            .not_after;
+        let secret = Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(
+                [
+                    (
+                        "tls.crt".to_string(),
+                        k8s_openapi::ByteString(cert.pem().into_bytes()),
+                    ),
+                    (
+                        "tls.key".to_string(),
+                        k8s_openapi::ByteString(key.serialize_pem().into_bytes()),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        (secret, not_after)
+    }
+
+    #[test]
+    fn certificates_expiring_within_14_days_are_warned_about() {
+        let (soon, soon_at) = tls_secret("soon", 2030, 1, 10);
+        let (later, _) = tls_secret("later", 2030, 3, 1);
+        let (gone, gone_at) = tls_secret("gone", 2029, 12, 20);
+        let broken = Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("broken".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            data: Some(
+                [(
+                    "tls.crt".to_string(),
+                    k8s_openapi::ByteString(b"not a certificate".to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let now = soon_at - 9 * DAY;
+        let list = expiring(&[soon.clone(), later, gone, broken], now, EXPIRY_WARNING);
+        assert_eq!(
+            list,
+            [
+                Expiring {
+                    secret: ObjectRef::new("default", "soon"),
+                    not_after: soon_at,
+                    now
+                },
+                Expiring {
+                    secret: ObjectRef::new("default", "gone"),
+                    not_after: gone_at,
+                    now
+                },
+            ]
+        );
+        assert_eq!(
+            list[0].to_string(),
+            "Secret default/soon: the certificate expires in 9 days (2030-01-10T00:00:00Z)"
+        );
+        assert_eq!(
+            list[1].to_string(),
+            "Secret default/gone: the certificate expired 12 days ago (2029-12-20T00:00:00Z)"
+        );
+        // Exactly 14 days left is not "within" 14 days; a second less is.
+        assert!(
+            expiring(
+                std::slice::from_ref(&soon),
+                soon_at - 14 * DAY,
+                EXPIRY_WARNING
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            expiring(
+                std::slice::from_ref(&soon),
+                soon_at - 14 * DAY + 1,
+                EXPIRY_WARNING
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_report_lists_them_as_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load_dir(dir.path());
+        let translation = translate(&loaded.state, &Options::default());
+        let table = RoutingTable::compile(&translation.model);
+        let soon = [Expiring {
+            secret: ObjectRef::new("web", "site-tls"),
+            not_after: 10 * DAY,
+            now: 10 * DAY - 3600,
+        }];
+        let out = report(dir.path(), &loaded, &translation, &table, &soon);
+        assert!(
+            out.contains(
+                "warning: Secret web/site-tls: the certificate expires in 1 hour (1970-01-11T00:00:00Z) [CertificateExpiring]"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("0 error(s), 1 warning(s)\n"), "{out}");
     }
 }

@@ -32,6 +32,10 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         classes: ClassArgs,
+        /// Also check the certificates sluice issued in standalone mode (the --acme-storage
+        /// folder of `sluice run`). Certificates expiring within 14 days are warnings.
+        #[arg(long)]
+        acme_storage: Option<PathBuf>,
     },
     /// Serve Ingress traffic from a folder of manifests (standalone mode) or from the
     /// Kubernetes API (--kube).
@@ -234,7 +238,11 @@ impl ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { dir, classes } => sluice_actors::check::run(&dir, &classes.options()),
+        Command::Check {
+            dir,
+            classes,
+            acme_storage,
+        } => sluice_actors::check::run(&dir, &classes.options(), acme_storage.as_deref()),
         Command::Run {
             manifests,
             kube,
