@@ -33,10 +33,20 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
         let venv = venv();
         let port = free_port();
+        // `python -m moto.server` rather than the `moto_server` script: the script's shebang
+        // names the interpreter by absolute path, which breaks when the target directory (and
+        // its virtualenv) was copied from another checkout.
         let mut peer = Peer::spawn(
             "moto",
-            venv.join("bin/moto_server"),
-            &["-H", "127.0.0.1", "-p", &port.to_string()],
+            venv.join("bin/python"),
+            &[
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ],
             &[],
             None,
         );
