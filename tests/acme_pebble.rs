@@ -724,145 +724,20 @@ fn insecure_client(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
 }
 
 // ---------------------------------------------------------------------------------------------
-// DNS-01 through moto's Route53, and the deadline
+// DNS-01 through moto's Route53 (the engine's DNS-01 solver), and the deadline
 // ---------------------------------------------------------------------------------------------
 
-/// moto's Route53 over its HTTP API (moto routes by the SigV4 credential scope and does not
-/// check the signature).
-struct Route53 {
-    port: u16,
-    zone: String,
-}
-
-impl Route53 {
-    async fn call(&self, method: &str, path: &str, body: &str) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: AWS4-HMAC-SHA256 \
-             Credential=testing/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, \
-             Signature=0\r\nContent-Type: text/xml\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}",
-            port = self.port,
-            len = body.len()
-        );
-        tcp.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        assert!(
-            text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.1 201"),
-            "{text}"
-        );
-        text
-    }
-
-    async fn create_zone(port: u16, name: &str) -> Route53 {
-        let mut r = Route53 {
-            port,
-            zone: String::new(),
-        };
-        let body = format!(
-            r#"<CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>{name}</Name><CallerReference>sluice-test</CallerReference></CreateHostedZoneRequest>"#
-        );
-        let text = r.call("POST", "/2013-04-01/hostedzone", &body).await;
-        let start = text.find("<Id>/hostedzone/").expect("zone id") + "<Id>/hostedzone/".len();
-        r.zone = text[start..].split('<').next().unwrap().to_string();
-        r
-    }
-
-    /// Replaces the TXT record set `name` with `values` (none: deletes `previous`).
-    async fn set_txt(&self, name: &str, values: &[String], previous: &[String]) {
-        let (action, values) = if values.is_empty() {
-            ("DELETE", previous)
-        } else {
-            ("UPSERT", values)
-        };
-        let records: String = values
-            .iter()
-            .map(|v| format!("<ResourceRecord><Value>\"{v}\"</Value></ResourceRecord>"))
-            .collect();
-        let body = format!(
-            r#"<ChangeResourceRecordSetsRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ChangeBatch><Changes><Change><Action>{action}</Action><ResourceRecordSet><Name>{name}</Name><Type>TXT</Type><TTL>0</TTL><ResourceRecords>{records}</ResourceRecords></ResourceRecordSet></Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"#
-        );
-        self.call(
-            "POST",
-            &format!("/2013-04-01/hostedzone/{}/rrset", self.zone),
-            &body,
-        )
-        .await;
-    }
-}
-
-/// A DNS-01 solver writing TXT records to Route53. One name can carry two values at once
-/// (`example.com` and `*.example.com` are both validated at `_acme-challenge.example.com`), so
-/// it adds and removes values instead of replacing the record.
-struct TxtSolver {
-    route53: Route53,
-    values: tokio::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
-    cleaned: AtomicUsize,
-}
-
-impl ChallengeSolver for TxtSolver {
-    fn present<'a>(
-        &'a self,
-        answer: &'a ChallengeAnswer,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
-        Box::pin(async move {
-            let ChallengeAnswer::Dns01 { record, value, .. } = answer else {
-                return Err(SolverError(format!("not a dns-01 answer: {answer:?}")));
-            };
-            let mut all = self.values.lock().await;
-            let values = all.entry(record.clone()).or_default();
-            values.push(value.clone());
-            self.route53.set_txt(record, values, &[]).await;
-            Ok(())
-        })
-    }
-
-    fn cleanup<'a>(
-        &'a self,
-        answer: &'a ChallengeAnswer,
-    ) -> BoxFuture<'a, Result<(), SolverError>> {
-        Box::pin(async move {
-            let ChallengeAnswer::Dns01 { record, value, .. } = answer else {
-                return Ok(());
-            };
-            let mut all = self.values.lock().await;
-            let values = all.entry(record.clone()).or_default();
-            let previous = values.clone();
-            values.retain(|v| v != value);
-            self.route53.set_txt(record, values, &previous).await;
-            self.cleaned.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        })
-    }
-}
-
-/// DNS-01 with a wildcard: TXT records written to moto's Route53, which the test DNS responder
-/// serves to Pebble at query time.
+/// DNS-01 with a wildcard through `sluice::acme::Dns01Solver` over the Route53 provider
+/// (moto): the TXT values land in the most specific zone (`dns.acme.test`, not its parent
+/// `acme.test`), beside a value someone else keeps there, and the test DNS responder serves
+/// them to Pebble at query time. Both answers of the order (`dns.acme.test` and
+/// `*.dns.acme.test`) share one TXT name; afterwards only the other value is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns01_issues_a_wildcard_certificate_through_route53() {
-    use support::peers::{Peer, port_open, venv, wait_for};
+    use sluice::dns::{DnsProvider as _, RecordSet, RecordType};
     sluice_actors::telemetry::install_crypto_provider();
-    let moto_port = free_port();
-    let mut moto = Peer::spawn(
-        "moto",
-        venv().join("bin/moto_server"),
-        &["-H", "127.0.0.1", "-p", &moto_port.to_string()],
-        &[],
-        None,
-    );
-    wait_for(
-        &mut moto,
-        "moto to listen",
-        Duration::from_secs(30),
-        || async move { port_open(moto_port).await.then_some(()) },
-    )
-    .await;
-    let moto_url = format!("http://127.0.0.1:{moto_port}");
-    let dns = DnsResponder::start(Some(&moto_url)).await;
+    let moto = support::moto::moto();
+    let dns = DnsResponder::start(Some(&moto.url())).await;
     let pebble = Pebble::start(PebbleOptions {
         http_port: free_port(),
         tls_port: free_port(),
@@ -876,11 +751,21 @@ async fn dns01_issues_a_wildcard_certificate_through_route53() {
         .account(&acme::generate_account_key(), &[])
         .await
         .expect("account");
-    let solver = TxtSolver {
-        route53: Route53::create_zone(moto_port, "dns.acme.test").await,
-        values: Default::default(),
-        cleaned: AtomicUsize::new(0),
-    };
+    let route53 = moto.provider(50.0).await;
+    let parent = moto.create_zone(&route53, "acme.test", false).await;
+    let zone = moto.create_zone(&route53, "dns.acme.test", false).await;
+    let name = "_acme-challenge.dns.acme.test";
+    let theirs = RecordSet::new(name, RecordType::Txt, 300, vec!["\"theirs\"".into()]);
+    moto.put(&route53, &zone, std::slice::from_ref(&theirs))
+        .await;
+
+    let solver = acme::Dns01Solver::new(
+        &route53,
+        acme::Dns01Options {
+            poll: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+            ..acme::Dns01Options::default()
+        },
+    );
     let hosts = vec!["*.dns.acme.test".to_string(), "dns.acme.test".to_string()];
     let issued = acme::issue(
         &account,
@@ -893,16 +778,23 @@ async fn dns01_issues_a_wildcard_certificate_through_route53() {
     )
     .await
     .unwrap_or_else(|e| panic!("issue: {e}\npebble log:\n{}", pebble.peer.log_tail(30)));
-    assert_eq!(solver.cleaned.load(Ordering::SeqCst), 2);
-    assert!(
-        solver.values.lock().await.values().all(Vec::is_empty),
-        "every TXT value removed"
-    );
     verify_chain(
         &issued.chain_pem,
         &pebble.issuing_root().await,
         &["dns.acme.test", "any.dns.acme.test"],
     );
+    let txt = |records: Vec<RecordSet>| -> Vec<RecordSet> {
+        records
+            .into_iter()
+            .filter(|r| r.rtype == RecordType::Txt)
+            .collect()
+    };
+    assert_eq!(
+        txt(route53.list_records(&zone).await.unwrap()),
+        [theirs],
+        "our values removed, theirs kept"
+    );
+    assert!(txt(route53.list_records(&parent).await.unwrap()).is_empty());
 }
 
 /// The deadline ends an order whose answer never becomes visible, and the answer presented so
