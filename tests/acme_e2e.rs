@@ -490,10 +490,11 @@ async fn http01_waits_for_pebble_with_backoff_then_issues_serves_and_stores() {
 }
 
 /// Ingresses created while sluice runs: one validated with HTTP-01, one with TLS-ALPN-01
-/// (`sluice.io/acme-challenge`), each served within the deadline. Prints the time from the
-/// Ingress file written to the Pebble certificate served (docs/benchmarks.md).
+/// (`sluice.io/acme-challenge`), each served within the deadline (the time from the Ingress
+/// file written to the Pebble certificate served is printed; benches/acme_issue measures it).
+/// DNS-01 without a DNS provider fails clearly, before any validation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingresses_created_while_running_get_certificates_by_http01_and_tls_alpn01() {
+async fn ingresses_created_while_running_get_certificates_by_http01_and_tls_alpn01_not_dns01() {
     let _serial = SERIAL.lock().await;
     let (http, https) = (free_port(), free_port());
     let world = World::start(http, https, None, Some(0)).await;
@@ -531,6 +532,29 @@ async fn ingresses_created_while_running_get_certificates_by_http01_and_tls_alpn
         .is_some()
     );
     eprintln!("Ingress written -> Pebble certificate served: {times:?}");
+
+    // DNS-01 without a DNS provider: a clear failure before the CA is asked to validate.
+    world.write(
+        "dns.yaml",
+        &acme_ingress(
+            "dns",
+            "dns.acme.test",
+            "dns-tls",
+            &[("sluice.io/acme-challenge", "dns-01")],
+        ),
+    );
+    let failed = until(SLOW, "the dns-01 order to fail", || async {
+        diagnostics(&running, "CertificateOrderFailed")
+            .await
+            .into_iter()
+            .find(|d| d["object"] == json!("default/dns"))
+    })
+    .await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains("dns.acme.test") && message.contains("DNS provider"),
+        "{message}"
+    );
     running.shutdown(Duration::from_secs(5)).await;
 }
 

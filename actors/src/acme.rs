@@ -184,6 +184,14 @@ impl ChallengeSolver for LocalSolver {
         answer: &'a ChallengeAnswer,
     ) -> BoxFuture<'a, Result<(), SolverError>> {
         Box::pin(async move {
+            // Before the CA is asked to validate: a failed validation would count against the
+            // CA's limits.
+            if answer.shared().is_none() {
+                return Err(SolverError(format!(
+                    "{} answers need a DNS provider (--dns-provider)",
+                    answer.kind()
+                )));
+            }
             self.0.rcu(|c| {
                 let mut c = Challenges::clone(c);
                 c.insert(answer);
