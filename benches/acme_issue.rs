@@ -10,6 +10,8 @@
 //! verifies against Pebble's issuing root. Prints p50, p90 and max.
 //!
 //! Run: `cargo bench --bench acme_issue` (installs Pebble and dnslib on first run).
+//! `ACME_BENCH_POLL_MS=N` starts the polling of authorizations and orders at N ms instead of
+//! the default 500 ms (`OrderOptions::poll`), to see what the polling costs.
 
 #![allow(dead_code, reason = "the bench uses part of the test support")]
 
@@ -125,12 +127,20 @@ fn main() {
         let mut opts = RunOptions::new(&manifests);
         opts.http_addr = SocketAddr::from(([127, 0, 0, 1], http));
         opts.https_addr = SocketAddr::from(([127, 0, 0, 1], https));
-        opts.acme = Some(AcmeSettings {
+        let mut acme = AcmeSettings {
             server: pebble.directory_url(),
             ca_file: Some(ca),
             storage: work.path().join("acme"),
             ..AcmeSettings::new("bench@acme.test")
-        });
+        };
+        if let Some(ms) = std::env::var("ACME_BENCH_POLL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            acme.order.poll.min = Duration::from_millis(ms);
+        }
+        let poll = acme.order.poll.min;
+        opts.acme = Some(acme);
         let running = run::start(opts).await.expect("sluice starts");
         running
             .wait_reload(0, Duration::from_secs(10))
@@ -141,7 +151,7 @@ fn main() {
             .unwrap();
 
         println!(
-            "Ingress written -> Pebble certificate served ({rounds} rounds each, standalone mode, debounce 50 ms)"
+            "Ingress written -> Pebble certificate served ({rounds} rounds each, standalone mode, debounce 50 ms, first poll after {poll:?})"
         );
         println!("| challenge | p50 | p90 | max | min |");
         println!("| --- | --- | --- | --- | --- |");
