@@ -15,6 +15,7 @@
 //! 2-core machine validates more reliably one order at a time.
 //!
 //! Pebble (Debian) and dnslib (PyPI, in the test virtualenv) are installed on first use.
+//! `SLUICE_TEST_LOG=1` prints sluice's logs (with `RUST_LOG` as usual).
 
 mod support;
 
