@@ -22,7 +22,6 @@ mod support;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls::client::danger::ServerCertVerifier as _;
@@ -711,10 +710,11 @@ async fn a_secret_not_created_by_sluice_is_never_overwritten() {
 // ---------------------------------------------------------------------------------------------
 
 /// A TCP forwarder to `target` that holds every connection until opened (the CA's validation
-/// request stays in flight: an order is mid-way for as long as the test wants).
+/// request stays in flight: an order is mid-way for as long as the test wants). It records the
+/// path of each request it holds: one challenge token per order.
 struct Gate {
     port: u16,
-    held: Arc<AtomicUsize>,
+    paths: Arc<std::sync::Mutex<Vec<String>>>,
     open: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -727,16 +727,31 @@ impl Drop for Gate {
 
 impl Gate {
     async fn start(target: u16) -> Gate {
+        use tokio::io::AsyncReadExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let held = Arc::new(AtomicUsize::new(0));
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (open, _) = tokio::sync::watch::channel(false);
-        let (h, o) = (held.clone(), open.clone());
+        let (p, o) = (paths.clone(), open.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                h.fetch_add(1, Ordering::SeqCst);
-                let mut rx = o.subscribe();
+                let (paths, mut rx) = (p.clone(), o.subscribe());
                 tokio::spawn(async move {
+                    // The request head, to learn its path; forwarded as it is later.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let path = String::from_utf8_lossy(&head)
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    paths.lock().unwrap().push(path);
                     if rx.wait_for(|open| *open).await.is_err() {
                         return;
                     }
@@ -746,20 +761,30 @@ impl Gate {
                         let _ = client.shutdown().await;
                         return;
                     };
+                    if upstream.write_all(&head).await.is_err() {
+                        return;
+                    }
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 });
             }
         });
         Gate {
             port,
-            held,
+            paths,
             open,
             task,
         }
     }
 
-    fn held(&self) -> usize {
-        self.held.load(Ordering::SeqCst)
+    /// The distinct request paths held so far (one per challenge token), in order.
+    fn tokens(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for p in self.paths.lock().unwrap().iter() {
+            if !seen.contains(p) {
+                seen.push(p.clone());
+            }
+        }
+        seen
     }
 }
 
@@ -799,10 +824,11 @@ async fn the_acme_actor_crashed_mid_order_completes_without_a_second_account() {
     );
     let running = world.sluice(true).await;
 
-    until(SLOW, "Pebble's validation request held", || async {
-        (gate.held() > 0).then_some(())
+    let first = until(SLOW, "Pebble's validation request held", || async {
+        gate.tokens().first().cloned()
     })
     .await;
+    assert!(first.starts_with("/.well-known/acme-challenge/"), "{first}");
     let account = account_url(&running).await;
     assert!(account.is_string(), "the account is known mid-order");
 
@@ -816,10 +842,10 @@ async fn the_acme_actor_crashed_mid_order_completes_without_a_second_account() {
             .then_some(())
     })
     .await;
-    // The restarted actor orders again; crash it in its task while that order is validated.
-    let seen = gate.held();
+    // The restarted actor orders again (a new token); crash it in its task while that order is
+    // validated.
     until(SLOW, "the next order's validation request held", || async {
-        (gate.held() > seen).then_some(())
+        (gate.tokens().len() >= 2).then_some(())
     })
     .await;
     let (status, body) = support::request(
