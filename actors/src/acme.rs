@@ -42,7 +42,7 @@ use sluice::cluster::object_ref;
 use sluice::model::{Diagnostic, ObjectRef};
 use tokio::sync::watch;
 
-use crate::topics::Desired;
+use crate::topics::{AcmeReport, AcmeReportTopic, CertReport, Desired, IssuedTopic};
 use crate::worker::{Ctx, NoMsg, Worker};
 
 /// How long a Secret write may take before it counts as failed.
@@ -83,33 +83,6 @@ pub enum AcmeStorage {
     },
 }
 
-/// One managed certificate, as `/api/certificates` shows it.
-#[derive(Clone, Debug)]
-pub struct CertReport {
-    /// What is wanted.
-    pub wanted: WantedCert,
-    /// Its state.
-    pub managed: ManagedCert,
-}
-
-/// What the ACME actor publishes: the certificates it manages, their diagnostics, the account.
-#[derive(Clone, Debug, Default)]
-pub struct AcmeReport {
-    /// The ACME directory URL.
-    pub directory_url: String,
-    /// The account URL, once known.
-    pub account: Option<String>,
-    /// Every managed certificate, by Secret.
-    pub certificates: Vec<CertReport>,
-    /// Requests that cannot be served and failed orders (about Ingresses: they become Events).
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-/// The latest [`AcmeReport`].
-pub type AcmeReportTopic = watch::Sender<Arc<AcmeReport>>;
-/// Certificates issued in standalone mode (Secrets the router adds to the source state).
-pub type IssuedTopic = watch::Sender<Arc<Vec<Secret>>>;
-
 /// What the ACME actor uses.
 #[derive(Clone)]
 pub struct AcmeArgs {
@@ -121,7 +94,7 @@ pub struct AcmeArgs {
     pub challenges: ChallengesHandle,
     /// The desired topic.
     pub desired: watch::Receiver<Option<Arc<Desired>>>,
-    /// The leader topic (always true in standalone mode).
+    /// The leader topic (true for good in standalone mode).
     pub leader: watch::Receiver<bool>,
     /// Where the report is published.
     pub report: AcmeReportTopic,
@@ -477,9 +450,6 @@ impl Orders {
     async fn run(mut self) {
         let mut desired_rx = self.desired.clone();
         let mut leader_rx = self.leader.clone();
-        // Standalone mode's leader topic is a constant whose sender is gone: its value holds,
-        // and a closed channel is not a reason to end.
-        let mut leader_changes = true;
         loop {
             if let Some(d) = desired_rx.borrow_and_update().clone() {
                 self.plan(&d);
@@ -503,7 +473,7 @@ impl Orders {
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 r = desired_rx.changed() => if r.is_err() { return },
-                r = leader_rx.changed(), if leader_changes => leader_changes = r.is_ok(),
+                r = leader_rx.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(wake) => {}
             }
         }

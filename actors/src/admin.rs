@@ -47,7 +47,7 @@ pub struct AdminArgs {
     /// `/api/diagnostics`.
     pub cert_diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
     /// `/api/certificates` and `/api/diagnostics`.
-    pub acme: watch::Receiver<Arc<crate::acme::AcmeReport>>,
+    pub acme: watch::Receiver<Arc<crate::topics::AcmeReport>>,
     /// Chaos routes enabled.
     pub chaos: bool,
 }

@@ -234,7 +234,8 @@ impl Running {
         self.tracker.open()
     }
 
-    /// True while this instance holds the leader Lease (`--kube` only).
+    /// True while this instance holds the leader Lease (always, in standalone mode: the one
+    /// process is the only writer).
     pub fn is_leader(&self) -> bool {
         *self.topics.leader.borrow()
     }
@@ -423,11 +424,7 @@ impl Runtime {
     }
 
     fn acme(&self, config: &Arc<AcmeConfig>, storage: &AcmeStorage) -> ChildSpec {
-        // Standalone: one process, always the leader.
-        let leader = match self.mode {
-            Mode::Standalone { .. } => watch::channel(true).1,
-            Mode::Kube { .. } => self.topics.leader.subscribe(),
-        };
+        let leader = self.topics.leader.subscribe();
         let args = AcmeArgs {
             config: config.clone(),
             storage: storage.clone(),
@@ -552,6 +549,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         );
     }
     let topics = Arc::new(Topics::default());
+    if let Mode::Standalone { .. } = mode {
+        // One process, no Lease: it is the only writer (ACME, DNS) and leads for good.
+        topics.leader.send_replace(true);
+    }
     let acme = match &opts.acme {
         None => None,
         Some(settings) => Some(acme_setup(settings, &mode, &topics)?),

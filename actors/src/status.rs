@@ -112,7 +112,7 @@ pub struct StatusArgs {
     /// The leader topic.
     pub leader: watch::Receiver<bool>,
     /// The ACME report (its diagnostics become Events too).
-    pub acme: watch::Receiver<Arc<crate::acme::AcmeReport>>,
+    pub acme: watch::Receiver<Arc<crate::topics::AcmeReport>>,
 }
 
 /// The status actor.

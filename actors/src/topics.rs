@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Secret;
+use sluice::acme::{ManagedCert, WantedCert};
 use sluice::model::Diagnostic;
 use sluice::source::manifests::Loaded;
 use sluice::translate::Translation;
@@ -34,8 +36,33 @@ pub type CertDiagnosticsTopic = watch::Sender<Arc<Vec<Diagnostic>>>;
 /// True while this replica holds the leader Lease (leader -> status, DNS, ACME).
 pub type LeaderTopic = watch::Sender<bool>;
 
-/// The ACME actor's report (certificates, account, diagnostics).
-pub type AcmeTopic = crate::acme::AcmeReportTopic;
+
+/// One managed certificate, as `/api/certificates` shows it.
+#[derive(Clone, Debug)]
+pub struct CertReport {
+    /// What is wanted.
+    pub wanted: WantedCert,
+    /// Its state.
+    pub managed: ManagedCert,
+}
+
+/// What the ACME actor publishes: the certificates it manages, their diagnostics, the account.
+#[derive(Clone, Debug, Default)]
+pub struct AcmeReport {
+    /// The ACME directory URL.
+    pub directory_url: String,
+    /// The account URL, once known.
+    pub account: Option<String>,
+    /// Every managed certificate, by Secret.
+    pub certificates: Vec<CertReport>,
+    /// Requests that cannot be served and failed orders (about Ingresses: they become Events).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The latest [`AcmeReport`].
+pub type AcmeReportTopic = watch::Sender<Arc<AcmeReport>>;
+/// Certificates issued in standalone mode (Secrets the router adds to the source state).
+pub type IssuedTopic = watch::Sender<Arc<Vec<Secret>>>;
 
 /// Every topic, created once by the runtime.
 #[derive(Debug)]
@@ -50,10 +77,10 @@ pub struct Topics {
     pub leader: LeaderTopic,
     /// Number of configurations published (router -> tests, demo).
     pub reloads: watch::Sender<u64>,
-    /// See [`AcmeTopic`] (acme -> status, admin).
-    pub acme: AcmeTopic,
+    /// See [`AcmeReportTopic`] (acme -> status, admin).
+    pub acme: AcmeReportTopic,
     /// Certificates issued in standalone mode (acme -> router).
-    pub acme_issued: crate::acme::IssuedTopic,
+    pub acme_issued: IssuedTopic,
 }
 
 impl Default for Topics {
