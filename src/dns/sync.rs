@@ -152,6 +152,9 @@ pub struct SyncReport {
     pub quarantined: Vec<GroupFailure>,
     /// Record sets per zone in scope, as read.
     pub records_per_zone: Vec<(Zone, usize)>,
+    /// The zones in scope with their record sets, as read before applying (for inspection:
+    /// [`crate::dns::records_view`]).
+    pub current: Vec<ZoneRecords>,
     /// Set when the sync stopped applying early (throttled or failing for every attempt).
     pub incomplete: Option<ProviderError>,
     /// True when nothing was written on purpose.
@@ -296,6 +299,7 @@ pub async fn sync(
         apply_plan(provider, &plan, options, state, &mut report).await;
     }
     report.plan = plan;
+    report.current = current;
     report.calls = calls_since(&calls_before, &provider.calls());
     Ok(report)
 }

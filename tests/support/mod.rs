@@ -385,8 +385,8 @@ pub async fn echo_through(io: &mut Tunnel, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 pub mod fake_apiserver;
-pub mod pebble;
 pub mod moto;
+pub mod pebble;
 pub mod peers;
 pub mod tls_client;
 
