@@ -1,18 +1,25 @@
 //! `sluice check DIR`: load a folder of manifests, print the compiled routes and every
-//! diagnostic.
+//! diagnostic; with `--dns-provider memory --txt-owner-id X`, also the DNS records a first sync
+//! would create (planned against empty in-memory zones: the `--dns-memory-zone`s, else one per
+//! domain of the wanted names).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use sluice::dns::{Change, ZoneRecords};
 use sluice::model::{HostMatch, Route};
 use sluice::routing::RoutingTable;
 use sluice::source::manifests::{Loaded, load_dir};
 use sluice::translate::{Options, Translation, translate};
 
+use crate::dns::DnsConfig;
+use crate::run::{DnsProviderKind, DnsSettings};
+
 /// Runs the check and prints the report to stdout. Exit code 1 when any file failed to parse
-/// or any diagnostic is an error, 2 when the folder cannot be read at all.
-pub fn run(dir: &Path, options: &Options) -> ExitCode {
+/// or any diagnostic is an error, 2 when the folder cannot be read at all or the DNS settings
+/// are not usable offline.
+pub fn run(dir: &Path, options: &Options, dns: Option<&DnsSettings>) -> ExitCode {
     if !dir.is_dir() {
         eprintln!(
             "sluice check: {} is not a folder; pass the folder that holds your manifests",
@@ -20,11 +27,34 @@ pub fn run(dir: &Path, options: &Options) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let dns_plan = match dns.map(DnsSettings::config).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice check: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let loaded = load_dir(dir);
     let translation = translate(&loaded.state, options);
     let table = RoutingTable::compile(&translation.model);
     print!("{}", report(dir, &loaded, &translation, &table));
-    if loaded.errors.is_empty() && !translation.has_errors() {
+    let mut dns_errors = 0;
+    if let (Some(settings), Some(config)) = (dns, &dns_plan) {
+        let zones = match &settings.provider {
+            DnsProviderKind::Memory { zones } => zones.clone(),
+            DnsProviderKind::Route53(_) => {
+                eprintln!(
+                    "sluice check: plans DNS records offline only: use --dns-provider memory \
+                     (with --dns-memory-zone for your zones)"
+                );
+                return ExitCode::from(2);
+            }
+        };
+        let (text, errors) = dns_report(&loaded, &translation, config, &zones);
+        print!("{text}");
+        dns_errors = errors;
+    }
+    if loaded.errors.is_empty() && !translation.has_errors() && dns_errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -124,6 +154,117 @@ pub fn report(
     }
     let _ = writeln!(out, "{errors} error(s), {warnings} warning(s)");
     out
+}
+
+/// The zone a name goes to when no zone is given: its last two labels (`example.com` for
+/// `www.example.com`; a wildcard's star is not a label of the zone).
+fn default_zone(name: &str) -> String {
+    let labels: Vec<&str> = name.split('.').filter(|l| *l != "*").collect();
+    labels[labels.len().saturating_sub(2)..].join(".")
+}
+
+/// The DNS section: the records a first sync would write into empty zones (the given ones,
+/// else one per domain of the wanted names), and the DNS diagnostics; with the number of
+/// error diagnostics.
+pub fn dns_report(
+    loaded: &Loaded,
+    translation: &Translation,
+    config: &DnsConfig,
+    zones: &[String],
+) -> (String, usize) {
+    let mut out = String::new();
+    let desired =
+        sluice::dns::desired(&loaded.state, &translation.model.ingresses, &config.desired);
+    let mut names: Vec<String> = zones
+        .iter()
+        .map(|z| sluice::dns::name::normalize(z))
+        .collect();
+    let given = !names.is_empty();
+    if !given {
+        names = desired
+            .records
+            .iter()
+            .map(|r| default_zone(&r.name))
+            .collect();
+    }
+    names.sort();
+    names.dedup();
+    let current: Vec<ZoneRecords> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ZoneRecords {
+            zone: sluice::dns::Zone::new(&format!("MEM{}", i + 1), n, false),
+            records: Vec::new(),
+        })
+        .collect();
+    let sync = &config.sync;
+    let plan = sluice::dns::plan(
+        &desired.records,
+        &current,
+        &sync.registry,
+        sync.policy,
+        &sync.filters,
+    );
+    let _ = writeln!(
+        out,
+        "\nDNS: {} record(s) wanted; owner id {:?}, policy {}; {} zone(s) {}: {}",
+        desired.records.len(),
+        sync.registry.owner_id(),
+        sync.policy,
+        names.len(),
+        if given {
+            "given"
+        } else {
+            "from the wanted names"
+        },
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    let rows: Vec<[String; 7]> = plan
+        .groups()
+        .flat_map(|(zone, g)| {
+            g.changes.iter().map(move |c: &Change| {
+                let r = &c.record;
+                let value = match &r.alias {
+                    Some(a) => format!("ALIAS {} ({})", a.dns_name, a.hosted_zone_id),
+                    None => r.values.join(" "),
+                };
+                [
+                    zone.name.clone(),
+                    r.name.clone(),
+                    r.rtype.to_string(),
+                    r.ttl.map_or_else(|| "-".to_string(), |t| t.to_string()),
+                    value,
+                    c.action.to_string(),
+                    g.resources.join(","),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No DNS records would be created.\n");
+    } else {
+        table_out(
+            &mut out,
+            ["ZONE", "NAME", "TYPE", "TTL", "VALUE", "ACTION", "OBJECT"],
+            &rows,
+        );
+    }
+    let mut diagnostics = desired.diagnostics;
+    diagnostics.extend(plan.diagnostics());
+    for d in &diagnostics {
+        let _ = writeln!(out, "{}: {} [{}]", d.severity.as_str(), d, d.reason);
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let _ = writeln!(
+        out,
+        "{errors} DNS error(s), {} DNS warning(s)",
+        diagnostics.len() - errors
+    );
+    (out, errors)
 }
 
 fn tier(h: &HostMatch) -> u8 {

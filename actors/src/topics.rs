@@ -37,6 +37,9 @@ pub type LeaderTopic = watch::Sender<bool>;
 /// The ACME actor's report (certificates, account, diagnostics).
 pub type AcmeTopic = crate::acme::AcmeReportTopic;
 
+/// The DNS actor's report (zones, records, last sync, diagnostics).
+pub type DnsTopic = crate::dns::DnsReportTopic;
+
 /// Every topic, created once by the runtime.
 #[derive(Debug)]
 pub struct Topics {
@@ -48,12 +51,16 @@ pub struct Topics {
     pub cert_diagnostics: CertDiagnosticsTopic,
     /// See [`LeaderTopic`].
     pub leader: LeaderTopic,
+    /// Always true: what standalone writers (DNS, ACME) read instead of [`Topics::leader`].
+    pub standalone_leader: LeaderTopic,
     /// Number of configurations published (router -> tests, demo).
     pub reloads: watch::Sender<u64>,
     /// See [`AcmeTopic`] (acme -> status, admin).
     pub acme: AcmeTopic,
     /// Certificates issued in standalone mode (acme -> router).
     pub acme_issued: crate::acme::IssuedTopic,
+    /// See [`DnsTopic`] (dns -> status, admin).
+    pub dns: DnsTopic,
 }
 
 impl Default for Topics {
@@ -63,9 +70,11 @@ impl Default for Topics {
             desired: watch::channel(None).0,
             cert_diagnostics: watch::channel(Arc::new(Vec::new())).0,
             leader: watch::channel(false).0,
+            standalone_leader: watch::channel(true).0,
             reloads: watch::channel(0).0,
             acme: watch::channel(Arc::default()).0,
             acme_issued: watch::channel(Arc::default()).0,
+            dns: watch::channel(Arc::default()).0,
         }
     }
 }

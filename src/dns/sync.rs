@@ -171,7 +171,9 @@ impl SyncReport {
     }
 
     /// Warnings for every rejected or quarantined group, on each object in it (the field is
-    /// the record name), plus the plan's own diagnostics.
+    /// the record name), plus the plan's own diagnostics. The text does not change from one
+    /// sync to the next while the problem stays the same (no countdown), so callers can report
+    /// each once; the retry time is in [`GroupFailure::retry_in`].
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         let mut out = self.plan.diagnostics();
         for f in self.failures.iter().chain(&self.quarantined) {
@@ -183,10 +185,9 @@ impl SyncReport {
                         &obj,
                         f.name.clone(),
                         format!(
-                            "the DNS provider rejected this record's changes ({}); retried \
-                             alone, next in {}s",
-                            f.error,
-                            f.retry_in.as_secs()
+                            "the DNS provider rejected this record's changes ({}); they are \
+                             retried alone with backoff while every other record is written",
+                            f.error
                         ),
                     ));
                 }
