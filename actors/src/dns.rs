@@ -213,6 +213,9 @@ pub struct DnsArgs {
     pub leader: watch::Receiver<bool>,
     /// Where the report is published.
     pub report: DnsReportTopic,
+    /// The provider's call counts already added to `sluice_dns_api_calls_total` (one per
+    /// provider, kept across restarts of the actor).
+    pub calls_exported: Arc<std::sync::Mutex<CallCounts>>,
 }
 
 /// The DNS actor.
@@ -268,7 +271,8 @@ pub fn describe_metrics() {
     ] {
         metrics::counter!("sluice_dns_api_calls_total", "operation" => op).increment(0);
     }
-    metrics::gauge!("sluice_dns_last_sync_timestamp_seconds").set(0.0);
+    // Created at 0, never reset: a restart of the actor keeps the last sync's time.
+    metrics::gauge!("sluice_dns_last_sync_timestamp_seconds").increment(0.0);
 }
 
 /// The provider, with every write checked against the leader topic right before it is sent.
@@ -337,6 +341,7 @@ struct Syncer {
     desired_rx: watch::Receiver<Option<Arc<Desired>>>,
     leader_rx: watch::Receiver<bool>,
     report_tx: DnsReportTopic,
+    calls_exported: Arc<std::sync::Mutex<CallCounts>>,
     state: SyncState,
     /// The desired records, once a translation arrived.
     records: Option<Vec<Record>>,
@@ -360,6 +365,7 @@ impl Syncer {
             desired_rx: args.desired,
             leader_rx: args.leader,
             report_tx: args.report,
+            calls_exported: args.calls_exported,
             state: SyncState::new(),
             records: None,
             desired_diagnostics: Vec::new(),
@@ -378,6 +384,7 @@ impl Syncer {
         let mut was_leader = false;
         // A closed leader topic keeps its last value (a fixed writer).
         let mut leader_open = true;
+        let mut desired_changed = true;
         loop {
             let leader = *self.leader_rx.borrow_and_update();
             if leader && !was_leader {
@@ -386,7 +393,8 @@ impl Syncer {
                 schedule.request(Instant::now());
             }
             was_leader = leader;
-            if self.desired_rx.has_changed().unwrap_or(false) || self.records.is_none() {
+            if desired_changed || self.records.is_none() {
+                desired_changed = false;
                 let fresh = self.desired_rx.borrow_and_update().clone();
                 if let Some(d) = fresh
                     && self.update_desired(&d)
@@ -405,11 +413,27 @@ impl Syncer {
             }
             .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
-                r = self.desired_rx.changed() => if r.is_err() { return },
+                r = self.desired_rx.changed() => match r {
+                    Ok(()) => desired_changed = true,
+                    Err(_) => return,
+                },
                 r = self.leader_rx.changed(), if leader_open => leader_open = r.is_ok(),
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Adds the provider's calls made since the last export to `sluice_dns_api_calls_total`.
+    fn export_calls(&self) {
+        let now = self.provider.calls();
+        let mut exported = self
+            .calls_exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (op, n) in sluice::dns::provider::calls_since(&exported, &now) {
+            metrics::counter!("sluice_dns_api_calls_total", "operation" => op).increment(n);
+        }
+        *exported = now;
     }
 
     /// Recomputes the desired records; true when they changed.
@@ -439,10 +463,7 @@ impl Syncer {
         };
         let result = sync(&gate, &records, &self.config.sync, &mut self.state).await;
         let now = Instant::now();
-        let calls_total = self.provider.calls();
-        for (op, n) in &calls_total {
-            metrics::counter!("sluice_dns_api_calls_total", "operation" => *op).absolute(*n);
-        }
+        self.export_calls();
         let (sync_result, outcome, applied, calls, batches) = match result {
             Err(e) => {
                 metrics::counter!("sluice_dns_errors_total", "reason" => error_reason(&e))

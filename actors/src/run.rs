@@ -555,6 +555,7 @@ impl Runtime {
             desired: self.topics.desired.subscribe(),
             leader,
             report: self.topics.dns.clone(),
+            calls_exported: Arc::default(),
         };
         ChildSpec::new("dns", Restart::Permanent, move || (Dns, args.clone()))
     }
