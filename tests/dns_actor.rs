@@ -314,6 +314,88 @@ async fn a_dry_run_plans_and_writes_nothing() {
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_record_is_quarantined_reported_and_the_rest_lands() {
+    let m = moto();
+    let direct = m.provider(100.0).await;
+    let name = unique("reject");
+    let zone = m.create_zone(&direct, &name, false).await;
+    let gate = Gate::start(m).await;
+    // The first write waits while another writer creates the very record sluice is about to
+    // create (moto, unlike Route53, only rejects a CREATE of an identical record set).
+    gate.hold_change_before(1);
+    let dir = tempfile::tempdir().unwrap();
+    for h in ["good", "bad"] {
+        write_atomic(
+            &dir.path().join(format!("{h}.yaml")),
+            &ingress(
+                h,
+                &format!("{h}.{name}"),
+                &[("/", "Prefix", "web", 80)],
+                &[],
+            ),
+        );
+    }
+    let running = start(dir.path(), settings(&gate, &zone, &["192.0.2.10"])).await;
+    gate.wait_held(DEADLINE).await;
+    let bad = format!("bad.{name}");
+    m.put(
+        &direct,
+        &zone,
+        &[RecordSet::new(
+            &bad,
+            RecordType::A,
+            300,
+            vec!["192.0.2.10".into()],
+        )],
+    )
+    .await;
+    gate.release();
+    until_report(&running, DEADLINE, "a quarantined group", |r| {
+        !r.quarantined.is_empty()
+    })
+    .await;
+    let rows = table(m, &direct, &zone).await;
+    assert!(
+        rows.contains(&format!("good.{name} A 192.0.2.10")),
+        "{rows:#?}"
+    );
+    assert!(rows.contains(&format!(
+        "a-good.{name} TXT {}",
+        owned("ingress/default/good")
+    )));
+    assert!(!rows.iter().any(|r| r.starts_with(&format!("a-bad.{name}"))));
+    let body = get_json(&running, "/api/dns").await;
+    assert_eq!(body["lastSync"]["result"], json!("partial"), "{body:#}");
+    assert_eq!(body["lastSync"]["applied"]["create"], json!(2));
+    let q = &body["quarantined"][0];
+    assert_eq!(q["name"], json!(bad));
+    assert_eq!(q["resources"], json!(["ingress/default/bad"]));
+    assert_eq!(q["failures"], json!(1));
+    assert!(
+        q["error"].as_str().unwrap().contains("already exists"),
+        "{q}"
+    );
+    assert!(q["retryAt"].as_f64().unwrap() > body["lastSync"]["at"].as_f64().unwrap());
+    assert_eq!(body["pendingTotal"], json!(2), "the bad record and its TXT");
+    let rejected =
+        |d: &Value| d["reason"] == json!("DnsRejected") && d["object"] == json!("default/bad");
+    assert!(
+        body["diagnostics"].as_array().unwrap().iter().any(rejected),
+        "{body:#}"
+    );
+    let diags = get_json(&running, "/api/diagnostics").await;
+    assert!(diags.as_array().unwrap().iter().any(rejected), "{diags:#}");
+    let text = metrics(&running).await;
+    assert!(series(&text, "sluice_dns_errors_total{reason=\"rejected\"}").unwrap() >= 1.0);
+    // One call for both, then the halves: the good group alone, the bad one alone.
+    let changes = gate.changes();
+    assert_eq!(changes.len(), 3, "{changes:#?}");
+    assert_ne!(changes[0].status, 200);
+    assert_eq!(running.tree.restarts("dns"), 0, "a rejection is no crash");
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
 /// An Ingress with `hosts` rules (all to Service `web`).
 fn bulk_ingress(name: &str, hosts: &[String]) -> String {
     let mut y = format!(

@@ -790,3 +790,112 @@ fn error_reason(e: &sluice::dns::SyncError) -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice::dns::{
+        Filters, GroupFailure, Record, RecordType, Registry, RegistryOptions, SyncReport, Zone,
+        ZoneRecords,
+    };
+
+    use super::{after_apply, pending_changes};
+
+    fn want(host: &str) -> Record {
+        Record {
+            name: host.into(),
+            rtype: RecordType::A,
+            ttl: None,
+            targets: vec!["192.0.2.1".into()],
+            alias: None,
+            resource: format!("ingress/default/{host}"),
+        }
+    }
+
+    /// A report as a sync that applied everything but the `failed` host would make.
+    fn report(failed: Option<&str>) -> (SyncReport, Vec<Record>, Registry) {
+        let zone = Zone::new("Z1", "example.com", false);
+        let current = vec![ZoneRecords {
+            zone: zone.clone(),
+            records: Vec::new(),
+        }];
+        let registry = Registry::new(&RegistryOptions {
+            owner_id: "me".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let desired = vec![want("a.example.com"), want("b.example.com")];
+        let plan = sluice::dns::plan(
+            &desired,
+            &current,
+            &registry,
+            sluice::dns::Policy::Sync,
+            &Filters::default(),
+        );
+        let mut r = SyncReport {
+            current,
+            ..SyncReport::default()
+        };
+        r.applied.create = if failed.is_some() { 2 } else { 4 };
+        if let Some(name) = failed {
+            r.failures.push(GroupFailure {
+                zone,
+                name: name.into(),
+                resources: vec![],
+                error: "rejected".into(),
+                failures: 1,
+                retry_in: Duration::from_secs(10),
+            });
+        }
+        r.plan = plan;
+        (r, desired, registry)
+    }
+
+    #[test]
+    fn after_a_sync_the_applied_groups_are_in_the_zones_and_only_failures_pend() {
+        let (r, desired, registry) = report(Some("b.example.com"));
+        let after = after_apply(&r, sluice::dns::BatchLimits::default()).unwrap();
+        let names: Vec<&str> = after[0].records.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a-a.example.com", "a.example.com"]);
+        let replanned = sluice::dns::plan(
+            &desired,
+            &after,
+            &registry,
+            sluice::dns::Policy::Sync,
+            &Filters::default(),
+        );
+        let left: Vec<String> = replanned.groups().map(|(_, g)| g.name.clone()).collect();
+        assert_eq!(left, ["b.example.com"]);
+        let pending: Vec<String> = pending_changes(&r)
+            .iter()
+            .map(|c| c.record.name.clone())
+            .collect();
+        assert_eq!(pending, ["b.example.com", "a-b.example.com"]);
+
+        let (ok, _, _) = report(None);
+        assert_eq!(
+            after_apply(&ok, Default::default()).unwrap()[0]
+                .records
+                .len(),
+            4
+        );
+        assert!(pending_changes(&ok).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_assumed_applied_after_a_dry_run_or_an_early_stop() {
+        let (mut r, _, _) = report(None);
+        r.dry_run = true;
+        assert!(after_apply(&r, Default::default()).is_none());
+        assert_eq!(pending_changes(&r).len(), 4);
+        r.dry_run = false;
+        r.incomplete = Some(sluice::dns::ProviderError::Throttled {
+            operation: "ChangeResourceRecordSets",
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+        });
+        assert!(after_apply(&r, Default::default()).is_none());
+        assert_eq!(pending_changes(&r).len(), 4);
+    }
+}

@@ -239,8 +239,10 @@ impl Logged {
 struct GateState {
     log: Vec<Logged>,
     changes: usize,
-    /// Hold the response of this change request (1-based), once moto has applied it.
+    /// Hold this change request (1-based): its response once moto has applied it, or (with
+    /// `hold_before`) the request before moto sees it.
     hold_at: Option<usize>,
+    hold_before: bool,
     held: bool,
     released: bool,
 }
@@ -283,6 +285,21 @@ impl Gate {
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await?.to_bytes();
+                            let is_change = parts.method == http::Method::POST
+                                && parts.uri.path().contains("/rrset");
+                            let hold_first = {
+                                let mut s = g.state.lock().unwrap();
+                                let hold =
+                                    is_change && s.hold_before && s.hold_at == Some(s.changes + 1);
+                                if hold {
+                                    s.held = true;
+                                }
+                                hold
+                            };
+                            if hold_first {
+                                g.wake.notify_waiters();
+                                g.wait_release().await;
+                            }
                             let up = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
                                 .await
                                 .expect("connect to moto");
@@ -304,7 +321,7 @@ impl Gate {
                                 let mut s = g.state.lock().unwrap();
                                 let hold = logged.is_change() && {
                                     s.changes += 1;
-                                    s.hold_at == Some(s.changes)
+                                    !s.hold_before && s.hold_at == Some(s.changes)
                                 };
                                 s.log.push(logged);
                                 if hold {
@@ -314,13 +331,7 @@ impl Gate {
                             };
                             g.wake.notify_waiters();
                             if hold {
-                                loop {
-                                    let notified = g.wake.notified();
-                                    if g.state.lock().unwrap().released {
-                                        break;
-                                    }
-                                    notified.await;
-                                }
+                                g.wait_release().await;
                             }
                             Ok::<_, hyper::Error>(http::Response::from_parts(
                                 rparts,
@@ -356,7 +367,24 @@ impl Gate {
         self.state.lock().unwrap().hold_at = Some(n);
     }
 
-    /// Waits until a response is held, at most `within`.
+    /// Holds the `n`-th change request (1-based) before moto sees it, until [`Gate::release`].
+    pub fn hold_change_before(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.hold_at = Some(n);
+        s.hold_before = true;
+    }
+
+    async fn wait_release(&self) {
+        loop {
+            let notified = self.wake.notified();
+            if self.state.lock().unwrap().released {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until a request or response is held, at most `within`.
     pub async fn wait_held(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
