@@ -316,3 +316,80 @@ fn table_out<const N: usize>(out: &mut String, header: [&str; N], rows: &[[Strin
         line(out, std::array::from_fn(|i| row[i].as_str()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEB: &str = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: www.example.com
+  - host: api.example.org
+";
+
+    fn check(zones: &[&str]) -> (String, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+        let loaded = load_dir(dir.path());
+        let translation = translate(&loaded.state, &Options::default());
+        let zones: Vec<String> = zones.iter().map(|z| (*z).to_owned()).collect();
+        let mut settings = DnsSettings::new(
+            DnsProviderKind::Memory {
+                zones: zones.clone(),
+            },
+            "me",
+        );
+        settings.desired.publish = vec!["192.0.2.10".into()];
+        let config = settings.config().unwrap();
+        dns_report(&loaded, &translation, &config, &zones)
+    }
+
+    #[test]
+    fn dns_records_a_first_sync_would_create() {
+        let (out, errors) = check(&[]);
+        assert_eq!(errors, 0, "{out}");
+        assert!(
+            out.contains("2 zone(s) from the wanted names: example.com, example.org"),
+            "{out}"
+        );
+        let line = |name: &str, rtype: &str, value: &str| {
+            out.lines().any(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.get(1) == Some(&name)
+                    && cells.get(2) == Some(&rtype)
+                    && cells.get(4) == Some(&value)
+                    && cells.get(5) == Some(&"CREATE")
+            })
+        };
+        assert!(line("www.example.com", "A", "192.0.2.10"), "{out}");
+        assert!(line("api.example.org", "A", "192.0.2.10"), "{out}");
+        assert!(
+            line(
+                "a-www.example.com",
+                "TXT",
+                "\"heritage=external-dns,external-dns/owner=me,external-dns/resource=ingress/default/web\""
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn names_outside_the_given_zones_are_reported() {
+        let (out, errors) = check(&["example.com"]);
+        assert_eq!(errors, 0);
+        assert!(out.contains("1 zone(s) given: example.com"), "{out}");
+        assert!(out.contains("www.example.com"), "{out}");
+        assert!(
+            out.contains(
+                "warning: default/web: api.example.org: no A record is written: no hosted zone in scope holds this name [DnsNotWritten]"
+            ),
+            "{out}"
+        );
+    }
+}
