@@ -751,7 +751,7 @@ async fn dns01_issues_a_wildcard_certificate_through_route53() {
         .account(&acme::generate_account_key(), &[])
         .await
         .expect("account");
-    let route53 = moto.provider(50.0).await;
+    let route53 = Arc::new(moto.provider(50.0).await);
     let parent = moto.create_zone(&route53, "acme.test", false).await;
     let zone = moto.create_zone(&route53, "dns.acme.test", false).await;
     let name = "_acme-challenge.dns.acme.test";
@@ -760,7 +760,7 @@ async fn dns01_issues_a_wildcard_certificate_through_route53() {
         .await;
 
     let solver = acme::Dns01Solver::new(
-        &route53,
+        route53.clone(),
         acme::Dns01Options {
             poll: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
             ..acme::Dns01Options::default()

@@ -34,11 +34,13 @@ use ractor::ActorProcessingErr;
 use sluice::acme::policy::RetryPolicy;
 use sluice::acme::wants::{order_failure_diagnostic, secret_not_owned_diagnostic};
 use sluice::acme::{
-    Account, AcmeClient, AcmeOptions, BoxFuture, CertState, ChallengeAnswer, ChallengeSolver,
-    Challenges, ChallengesHandle, FolderStore, ManagedCert, OrderError, OrderOptions, OrderRequest,
-    SharedAnswer, SolverError, WantedCert, issue, secrets, wanted_certificates,
+    Account, AcmeClient, AcmeOptions, BoxFuture, CertState, ChallengeAnswer, ChallengeKind,
+    ChallengeSolver, Challenges, ChallengesHandle, Dns01Options, Dns01Solver, FolderStore,
+    ManagedCert, OrderError, OrderOptions, OrderRequest, SharedAnswer, SolverError, WantedCert,
+    issue, secrets, wanted_certificates,
 };
 use sluice::cluster::object_ref;
+use sluice::dns::DnsProvider;
 use sluice::model::{Diagnostic, ObjectRef};
 use tokio::sync::watch;
 
@@ -100,6 +102,9 @@ pub struct AcmeArgs {
     pub report: AcmeReportTopic,
     /// Where standalone certificates are published.
     pub issued: IssuedTopic,
+    /// `--dns-provider`: DNS-01 answers are TXT values written through it (without one,
+    /// DNS-01 orders fail before the CA is asked to validate).
+    pub dns: Option<Arc<dyn DnsProvider>>,
 }
 
 /// The ACME actor.
@@ -143,8 +148,46 @@ impl Worker for Acme {
                 })
             }
         };
+        let solver = match &args.dns {
+            Some(provider) => Arc::new(ByKind {
+                dns01: Dns01Solver::new(provider.clone(), Dns01Options::default()),
+                other: solver,
+            }),
+            None => solver,
+        };
         ctx.spawn("orders", Orders::new(args, solver).run());
         Ok(())
+    }
+}
+
+/// DNS-01 answers through the DNS provider, the others as `other` serves them.
+struct ByKind {
+    dns01: Dns01Solver,
+    other: Arc<dyn ChallengeSolver>,
+}
+
+impl ByKind {
+    fn solver(&self, answer: &ChallengeAnswer) -> &dyn ChallengeSolver {
+        match answer.kind() {
+            ChallengeKind::Dns01 => &self.dns01,
+            ChallengeKind::Http01 | ChallengeKind::TlsAlpn01 => &*self.other,
+        }
+    }
+}
+
+impl ChallengeSolver for ByKind {
+    fn present<'a>(
+        &'a self,
+        answer: &'a ChallengeAnswer,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        self.solver(answer).present(answer)
+    }
+
+    fn cleanup<'a>(
+        &'a self,
+        answer: &'a ChallengeAnswer,
+    ) -> BoxFuture<'a, Result<(), SolverError>> {
+        self.solver(answer).cleanup(answer)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin actor and its HTTP endpoint: `/healthz`, `/readyz`, `/metrics` (Prometheus text),
 //! and a JSON API: `/api/routes` (the live table), `/api/actors` (the supervision tree),
-//! `/api/diagnostics`. With `--chaos`, `POST /debug/crash/{actor}` makes that actor panic in
+//! `/api/diagnostics`, `/api/certificates`, `/api/dns` (zones, records, last sync; records
+//! paged with `?limit=&offset=`). With `--chaos`, `POST /debug/crash/{actor}` makes that actor panic in
 //! its message handler, and `POST /debug/crash/{actor}?in=task` inside its background task.
 
 use std::convert::Infallible;
@@ -48,6 +49,8 @@ pub struct AdminArgs {
     pub cert_diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
     /// `/api/certificates` and `/api/diagnostics`.
     pub acme: watch::Receiver<Arc<crate::topics::AcmeReport>>,
+    /// `/api/dns` and `/api/diagnostics`.
+    pub dns: watch::Receiver<Arc<crate::topics::DnsReport>>,
     /// Chaos routes enabled.
     pub chaos: bool,
 }
@@ -128,6 +131,10 @@ async fn handle(
         (&Method::GET, "/api/actors") => json_reply(&args.tree.to_json()),
         (&Method::GET, "/api/diagnostics") => json_reply(&diagnostics(&args)),
         (&Method::GET, "/api/certificates") => json_reply(&certificates(&args)),
+        (&Method::GET, "/api/dns") => match Page::from_query(req.uri().query()) {
+            Ok(page) => json_reply(&dns(&args, &page)),
+            Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+        },
         (&Method::POST, p) if args.chaos && p.starts_with("/debug/crash/") => {
             let name = &p["/debug/crash/".len()..];
             let point = if req.uri().query() == Some("in=task") {
@@ -159,7 +166,7 @@ async fn handle(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors, /api/diagnostics or /api/certificates\n",
+            "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors, /api/diagnostics, /api/certificates or /api/dns\n",
         ),
     };
     Ok(resp)
@@ -304,5 +311,213 @@ fn diagnostics(args: &AdminArgs) -> serde_json::Value {
     }
     list.extend(args.cert_diagnostics.borrow().iter().map(diag_json));
     list.extend(args.acme.borrow().diagnostics.iter().map(diag_json));
+    list.extend(args.dns.borrow().diagnostics.iter().map(diag_json));
     serde_json::Value::Array(list)
+}
+
+/// Records per `/api/dns` page by default, and at most.
+const DNS_PAGE: usize = 500;
+const DNS_PAGE_MAX: usize = 5000;
+
+/// `?limit=N&offset=M&zone=NAME`.
+#[derive(Debug, PartialEq, Eq)]
+struct Page {
+    limit: usize,
+    offset: usize,
+    zone: Option<String>,
+}
+
+impl Page {
+    fn from_query(query: Option<&str>) -> Result<Page, String> {
+        let mut page = Page {
+            limit: DNS_PAGE,
+            offset: 0,
+            zone: None,
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = |what: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| format!("{what}={v:?} is not a number"))
+            };
+            match k {
+                "limit" => page.limit = number("limit")?.clamp(1, DNS_PAGE_MAX),
+                "offset" => page.offset = number("offset")?,
+                "zone" => page.zone = Some(v.trim_end_matches('.').to_ascii_lowercase()),
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: /api/dns takes limit (at most {DNS_PAGE_MAX}), offset and zone"
+                    ));
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+fn counts_json(c: &sluice::dns::ChangeCounts) -> serde_json::Value {
+    json!({"create": c.create, "upsert": c.upsert, "delete": c.delete})
+}
+
+fn zone_json(z: &sluice::dns::Zone) -> serde_json::Value {
+    json!({"id": z.id, "name": z.name, "private": z.private})
+}
+
+/// `/api/dns`: the DNS actor's report; records paged.
+fn dns(args: &AdminArgs, page: &Page) -> serde_json::Value {
+    let r = args.dns.borrow().clone();
+    if !r.enabled {
+        return json!({"enabled": false, "message": "DNS records are off (--dns-provider none)"});
+    }
+    let zones: Vec<serde_json::Value> = r
+        .zones
+        .iter()
+        .map(|z| {
+            json!({
+                "id": z.zone.id, "name": z.zone.name, "private": z.zone.private,
+                "records": z.records, "owned": z.owned, "foreign": z.foreign,
+            })
+        })
+        .collect();
+    let matches_zone = |v: &sluice::dns::RecordView| match &page.zone {
+        None => true,
+        Some(want) => v
+            .zone
+            .as_ref()
+            .is_some_and(|z| &z.name == want || &z.id == want),
+    };
+    let selected: Vec<&sluice::dns::RecordView> =
+        r.records.iter().filter(|v| matches_zone(v)).collect();
+    let items: Vec<serde_json::Value> = selected
+        .iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .map(|v| {
+            let (owner, owner_id) = match &v.owner {
+                None => (None, None),
+                Some(o) => (
+                    Some(o.label()),
+                    match o {
+                        sluice::dns::RecordOwner::Other(id) => Some(id.clone()),
+                        _ => None,
+                    },
+                ),
+            };
+            json!({
+                "zone": v.zone.as_ref().map(zone_json),
+                "name": v.name,
+                "type": v.rtype.as_str(),
+                "desired": v.desired,
+                "resources": v.resources,
+                "current": v.current,
+                "owner": owner,
+                "ownerId": owner_id,
+                "ownerResource": v.owner_resource,
+                "pending": v.pending.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "blocked": v.blocked.as_ref().map(ToString::to_string),
+            })
+        })
+        .collect();
+    let quarantined: Vec<serde_json::Value> = r
+        .quarantined
+        .iter()
+        .map(|q| {
+            json!({
+                "zone": zone_json(&q.failure.zone),
+                "name": q.failure.name,
+                "resources": q.failure.resources,
+                "error": q.failure.error,
+                "failures": q.failure.failures,
+                "retryAt": q.retry_at,
+            })
+        })
+        .collect();
+    let pending: Vec<serde_json::Value> = r
+        .pending
+        .iter()
+        .take(DNS_PAGE_MAX)
+        .map(|c| {
+            json!({
+                "action": c.action.as_str(),
+                "name": c.record.name,
+                "type": c.record.rtype.as_str(),
+                "values": c.record.values,
+                "alias": c.record.alias.as_ref().map(|a| a.dns_name.clone()),
+            })
+        })
+        .collect();
+    let last_sync = r.last_sync.as_ref().map(|s| {
+        json!({
+            "at": s.at,
+            "durationSeconds": s.duration.as_secs_f64(),
+            "result": s.result.as_str(),
+            "error": s.result.error(),
+            "applied": counts_json(&s.applied),
+            "calls": s.calls,
+            "batches": s.batches,
+        })
+    });
+    json!({
+        "enabled": true,
+        "provider": r.provider,
+        "ownerId": r.owner_id,
+        "policy": r.policy.as_str(),
+        "dryRun": r.dry_run,
+        "writer": r.leader,
+        "desired": r.desired,
+        "zones": zones,
+        "planned": counts_json(&r.planned),
+        "pending": pending,
+        "pendingTotal": r.pending.len(),
+        "quarantined": quarantined,
+        "lastSync": last_sync,
+        "nextSyncAt": r.next_sync_at,
+        "records": {
+            "total": selected.len(),
+            "offset": page.offset,
+            "limit": page.limit,
+            "items": items,
+        },
+        "diagnostics": r.diagnostics.iter().map(diag_json).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_pages_are_bounded_and_parameters_checked() {
+        assert_eq!(
+            Page::from_query(None),
+            Ok(Page {
+                limit: DNS_PAGE,
+                offset: 0,
+                zone: None
+            })
+        );
+        assert_eq!(
+            Page::from_query(Some("limit=99999&offset=20&zone=Example.COM.")),
+            Ok(Page {
+                limit: DNS_PAGE_MAX,
+                offset: 20,
+                zone: Some("example.com".into())
+            })
+        );
+        assert_eq!(Page::from_query(Some("limit=0")).unwrap().limit, 1);
+        assert!(
+            Page::from_query(Some("limit=ten"))
+                .unwrap_err()
+                .contains("limit")
+        );
+        assert!(
+            Page::from_query(Some("sort=name"))
+                .unwrap_err()
+                .contains("sort")
+        );
+    }
 }

@@ -1,6 +1,9 @@
 //! `sluice check DIR`: load a folder of manifests, print the compiled routes and every
 //! diagnostic, and warn about certificates that expire within [`EXPIRY_WARNING`] (those of the
-//! folder's TLS Secrets and, with `--acme-storage`, the ones sluice issued in standalone mode).
+//! folder's TLS Secrets and, with `--acme-storage`, the ones sluice issued in standalone mode);
+//! with `--dns-provider memory --txt-owner-id X`, also the DNS records a first sync would create
+//! (planned against empty in-memory zones: the `--dns-memory-zone`s, else one per domain of the
+//! wanted names).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use sluice::cluster::object_ref;
+use sluice::dns::{Change, ZoneRecords};
 use sluice::model::{HostMatch, ObjectRef, Route};
 use sluice::routing::RoutingTable;
 use sluice::source::manifests::{Loaded, load_dir};
@@ -92,9 +96,18 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+use crate::dns::DnsConfig;
+use crate::run::{DnsProviderKind, DnsSettings};
+
 /// Runs the check and prints the report to stdout. Exit code 1 when any file failed to parse
-/// or any diagnostic is an error, 2 when the folder (or `acme_storage`) cannot be read at all.
-pub fn run(dir: &Path, options: &Options, acme_storage: Option<&Path>) -> ExitCode {
+/// or any diagnostic is an error, 2 when the folder (or `acme_storage`) cannot be read at all
+/// or the DNS settings are not usable offline.
+pub fn run(
+    dir: &Path,
+    options: &Options,
+    acme_storage: Option<&Path>,
+    dns: Option<&DnsSettings>,
+) -> ExitCode {
     if !dir.is_dir() {
         eprintln!(
             "sluice check: {} is not a folder; pass the folder that holds your manifests",
@@ -102,6 +115,13 @@ pub fn run(dir: &Path, options: &Options, acme_storage: Option<&Path>) -> ExitCo
         );
         return ExitCode::from(2);
     }
+    let dns_plan = match dns.map(DnsSettings::config).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice check: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let mut loaded = load_dir(dir);
     if let Some(storage) = acme_storage {
         match sluice::acme::FolderStore::new(storage).load_certificates() {
@@ -133,7 +153,23 @@ pub fn run(dir: &Path, options: &Options, acme_storage: Option<&Path>) -> ExitCo
     let table = RoutingTable::compile(&translation.model);
     let soon = expiring(&loaded.state.secrets, unix_now(), EXPIRY_WARNING);
     print!("{}", report(dir, &loaded, &translation, &table, &soon));
-    if loaded.errors.is_empty() && !translation.has_errors() {
+    let mut dns_errors = 0;
+    if let (Some(settings), Some(config)) = (dns, &dns_plan) {
+        let zones = match &settings.provider {
+            DnsProviderKind::Memory { zones } => zones.clone(),
+            DnsProviderKind::Route53(_) => {
+                eprintln!(
+                    "sluice check: plans DNS records offline only: use --dns-provider memory \
+                     (with --dns-memory-zone for your zones)"
+                );
+                return ExitCode::from(2);
+            }
+        };
+        let (text, errors) = dns_report(&loaded, &translation, config, &zones);
+        print!("{text}");
+        dns_errors = errors;
+    }
+    if loaded.errors.is_empty() && !translation.has_errors() && dns_errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -238,6 +274,117 @@ pub fn report(
     }
     let _ = writeln!(out, "{errors} error(s), {warnings} warning(s)");
     out
+}
+
+/// The zone a name goes to when no zone is given: its last two labels (`example.com` for
+/// `www.example.com`; a wildcard's star is not a label of the zone).
+fn default_zone(name: &str) -> String {
+    let labels: Vec<&str> = name.split('.').filter(|l| *l != "*").collect();
+    labels[labels.len().saturating_sub(2)..].join(".")
+}
+
+/// The DNS section: the records a first sync would write into empty zones (the given ones,
+/// else one per domain of the wanted names), and the DNS diagnostics; with the number of
+/// error diagnostics.
+pub fn dns_report(
+    loaded: &Loaded,
+    translation: &Translation,
+    config: &DnsConfig,
+    zones: &[String],
+) -> (String, usize) {
+    let mut out = String::new();
+    let desired =
+        sluice::dns::desired(&loaded.state, &translation.model.ingresses, &config.desired);
+    let mut names: Vec<String> = zones
+        .iter()
+        .map(|z| sluice::dns::name::normalize(z))
+        .collect();
+    let given = !names.is_empty();
+    if !given {
+        names = desired
+            .records
+            .iter()
+            .map(|r| default_zone(&r.name))
+            .collect();
+    }
+    names.sort();
+    names.dedup();
+    let current: Vec<ZoneRecords> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ZoneRecords {
+            zone: sluice::dns::Zone::new(&format!("MEM{}", i + 1), n, false),
+            records: Vec::new(),
+        })
+        .collect();
+    let sync = &config.sync;
+    let plan = sluice::dns::plan(
+        &desired.records,
+        &current,
+        &sync.registry,
+        sync.policy,
+        &sync.filters,
+    );
+    let _ = writeln!(
+        out,
+        "\nDNS: {} record(s) wanted; owner id {:?}, policy {}; {} zone(s) {}: {}",
+        desired.records.len(),
+        sync.registry.owner_id(),
+        sync.policy,
+        names.len(),
+        if given {
+            "given"
+        } else {
+            "from the wanted names"
+        },
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    let rows: Vec<[String; 7]> = plan
+        .groups()
+        .flat_map(|(zone, g)| {
+            g.changes.iter().map(move |c: &Change| {
+                let r = &c.record;
+                let value = match &r.alias {
+                    Some(a) => format!("ALIAS {} ({})", a.dns_name, a.hosted_zone_id),
+                    None => r.values.join(" "),
+                };
+                [
+                    zone.name.clone(),
+                    r.name.clone(),
+                    r.rtype.to_string(),
+                    r.ttl.map_or_else(|| "-".to_string(), |t| t.to_string()),
+                    value,
+                    c.action.to_string(),
+                    g.resources.join(","),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No DNS records would be created.\n");
+    } else {
+        table_out(
+            &mut out,
+            ["ZONE", "NAME", "TYPE", "TTL", "VALUE", "ACTION", "OBJECT"],
+            &rows,
+        );
+    }
+    let mut diagnostics = desired.diagnostics;
+    diagnostics.extend(plan.diagnostics());
+    for d in &diagnostics {
+        let _ = writeln!(out, "{}: {} [{}]", d.severity.as_str(), d, d.reason);
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let _ = writeln!(
+        out,
+        "{errors} DNS error(s), {} DNS warning(s)",
+        diagnostics.len() - errors
+    );
+    (out, errors)
 }
 
 fn tier(h: &HostMatch) -> u8 {
@@ -416,5 +563,77 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("0 error(s), 1 warning(s)\n"), "{out}");
+    }
+
+    const WEB: &str = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: www.example.com
+  - host: api.example.org
+";
+
+    fn check(zones: &[&str]) -> (String, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+        let loaded = load_dir(dir.path());
+        let translation = translate(&loaded.state, &Options::default());
+        let zones: Vec<String> = zones.iter().map(|z| (*z).to_owned()).collect();
+        let mut settings = DnsSettings::new(
+            DnsProviderKind::Memory {
+                zones: zones.clone(),
+            },
+            "me",
+        );
+        settings.desired.publish = vec!["192.0.2.10".into()];
+        let config = settings.config().unwrap();
+        dns_report(&loaded, &translation, &config, &zones)
+    }
+
+    #[test]
+    fn dns_records_a_first_sync_would_create() {
+        let (out, errors) = check(&[]);
+        assert_eq!(errors, 0, "{out}");
+        assert!(
+            out.contains("2 zone(s) from the wanted names: example.com, example.org"),
+            "{out}"
+        );
+        let line = |name: &str, rtype: &str, value: &str| {
+            out.lines().any(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.get(1) == Some(&name)
+                    && cells.get(2) == Some(&rtype)
+                    && cells.get(4) == Some(&value)
+                    && cells.get(5) == Some(&"CREATE")
+            })
+        };
+        assert!(line("www.example.com", "A", "192.0.2.10"), "{out}");
+        assert!(line("api.example.org", "A", "192.0.2.10"), "{out}");
+        assert!(
+            line(
+                "a-www.example.com",
+                "TXT",
+                "\"heritage=external-dns,external-dns/owner=me,external-dns/resource=ingress/default/web\""
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn names_outside_the_given_zones_are_reported() {
+        let (out, errors) = check(&["example.com"]);
+        assert_eq!(errors, 0);
+        assert!(out.contains("1 zone(s) given: example.com"), "{out}");
+        assert!(out.contains("www.example.com"), "{out}");
+        assert!(
+            out.contains(
+                "warning: default/web: api.example.org: no A record is written: no hosted zone in scope holds this name [DnsNotWritten]"
+            ),
+            "{out}"
+        );
     }
 }

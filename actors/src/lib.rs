@@ -14,6 +14,7 @@ pub mod admin;
 pub mod certificate;
 pub mod check;
 pub mod demo;
+pub mod dns;
 pub mod leader;
 pub mod listener;
 pub mod readiness;

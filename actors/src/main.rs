@@ -36,6 +36,12 @@ enum Command {
         /// folder of `sluice run`). Certificates expiring within 14 days are warnings.
         #[arg(long)]
         acme_storage: Option<PathBuf>,
+        /// With --dns-provider memory: the targets of Ingresses without load-balancer status
+        /// (repeatable).
+        #[arg(long = "publish-address")]
+        publish_addresses: Vec<String>,
+        #[command(flatten)]
+        dns: DnsFlags,
     },
     /// Serve Ingress traffic from a folder of manifests (standalone mode) or from the
     /// Kubernetes API (--kube).
@@ -56,8 +62,10 @@ enum Command {
         /// every Ingress we own, following it as it changes (the leader writes it).
         #[arg(long, requires = "kube", value_parser = namespaced_name, conflicts_with = "publish_addresses")]
         publish_service: Option<String>,
-        /// Publish this IP or host name in the status of every Ingress we own (repeatable).
-        #[arg(long = "publish-address", requires = "kube")]
+        /// This replica's public IP or host name (repeatable). With --kube it is published in
+        /// the status of every Ingress we own; with --dns-provider (both modes) it is the
+        /// target of the DNS records of Ingresses that have no load-balancer status.
+        #[arg(long = "publish-address")]
         publish_addresses: Vec<String>,
         /// Namespace of the leader-election Lease (default: the pod's namespace, from
         /// POD_NAMESPACE or the service account, else "default").
@@ -72,6 +80,10 @@ enum Command {
         classes: ClassArgs,
         #[command(flatten)]
         acme: AcmeFlags,
+        #[command(flatten)]
+        dns: DnsFlags,
+        #[command(flatten)]
+        dns_run: DnsRunFlags,
     },
     /// Start built-in echo backends and the proxy in front of them, and print curl lines to try.
     Demo {
@@ -145,6 +157,131 @@ impl AcmeFlags {
             namespace: self.acme_namespace.clone(),
             ..run::AcmeSettings::new(email)
         })
+    }
+}
+
+/// DNS records for the hosts of our Ingresses (the ExternalDNS job): off unless
+/// --dns-provider is route53 or memory. Flag names and meanings are ExternalDNS's.
+#[derive(Args, Debug, Clone)]
+struct DnsFlags {
+    /// DNS provider: none (DNS off), route53 (the standard AWS configuration chain:
+    /// environment, profile, IRSA web identity, instance metadata; AWS_ENDPOINT_URL works),
+    /// or memory (zones in this process, from --dns-memory-zone: for trials).
+    #[arg(long, default_value = "none", value_parser = ["none", "route53", "memory"])]
+    dns_provider: String,
+    /// Which objects get records: ingress, service, or both (LoadBalancer Services with the
+    /// external-dns hostname annotation).
+    #[arg(long, default_value = "ingress,service", value_parser = sources, requires = "dns_provider")]
+    dns_source: sluice::dns::Sources,
+    /// The owner id written in ownership TXT records; required with a DNS provider. Use
+    /// ExternalDNS's --txt-owner-id to take its records over without a change.
+    #[arg(long, requires = "dns_provider")]
+    txt_owner_id: Option<String>,
+    /// Prefix of ownership TXT record names (may contain %{record_type}).
+    #[arg(long, default_value = "", requires = "dns_provider")]
+    txt_prefix: String,
+    /// Suffix of ownership TXT record names, after the first label (may contain
+    /// %{record_type}).
+    #[arg(long, default_value = "", requires = "dns_provider")]
+    txt_suffix: String,
+    /// Label that replaces "*" in the ownership TXT names of wildcard records.
+    #[arg(long, default_value = "", requires = "dns_provider")]
+    txt_wildcard_replacement: String,
+    /// sync (create, update, delete), upsert-only (never delete) or create-only.
+    #[arg(long, default_value = "upsert-only", value_parser = policy, requires = "dns_provider")]
+    dns_policy: sluice::dns::Policy,
+    /// Only names in this domain (and its subdomains; ".x" for subdomains only); repeatable.
+    #[arg(long = "domain-filter", requires = "dns_provider")]
+    domain_filters: Vec<String>,
+    /// Never names in this domain (wins over --domain-filter); repeatable.
+    #[arg(long = "exclude-domains", requires = "dns_provider")]
+    exclude_domains: Vec<String>,
+    /// Only hosted zones whose id ends with this; repeatable.
+    #[arg(long = "zone-id-filter", requires = "dns_provider")]
+    zone_id_filters: Vec<String>,
+    /// Only public or only private hosted zones (default: both).
+    #[arg(long, value_parser = ["public", "private"], requires = "dns_provider")]
+    aws_zone_type: Option<String>,
+    /// With --dns-provider memory: a hosted zone to create in memory (repeatable).
+    #[arg(long = "dns-memory-zone", requires = "dns_provider")]
+    dns_memory_zones: Vec<String>,
+}
+
+/// DNS flags that only `run` has.
+#[derive(Args, Debug, Clone)]
+struct DnsRunFlags {
+    /// Full resync period (repairs records changed behind our back); changes of Ingresses
+    /// are synced about a second after they happen.
+    #[arg(long, default_value = "1m", value_parser = duration, requires = "dns_provider")]
+    dns_interval: Duration,
+    /// Plan and log the DNS changes, write nothing.
+    #[arg(long, requires = "dns_provider")]
+    dns_dry_run: bool,
+    /// Route53 requests per second for the whole account (the AWS budget is 5/s).
+    #[arg(long, default_value_t = 5.0, requires = "dns_provider")]
+    aws_api_rate: f64,
+}
+
+fn sources(s: &str) -> Result<sluice::dns::Sources, String> {
+    sluice::dns::Sources::parse(s)
+}
+
+fn policy(s: &str) -> Result<sluice::dns::Policy, String> {
+    sluice::dns::Policy::parse(s)
+}
+
+impl DnsFlags {
+    /// The settings, or `None` with --dns-provider none; an error names the flag at fault.
+    fn settings(
+        &self,
+        publish: &[String],
+        run: Option<&DnsRunFlags>,
+    ) -> anyhow::Result<Option<run::DnsSettings>> {
+        let provider = match self.dns_provider.as_str() {
+            "none" => return Ok(None),
+            "route53" => {
+                anyhow::ensure!(
+                    self.dns_memory_zones.is_empty(),
+                    "--dns-memory-zone is for --dns-provider memory only"
+                );
+                run::DnsProviderKind::Route53(sluice::dns::Route53Options {
+                    api_rate: run.map_or(5.0, |r| r.aws_api_rate),
+                    api_burst: run.map_or(5.0, |r| r.aws_api_rate),
+                    ..Default::default()
+                })
+            }
+            _ => run::DnsProviderKind::Memory {
+                zones: self.dns_memory_zones.clone(),
+            },
+        };
+        let Some(owner) = self.txt_owner_id.clone().filter(|o| !o.trim().is_empty()) else {
+            anyhow::bail!(
+                "--txt-owner-id is required with --dns-provider {}: it marks the records this \
+                 sluice owns (give ExternalDNS's owner id to take over its records)",
+                self.dns_provider
+            );
+        };
+        let mut s = run::DnsSettings::new(provider, owner);
+        s.desired.sources = self.dns_source;
+        s.desired.publish = publish.to_vec();
+        s.registry.txt_prefix = self.txt_prefix.clone();
+        s.registry.txt_suffix = self.txt_suffix.clone();
+        s.registry.txt_wildcard_replacement = self.txt_wildcard_replacement.clone();
+        s.policy = self.dns_policy;
+        s.filters = sluice::dns::Filters {
+            domain_filter: self.domain_filters.clone(),
+            exclude_domains: self.exclude_domains.clone(),
+            zone_id_filter: self.zone_id_filters.clone(),
+            zone_type: sluice::dns::ZoneType::parse(self.aws_zone_type.as_deref().unwrap_or(""))
+                .map_err(anyhow::Error::msg)?,
+        };
+        if let Some(r) = run {
+            s.interval = r.dns_interval;
+            s.dry_run = r.dns_dry_run;
+        }
+        // Checks the owner id, the affixes and the publish addresses.
+        s.config()?;
+        Ok(Some(s))
     }
 }
 
@@ -242,7 +379,20 @@ fn main() -> ExitCode {
             dir,
             classes,
             acme_storage,
-        } => sluice_actors::check::run(&dir, &classes.options(), acme_storage.as_deref()),
+            publish_addresses,
+            dns,
+        } => match dns.settings(&publish_addresses, None) {
+            Ok(dns) => sluice_actors::check::run(
+                &dir,
+                &classes.options(),
+                acme_storage.as_deref(),
+                dns.as_ref(),
+            ),
+            Err(e) => {
+                eprintln!("sluice check: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run {
             manifests,
             kube,
@@ -255,9 +405,15 @@ fn main() -> ExitCode {
             serve,
             classes,
             acme,
+            dns,
+            dns_run,
         } => {
             telemetry::init_logging(serve.log_format);
             telemetry::install_panic_hook();
+            let dns = match dns.settings(&publish_addresses, Some(&dns_run)) {
+                Ok(d) => d,
+                Err(e) => return exit(Err(e)),
+            };
             let source = if kube {
                 run::Source::Kube(Box::new(run::KubeSource {
                     kubeconfig,
@@ -285,6 +441,7 @@ fn main() -> ExitCode {
                 chaos: serve.chaos,
                 intensity: Default::default(),
                 acme: acme.settings(),
+                dns,
             };
             exit(
                 serve.runtime().and_then(|rt| {
@@ -339,6 +496,7 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         chaos: serve.chaos,
         intensity: Default::default(),
         acme: None,
+        dns: None,
     };
     let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
     let _ = std::fs::remove_dir_all(&dir);

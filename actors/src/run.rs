@@ -6,6 +6,8 @@
 //! root (one_for_one)
 //! |- control (one_for_one): watcher, router, status (Kubernetes mode)
 //! |- certificate
+//! |- dns                    (--dns-provider route53|memory)
+//! |- acme                   (--acme-email)
 //! |- leader                 (Kubernetes mode)
 //! |- listeners (one_for_one): listener-http, listener-https, admin
 //! ```
@@ -34,6 +36,7 @@ use tokio::sync::{oneshot, watch};
 use crate::acme::{Acme, AcmeArgs, AcmeConfig, AcmeStorage};
 use crate::admin::{Admin, AdminArgs};
 use crate::certificate::{Certificate, CertificateArgs};
+use crate::dns::{Dns, DnsArgs, DnsConfig};
 use crate::leader::{self, Leader, LeaderArgs, LeaderElection};
 use crate::listener::{Listener, ListenerArgs};
 use crate::readiness::Readiness;
@@ -79,6 +82,89 @@ pub struct RunOptions {
     pub intensity: Intensity,
     /// ACME certificates (`--acme-email` turns them on).
     pub acme: Option<AcmeSettings>,
+    /// DNS records (`--dns-provider route53|memory` turns them on).
+    pub dns: Option<DnsSettings>,
+}
+
+/// Which DNS API (`--dns-provider`; `none` is `RunOptions::dns = None`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DnsProviderKind {
+    /// Route53 through the standard AWS configuration chain, with these options.
+    Route53(sluice::dns::Route53Options),
+    /// Zones in this process's memory (`--dns-memory-zone`, repeatable): standalone trials.
+    Memory {
+        /// The zones' names.
+        zones: Vec<String>,
+    },
+}
+
+/// DNS settings (`--dns-*`, `--txt-*`, `--domain-filter`...).
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    /// The provider.
+    pub provider: DnsProviderKind,
+    /// `--dns-source`, `--publish-address` (targets of Ingresses without load-balancer
+    /// status, in both modes).
+    pub desired: sluice::dns::DesiredOptions,
+    /// `--txt-owner-id`, `--txt-prefix`, `--txt-suffix`, `--txt-wildcard-replacement`.
+    pub registry: sluice::dns::RegistryOptions,
+    /// `--dns-policy`.
+    pub policy: sluice::dns::Policy,
+    /// `--domain-filter`, `--exclude-domains`, `--zone-id-filter`, `--aws-zone-type`.
+    pub filters: sluice::dns::Filters,
+    /// `--dns-interval`: the periodic full resync.
+    pub interval: Duration,
+    /// Debounce after a change of the desired records.
+    pub debounce: Duration,
+    /// `--dns-dry-run`.
+    pub dry_run: bool,
+}
+
+impl DnsSettings {
+    /// Defaults for `provider` and `owner_id`: both sources, upsert-only, no filters, 1 min
+    /// resync, 1 s debounce.
+    pub fn new(provider: DnsProviderKind, owner_id: impl Into<String>) -> DnsSettings {
+        DnsSettings {
+            provider,
+            desired: sluice::dns::DesiredOptions::default(),
+            registry: sluice::dns::RegistryOptions {
+                owner_id: owner_id.into(),
+                ..Default::default()
+            },
+            policy: sluice::dns::Policy::default(),
+            filters: sluice::dns::Filters::default(),
+            interval: Duration::from_secs(60),
+            debounce: crate::dns::DEBOUNCE,
+            dry_run: false,
+        }
+    }
+
+    /// The actor's configuration; an error names the flag at fault.
+    pub fn config(&self) -> anyhow::Result<DnsConfig> {
+        let registry = sluice::dns::Registry::new(&self.registry).map_err(|e| {
+            anyhow::anyhow!(
+                "DNS ownership records (--txt-owner-id, --txt-prefix, --txt-suffix): {e}"
+            )
+        })?;
+        for p in &self.desired.publish {
+            sluice::dns::parse_target(p).map_err(|e| {
+                anyhow::anyhow!("--publish-address {p:?} is not an IP address or host name: {e}")
+            })?;
+        }
+        anyhow::ensure!(
+            !self.interval.is_zero(),
+            "--dns-interval must be longer than zero"
+        );
+        let mut sync = sluice::dns::SyncOptions::new(registry);
+        sync.policy = self.policy;
+        sync.filters = self.filters.clone();
+        sync.dry_run = self.dry_run;
+        let mut config = DnsConfig::new(self.desired.clone(), sync);
+        config.interval = self.interval;
+        config.debounce = self.debounce;
+        config.max_wait = crate::dns::MAX_WAIT.max(self.debounce);
+        Ok(config)
+    }
 }
 
 /// ACME settings (`--acme-*`).
@@ -160,6 +246,7 @@ impl RunOptions {
             chaos: false,
             intensity: Intensity::default(),
             acme: None,
+            dns: None,
         }
     }
 
@@ -187,6 +274,10 @@ enum Mode {
 struct Runtime {
     mode: Mode,
     acme: Option<(Arc<AcmeConfig>, AcmeStorage)>,
+    /// The process's one DNS provider (`--dns-provider`), for every actor that needs one.
+    dns_provider: Option<Arc<dyn sluice::dns::DnsProvider>>,
+    /// The DNS actor's settings.
+    dns: Option<Arc<DnsConfig>>,
     challenges: sluice::acme::ChallengesHandle,
     opts: RunOptions,
     proxy: Arc<Proxy>,
@@ -248,6 +339,11 @@ impl Running {
     /// This instance's leader-election identity.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// The DNS actor's report (`enabled` is false without `--dns-provider`).
+    pub fn dns(&self) -> watch::Receiver<Arc<crate::topics::DnsReport>> {
+        self.topics.dns.subscribe()
     }
 
     /// The number of configurations published so far.
@@ -388,6 +484,7 @@ impl Runtime {
             cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
             leader: self.topics.leader.subscribe(),
             acme: self.topics.acme.subscribe(),
+            dns: self.topics.dns.subscribe(),
         };
         ChildSpec::new("status", Restart::Permanent, move || (Status, args.clone()))
     }
@@ -433,8 +530,26 @@ impl Runtime {
             leader,
             report: self.topics.acme.clone(),
             issued: self.topics.acme_issued.clone(),
+            dns: self.dns_provider.clone(),
         };
         ChildSpec::new("acme", Restart::Permanent, move || (Acme, args.clone()))
+    }
+
+    fn dns(
+        &self,
+        provider: &Arc<dyn sluice::dns::DnsProvider>,
+        config: &Arc<DnsConfig>,
+    ) -> ChildSpec {
+        let leader = self.topics.leader.subscribe();
+        let args = DnsArgs {
+            provider: provider.clone(),
+            config: config.clone(),
+            desired: self.topics.desired.subscribe(),
+            leader,
+            report: self.topics.dns.clone(),
+            calls_exported: Arc::default(),
+        };
+        ChildSpec::new("dns", Restart::Permanent, move || (Dns, args.clone()))
     }
 
     fn admin(&self) -> ChildSpec {
@@ -448,6 +563,7 @@ impl Runtime {
             desired: self.topics.desired.subscribe(),
             cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
             acme: self.topics.acme.subscribe(),
+            dns: self.topics.dns.subscribe(),
             chaos: self.opts.chaos,
         };
         ChildSpec::new("admin", Restart::Permanent, move || (Admin, args.clone()))
@@ -476,6 +592,9 @@ impl Runtime {
             control,
         )));
         root.push(self.certificate());
+        if let (Some(provider), Some(config)) = (&self.dns_provider, &self.dns) {
+            root.push(self.dns(provider, config));
+        }
         if let Some((config, storage)) = &self.acme {
             root.push(self.acme(config, storage));
         }
@@ -557,9 +676,18 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         None => None,
         Some(settings) => Some(acme_setup(settings, &mode, &topics)?),
     };
+    let (dns_provider, dns) = match &opts.dns {
+        None => (None, None),
+        Some(settings) => {
+            let (provider, config) = dns_setup(settings).await?;
+            (Some(provider), Some(config))
+        }
+    };
     let runtime = Runtime {
         mode,
         acme,
+        dns_provider,
+        dns,
         challenges,
         proxy: proxy.clone(),
         certs,
@@ -662,4 +790,42 @@ fn acme_setup(
         },
     };
     Ok((config, storage))
+}
+
+/// The DNS provider (built once for the process) and the DNS actor's configuration. Building
+/// the Route53 client reads the AWS configuration chain but makes no request.
+async fn dns_setup(
+    settings: &DnsSettings,
+) -> anyhow::Result<(Arc<dyn sluice::dns::DnsProvider>, Arc<DnsConfig>)> {
+    let config = settings.config()?;
+    let provider: Arc<dyn sluice::dns::DnsProvider> = match &settings.provider {
+        DnsProviderKind::Route53(options) => {
+            anyhow::ensure!(
+                options.api_rate.is_finite() && options.api_rate > 0.0,
+                "--aws-api-rate must be a positive number of requests per second"
+            );
+            Arc::new(sluice::dns::Route53Provider::new(options.clone()).await)
+        }
+        DnsProviderKind::Memory { zones } => {
+            let memory = sluice::dns::MemoryProvider::new();
+            for zone in zones {
+                let name = sluice::dns::name::normalize(zone);
+                anyhow::ensure!(
+                    sluice::model::HostMatch::parse(&name)
+                        .is_ok_and(|h| matches!(h, sluice::model::HostMatch::Exact(_))),
+                    "--dns-memory-zone {zone:?} is not a DNS name"
+                );
+                memory.add_zone(&name, false);
+            }
+            Arc::new(memory)
+        }
+    };
+    tracing::info!(
+        provider = provider.name(),
+        owner_id = config.sync.registry.owner_id(),
+        policy = %config.sync.policy,
+        dry_run = config.sync.dry_run,
+        "DNS records on"
+    );
+    Ok((provider, Arc::new(config)))
 }

@@ -113,6 +113,8 @@ pub struct StatusArgs {
     pub leader: watch::Receiver<bool>,
     /// The ACME report (its diagnostics become Events too).
     pub acme: watch::Receiver<Arc<crate::topics::AcmeReport>>,
+    /// The DNS report (its diagnostics become Events too).
+    pub dns: watch::Receiver<Arc<crate::topics::DnsReport>>,
 }
 
 /// The status actor.
@@ -182,11 +184,13 @@ impl Publisher {
         let mut certs_rx = self.args.cert_diagnostics.clone();
         let mut leader_rx = self.args.leader.clone();
         let mut acme_rx = self.args.acme.clone();
+        let mut dns_rx = self.args.dns.clone();
         loop {
             let leader = *leader_rx.borrow_and_update();
             let desired = desired_rx.borrow_and_update().clone();
             let mut certs: Vec<Diagnostic> = certs_rx.borrow_and_update().to_vec();
             certs.extend(acme_rx.borrow_and_update().diagnostics.iter().cloned());
+            certs.extend(dns_rx.borrow_and_update().diagnostics.iter().cloned());
             let pass = match (&desired, leader) {
                 (Some(d), true) => self.reconcile(d, &certs).await,
                 _ => Pass::default(),
@@ -201,6 +205,7 @@ impl Publisher {
                 r = certs_rx.changed() => if r.is_err() { return },
                 r = leader_rx.changed() => if r.is_err() { return },
                 r = acme_rx.changed() => if r.is_err() { return },
+                r = dns_rx.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(wait) => {}
             }
         }

@@ -11,6 +11,7 @@
 //!
 //! Private zones are never used: the CA resolves names through public DNS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -48,16 +49,16 @@ impl Default for Dns01Options {
 }
 
 /// DNS-01 answers as TXT values through `provider` (see the module documentation).
-pub struct Dns01Solver<'a> {
-    provider: &'a dyn DnsProvider,
+pub struct Dns01Solver {
+    provider: Arc<dyn DnsProvider>,
     options: Dns01Options,
     /// Serializes read-modify-write of record sets.
     writes: Mutex<()>,
 }
 
-impl<'a> Dns01Solver<'a> {
+impl Dns01Solver {
     /// A solver writing through `provider`.
-    pub fn new(provider: &'a dyn DnsProvider, options: Dns01Options) -> Dns01Solver<'a> {
+    pub fn new(provider: Arc<dyn DnsProvider>, options: Dns01Options) -> Dns01Solver {
         Dns01Solver {
             provider,
             options,
@@ -108,7 +109,7 @@ impl<'a> Dns01Solver<'a> {
             return Ok(());
         }
         wait_insync(
-            self.provider,
+            &*self.provider,
             &info.id,
             self.options.insync_timeout,
             self.options.poll,
@@ -192,7 +193,7 @@ fn dns01_parts(answer: &ChallengeAnswer) -> Result<(String, &str), SolverError> 
     }
 }
 
-impl ChallengeSolver for Dns01Solver<'_> {
+impl ChallengeSolver for Dns01Solver {
     fn present<'a>(
         &'a self,
         answer: &'a ChallengeAnswer,
@@ -307,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wildcard_and_its_base_share_one_record_and_leave_others_alone() {
-        let p = MemoryProvider::new();
+        let p = Arc::new(MemoryProvider::new());
         let parent = p.add_zone("example.com", false);
         let zone = p.add_zone("dev.example.com", false);
         let private = p.add_zone("dev.example.com", true);
@@ -317,7 +318,7 @@ mod tests {
             &zone.id,
             RecordSet::new(name, RecordType::Txt, 300, vec!["\"theirs\"".into()]),
         );
-        let solver = Dns01Solver::new(&p, options());
+        let solver = Dns01Solver::new(p.clone(), options());
         let base = dns01("dev.example.com", "base-value");
         let wild = dns01("dev.example.com", "wildcard-value");
         solver.present(&base).await.unwrap();
@@ -348,9 +349,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_value_removes_the_record_and_a_new_record_gets_the_solver_ttl() {
-        let p = MemoryProvider::new();
+        let p = Arc::new(MemoryProvider::new());
         let zone = p.add_zone("example.org", false);
-        let solver = Dns01Solver::new(&p, options());
+        let solver = Dns01Solver::new(p.clone(), options());
         let a = dns01("www.example.org", "abc");
         solver.present(&a).await.unwrap();
         let rs = txt(&p, &zone, "_acme-challenge.www.example.org").unwrap();
@@ -414,8 +415,8 @@ mod tests {
 
     #[tokio::test]
     async fn present_returns_once_the_change_is_in_sync() {
-        let p = slow(2);
-        let solver = Dns01Solver::new(&p, options());
+        let p = Arc::new(slow(2));
+        let solver = Dns01Solver::new(p.clone(), options());
         solver.present(&dns01("example.org", "v")).await.unwrap();
         assert_eq!(
             p.polls.load(std::sync::atomic::Ordering::SeqCst),
@@ -426,9 +427,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_never_in_sync_fails_present_at_the_timeout() {
-        let p = slow(usize::MAX);
+        let p = Arc::new(slow(usize::MAX));
         let solver = Dns01Solver::new(
-            &p,
+            p.clone(),
             Dns01Options {
                 insync_timeout: Duration::from_millis(30),
                 ..options()
@@ -447,9 +448,9 @@ mod tests {
 
     #[tokio::test]
     async fn no_zone_and_other_challenge_types_are_clear_errors() {
-        let p = MemoryProvider::new();
+        let p = Arc::new(MemoryProvider::new());
         p.add_zone("example.org", false);
-        let solver = Dns01Solver::new(&p, options());
+        let solver = Dns01Solver::new(p.clone(), options());
         let err = solver
             .present(&dns01("www.example.net", "v"))
             .await

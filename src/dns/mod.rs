@@ -16,21 +16,26 @@
 //! 5. [`provider`]: the [`DnsProvider`] trait, Route53 and in-memory implementations.
 //! 6. [`sync`]: one read-plan-apply pass over a provider, isolating rejected groups, with the
 //!    state that must survive between passes in a caller-owned [`SyncState`].
+//! 7. [`schedule`] (pure): when the next pass runs (debounce after changes, periodic resync,
+//!    retries); [`inspect`] (pure): the record-by-record view of a pass for `/api/dns`.
 //!
 //! Names are kept in one internal form everywhere ([`name::normalize`]).
 
 pub mod aws;
 pub mod batch;
 pub mod desired;
+pub mod inspect;
 pub mod name;
 pub mod plan;
 pub mod provider;
 pub mod record;
 pub mod registry;
+pub mod schedule;
 pub mod sync;
 
 pub use batch::{Batch, BatchLimits, Batches};
 pub use desired::{Desired, DesiredOptions, Sources, desired, parse_target, parse_ttl};
+pub use inspect::{RecordOwner, RecordView, records_view};
 pub use plan::{
     BlockReason, Blocked, ChangeCounts, Conflict, Filters, Group, Plan, Policy, ZonePlan,
     ZoneRecords, ZoneType, plan, resource_object,
@@ -43,6 +48,7 @@ pub use record::{
     Action, Alias, AliasTarget, Change, DEFAULT_TTL, Record, RecordSet, RecordType, Zone,
 };
 pub use registry::{Registry, RegistryError, RegistryOptions};
+pub use schedule::{PassOutcome, Schedule};
 pub use sync::{
     GroupFailure, SyncError, SyncOptions, SyncReport, SyncState, WaitError, sync, wait_insync,
 };

@@ -400,7 +400,7 @@ pub fn resource_object(resource: &str) -> Option<(Kind, ObjectRef)> {
 
 /// The zones a name goes to: the most specific public one and the most specific private one
 /// (ties: the lowest id).
-fn zones_for<'a>(name: &str, zones: &[&'a Zone]) -> Vec<&'a Zone> {
+pub(crate) fn zones_for<'a>(name: &str, zones: &[&'a Zone]) -> Vec<&'a Zone> {
     let mut out = Vec::new();
     for private in [false, true] {
         let best = zones

@@ -152,6 +152,9 @@ pub struct SyncReport {
     pub quarantined: Vec<GroupFailure>,
     /// Record sets per zone in scope, as read.
     pub records_per_zone: Vec<(Zone, usize)>,
+    /// The zones in scope with their record sets, as read before applying (for inspection:
+    /// [`crate::dns::records_view`]).
+    pub current: Vec<ZoneRecords>,
     /// Set when the sync stopped applying early (throttled or failing for every attempt).
     pub incomplete: Option<ProviderError>,
     /// True when nothing was written on purpose.
@@ -168,7 +171,9 @@ impl SyncReport {
     }
 
     /// Warnings for every rejected or quarantined group, on each object in it (the field is
-    /// the record name), plus the plan's own diagnostics.
+    /// the record name), plus the plan's own diagnostics. The text does not change from one
+    /// sync to the next while the problem stays the same (no countdown), so callers can report
+    /// each once; the retry time is in [`GroupFailure::retry_in`].
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         let mut out = self.plan.diagnostics();
         for f in self.failures.iter().chain(&self.quarantined) {
@@ -180,10 +185,9 @@ impl SyncReport {
                         &obj,
                         f.name.clone(),
                         format!(
-                            "the DNS provider rejected this record's changes ({}); retried \
-                             alone, next in {}s",
-                            f.error,
-                            f.retry_in.as_secs()
+                            "the DNS provider rejected this record's changes ({}); they are \
+                             retried alone with backoff while every other record is written",
+                            f.error
                         ),
                     ));
                 }
@@ -296,6 +300,7 @@ pub async fn sync(
         apply_plan(provider, &plan, options, state, &mut report).await;
     }
     report.plan = plan;
+    report.current = current;
     report.calls = calls_since(&calls_before, &provider.calls());
     Ok(report)
 }

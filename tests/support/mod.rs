@@ -47,6 +47,7 @@ impl Harness {
             chaos: false,
             intensity: Default::default(),
             acme: None,
+            dns: None,
         })
         .await
         .expect("sluice starts");

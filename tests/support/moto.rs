@@ -208,3 +208,219 @@ impl Moto {
         }
     }
 }
+
+/// One request that went through a [`Gate`].
+#[derive(Clone, Debug)]
+pub struct Logged {
+    /// `GET`, `POST`...
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// The request body.
+    pub body: String,
+    /// moto's status code.
+    pub status: u16,
+}
+
+impl Logged {
+    /// True for a ChangeResourceRecordSets call.
+    pub fn is_change(&self) -> bool {
+        self.method == "POST" && self.path.contains("/rrset")
+    }
+
+    /// The number of changes with this action (`CREATE`, `UPSERT`, `DELETE`) in its body.
+    pub fn actions(&self, action: &str) -> usize {
+        self.body
+            .matches(&format!("<Action>{action}</Action>"))
+            .count()
+    }
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    log: Vec<Logged>,
+    changes: usize,
+    /// Hold this change request (1-based): its response once moto has applied it, or (with
+    /// `hold_before`) the request before moto sees it.
+    hold_at: Option<usize>,
+    hold_before: bool,
+    held: bool,
+    released: bool,
+}
+
+/// A proxy in front of moto (one per sluice instance under test): logs every request with
+/// its body and moto's status, and can hold the response of one ChangeResourceRecordSets call
+/// after moto applied it (the caller then never learns that it landed).
+#[derive(Clone)]
+pub struct Gate {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: std::sync::Arc<std::sync::Mutex<GateState>>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    /// Starts a gate in front of moto on 127.0.0.1.
+    pub async fn start(m: &Moto) -> Gate {
+        use http_body_util::{BodyExt as _, Full};
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let upstream = m.port;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let gate = Gate {
+            url,
+            state: std::sync::Arc::default(),
+            wake: std::sync::Arc::default(),
+        };
+        let g = gate.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let g = g.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await?.to_bytes();
+                            let is_change = parts.method == http::Method::POST
+                                && parts.uri.path().contains("/rrset");
+                            let hold_first = {
+                                let mut s = g.state.lock().unwrap();
+                                let hold =
+                                    is_change && s.hold_before && s.hold_at == Some(s.changes + 1);
+                                if hold {
+                                    s.held = true;
+                                }
+                                hold
+                            };
+                            if hold_first {
+                                g.wake.notify_waiters();
+                                g.wait_release().await;
+                            }
+                            let up = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                                .await
+                                .expect("connect to moto");
+                            let (mut send, conn) =
+                                hyper::client::conn::http1::handshake(TokioIo::new(up)).await?;
+                            tokio::spawn(conn);
+                            let forwarded =
+                                http::Request::from_parts(parts.clone(), Full::new(body.clone()));
+                            let resp = send.send_request(forwarded).await?;
+                            let (rparts, rbody) = resp.into_parts();
+                            let rbody = rbody.collect().await?.to_bytes();
+                            let logged = Logged {
+                                method: parts.method.to_string(),
+                                path: parts.uri.path().to_owned(),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                                status: rparts.status.as_u16(),
+                            };
+                            let hold = {
+                                let mut s = g.state.lock().unwrap();
+                                let hold = logged.is_change() && {
+                                    s.changes += 1;
+                                    !s.hold_before && s.hold_at == Some(s.changes)
+                                };
+                                s.log.push(logged);
+                                if hold {
+                                    s.held = true;
+                                }
+                                hold
+                            };
+                            g.wake.notify_waiters();
+                            if hold {
+                                g.wait_release().await;
+                            }
+                            Ok::<_, hyper::Error>(http::Response::from_parts(
+                                rparts,
+                                Full::new(rbody),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        gate
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// The ChangeResourceRecordSets calls so far.
+    pub fn changes(&self) -> Vec<Logged> {
+        self.requests()
+            .into_iter()
+            .filter(Logged::is_change)
+            .collect()
+    }
+
+    /// Holds the response of the `n`-th change request (1-based) once moto has applied it,
+    /// until [`Gate::release`].
+    pub fn hold_change(&self, n: usize) {
+        self.state.lock().unwrap().hold_at = Some(n);
+    }
+
+    /// Holds the `n`-th change request (1-based) before moto sees it, until [`Gate::release`].
+    pub fn hold_change_before(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.hold_at = Some(n);
+        s.hold_before = true;
+    }
+
+    async fn wait_release(&self) {
+        loop {
+            let notified = self.wake.notified();
+            if self.state.lock().unwrap().released {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until a request or response is held, at most `within`.
+    pub async fn wait_held(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.wake.notified();
+            if self.state.lock().unwrap().held {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, notified).await.is_ok()
+                    || self.state.lock().unwrap().held,
+                "no change request was held within {within:?}"
+            );
+        }
+    }
+
+    /// Lets the held response (and every later one) go.
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.wake.notify_waiters();
+    }
+}
+
+impl Moto {
+    /// Deletes record sets (exact current values) straight through the SDK: a change behind
+    /// sluice's back.
+    pub async fn delete(&self, p: &Route53Provider, zone: &Zone, records: &[RecordSet]) {
+        let changes: Vec<sluice::dns::Change> = records
+            .iter()
+            .map(|r| sluice::dns::Change {
+                action: sluice::dns::Action::Delete,
+                record: r.clone(),
+            })
+            .collect();
+        p.apply(zone, &changes)
+            .await
+            .expect("delete records behind sluice's back");
+    }
+}
