@@ -16,6 +16,7 @@ pub mod check;
 pub mod demo;
 pub mod leader;
 pub mod listener;
+pub mod metrics_listener;
 pub mod readiness;
 pub mod router;
 pub mod run;
