@@ -109,7 +109,7 @@ fn the_admin_api_stays_on_loopback_and_only_metrics_are_exposed() {
             assert_ne!(port_number(&c, &target), i32::from(admin.port()), "{file}");
             match &target {
                 IntOrString::String(name) => {
-                    assert!(only.contains(&name.as_str()), "{file}: {name}")
+                    assert!(only.contains(&name.as_str()), "{file}: {name}");
                 }
                 IntOrString::Int(n) => panic!("{file}: name the target port, not {n}"),
             }
