@@ -242,3 +242,122 @@ async fn upgraded_tunnels_count_as_open_connections() {
     );
     drop(dir);
 }
+
+/// Waits until a TCP connect to `addr` is refused (the listening socket closed), failing after
+/// `within`.
+async fn wait_refused(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        match TcpStream::connect(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "connections to {addr} were never refused: last {other:?}"
+                );
+                drop(other);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_serves_through_the_delay_then_refuses_new_connections_and_drains() {
+    let held = held_backend().await;
+    let fast = echo([127, 0, 0, 1], "fast").await;
+    let delay = Duration::from_secs(5);
+    let Harness { dir, running } = Harness::start_options(
+        &[
+            (
+                "slow.yaml",
+                ingress("slow", "slow.test", &[("/", "Prefix", "slow", 80)], &[]),
+            ),
+            (
+                "fast.yaml",
+                ingress("fast", "fast.test", &[("/", "Prefix", "fast", 80)], &[]),
+            ),
+            (
+                "svc.yaml",
+                format!(
+                    "{}---\n{}",
+                    service("slow", &[(held.addr, true)]),
+                    service("fast", &[(fast, true)])
+                ),
+            ),
+        ],
+        |opts| opts.shutdown_delay = delay,
+    )
+    .await;
+    let (http, https, admin) = (running.http_addr, running.https_addr, running.admin_addr);
+    let metrics = running.metrics_addr.expect("a metrics listener");
+    assert_eq!(admin_status(metrics, "/readyz").await, StatusCode::OK);
+
+    // A keep-alive connection that has served a request, and a request the backend holds.
+    let mut keep = http1_connect(http).await;
+    let (status, _, _) = get_on(&mut keep, "fast.test", "/").await.expect("request");
+    assert_eq!(status, StatusCode::OK);
+    let inflight = tokio::spawn(async move { fetch(http, "slow.test", "/slow").await });
+    let probe = held.clone();
+    eventually("the backend to receive the request", || {
+        probe.started() == 1
+    })
+    .await;
+
+    let shutdown = tokio::spawn(running.shutdown(Duration::from_secs(30)));
+
+    // 1. Not ready, on the metrics listener (the probes) and the admin listener alike.
+    let deadline = Instant::now() + DEADLINE;
+    while admin_status(metrics, "/readyz").await != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never turned 503 on the metrics listener"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        admin_status(admin, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // 2. During the delay traffic is still served: a new connection, and the keep-alive one.
+    let (status, _, body) = tokio::time::timeout(DEADLINE, fetch(http, "fast.test", "/new"))
+        .await
+        .expect("a new connection is served during the delay");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = tokio::time::timeout(DEADLINE, get_on(&mut keep, "fast.test", "/again"))
+        .await
+        .expect("an answer in time")
+        .expect("the keep-alive connection still serves during the delay");
+    assert_eq!(status, StatusCode::OK);
+
+    // 3. Then the listening sockets close: new connections are refused, not queued.
+    wait_refused(http, delay + DEADLINE).await;
+    wait_refused(https, DEADLINE).await;
+    // The idle keep-alive connection is closed; the probes still answer (503).
+    eventually("the idle keep-alive connection to close", || {
+        keep.is_closed()
+    })
+    .await;
+    assert_eq!(
+        admin_status(metrics, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // 4. The in-flight request is drained: shutdown waits for it, and it completes.
+    assert!(!inflight.is_finished(), "the request is still held");
+    assert!(!shutdown.is_finished(), "shutdown waits for it");
+    held.release();
+    let (status, _, body) = tokio::time::timeout(DEADLINE, inflight)
+        .await
+        .expect("in-flight request finishes")
+        .expect("client task");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), HeldBackend::BODY_LEN);
+    let clean = tokio::time::timeout(DEADLINE, shutdown)
+        .await
+        .expect("shutdown returns")
+        .expect("shutdown task");
+    assert!(clean, "every connection finished within the grace period");
+    drop(dir);
+}

@@ -1,24 +1,35 @@
 //! The admin actor and its HTTP endpoint: `/healthz`, `/readyz`, `/metrics` (Prometheus text),
-//! and a JSON API: `/api/routes` (the live table), `/api/actors` (the supervision tree),
+//! and a JSON API: `/api/routes` (the live table, paged and streamed by
+//! [`sluice::proxy::inspect::routes_response`]), `/api/actors` (the supervision tree),
 //! `/api/diagnostics`, `/api/certificates`, `/api/dns` (zones, records, last sync; records
-//! paged with `?limit=&offset=`). With `--chaos`, `POST /debug/crash/{actor}` makes that actor panic in
-//! its message handler, and `POST /debug/crash/{actor}?in=task` inside its background task.
+//! paged with `?limit=&offset=`). With `--chaos`, `POST /debug/crash/{actor}` makes
+//! that actor panic in its message handler, and `POST /debug/crash/{actor}?in=task` inside its
+//! background task.
+//!
+//! The admin listener binds loopback by default (`--admin-addr`): the API names every
+//! Ingress, Service and Secret and has no authentication. The probes and metrics that must be
+//! reachable from outside the pod are served by the metrics listener
+//! ([`crate::metrics_listener`]), which answers nothing else. Both serve each connection with
+//! the proxy's connection timeouts ([`serve_listener`]).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::ActorProcessingErr;
 use serde_json::json;
 use sluice::model::Diagnostic;
-use sluice::proxy::Proxy;
+use sluice::pace::Backoff;
+use sluice::proxy::{Proxy, ProxyConfig, inspect, serve_with_timeouts};
 use sluice::tls::CertStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,11 +39,38 @@ use crate::supervisor::{ActorTree, CrashPoint, Crashed};
 use crate::topics::Desired;
 use crate::worker::{Ctx, NoMsg, Worker};
 
+/// The response body of the admin and metrics listeners: small documents in one piece,
+/// `/api/routes` streamed.
+pub type AdminBody = BoxBody<Bytes, Infallible>;
+
+/// The connection timeouts of the admin and metrics listeners: the proxy's (see
+/// docs/limits.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// From the accept to the first complete request head, and for each later head
+    /// (`--client-header-timeout`).
+    pub client_header: Duration,
+    /// With no request in progress (`--idle-timeout`).
+    pub idle: Duration,
+}
+
+impl HttpTimeouts {
+    /// The timeouts of the proxy's client connections.
+    pub fn of(config: &ProxyConfig) -> HttpTimeouts {
+        HttpTimeouts {
+            client_header: config.client_header_timeout,
+            idle: config.idle_timeout,
+        }
+    }
+}
+
 /// What the admin endpoint uses.
 #[derive(Clone, Debug)]
 pub struct AdminArgs {
     /// The listening socket (owned by the runtime).
     pub socket: Arc<TcpListener>,
+    /// Connection timeouts.
+    pub timeouts: HttpTimeouts,
     /// `/readyz`.
     pub readiness: Arc<Readiness>,
     /// `/api/actors` and the chaos endpoint.
@@ -65,34 +103,71 @@ impl Worker for Admin {
     type Args = AdminArgs;
 
     async fn start(&self, ctx: &mut Ctx<NoMsg>, args: AdminArgs) -> Result<(), ActorProcessingErr> {
-        ctx.spawn("server", serve(Arc::new(args)));
+        let args = Arc::new(args);
+        let (socket, timeouts) = (args.socket.clone(), args.timeouts);
+        ctx.spawn(
+            "server",
+            serve_listener(socket, "admin", timeouts, move |req| {
+                handle(req, args.clone())
+            }),
+        );
         Ok(())
     }
 }
 
-async fn serve(args: Arc<AdminArgs>) {
+/// Accepts connections on `socket` and serves each on its own task with `handler` and the
+/// proxy's connection timeouts ([`serve_with_timeouts`]). Runs until its task is aborted (the
+/// actor stopped or is restarting); then the open connections finish their requests in
+/// progress and close. An accept error (out of file descriptors) backs off, with one warning
+/// per episode.
+pub(crate) async fn serve_listener<H, F>(
+    socket: Arc<TcpListener>,
+    what: &'static str,
+    timeouts: HttpTimeouts,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + Clone + 'static,
+    F: Future<Output = Response<AdminBody>> + Send + 'static,
+{
+    // Dropped with this future: every connection's shutdown signal fires.
+    let (_stop, stopped) = watch::channel(false);
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+    let mut failing = false;
     loop {
-        let stream = match args.socket.accept().await {
+        let stream = match socket.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // EMFILE and the like are transient: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if !failing {
+                    failing = true;
+                    tracing::warn!(listener = what, error = %e, "accept failed; backing off");
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        let args = args.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, args.clone()));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+        backoff.reset();
+        failing = false;
+        let handler = handler.clone();
+        let svc = service_fn(move |req| {
+            let resp = handler(req);
+            async move { Ok::<_, Infallible>(resp.await) }
         });
+        tokio::spawn(serve_with_timeouts(
+            stream,
+            svc,
+            timeouts.client_header,
+            timeouts.idle,
+            stopped.clone(),
+        ));
     }
 }
 
-fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
+pub(crate) fn reply(
+    status: StatusCode,
+    ctype: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<AdminBody> {
+    let mut resp = Response::new(Full::new(body.into()).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -101,7 +176,7 @@ fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Res
     resp
 }
 
-fn json_reply(v: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json_reply(v: &serde_json::Value) -> Response<AdminBody> {
     reply(
         StatusCode::OK,
         "application/json",
@@ -109,25 +184,39 @@ fn json_reply(v: &serde_json::Value) -> Response<Full<Bytes>> {
     )
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    args: Arc<AdminArgs>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path();
-    let resp = match (req.method(), path) {
-        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/readyz") if args.readiness.is_ready() => {
-            reply(StatusCode::OK, "text/plain", "ready\n")
-        }
-        (&Method::GET, "/readyz") => {
-            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
-        }
-        (&Method::GET, "/metrics") => reply(
+/// `/healthz`, `/readyz` and `/metrics`: what the admin and the metrics listeners both
+/// answer. `None` for any other request.
+pub(crate) fn probes(
+    req: &Request<Incoming>,
+    readiness: &Readiness,
+    metrics: &PrometheusHandle,
+    certs: &ArcSwap<CertStore>,
+) -> Option<Response<AdminBody>> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    Some(match req.uri().path() {
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" if readiness.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n"),
+        "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
+        "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            render_metrics(&args),
+            render_metrics(metrics, certs),
         ),
-        (&Method::GET, "/api/routes") => json_reply(&routes(&args)),
+        _ => return None,
+    })
+}
+
+async fn handle(req: Request<Incoming>, args: Arc<AdminArgs>) -> Response<AdminBody> {
+    if let Some(resp) = probes(&req, &args.readiness, &args.metrics, &args.certs) {
+        return resp;
+    }
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::GET, "/api/routes") => {
+            inspect::routes_response(args.proxy.snapshot(), req.uri().query()).map(BodyExt::boxed)
+        }
         (&Method::GET, "/api/actors") => json_reply(&args.tree.to_json()),
         (&Method::GET, "/api/diagnostics") => json_reply(&diagnostics(&args)),
         (&Method::GET, "/api/certificates") => json_reply(&certificates(&args)),
@@ -168,15 +257,14 @@ async fn handle(
             "text/plain",
             "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors, /api/diagnostics, /api/certificates or /api/dns\n",
         ),
-    };
-    Ok(resp)
+    }
 }
 
 /// The registry's metrics, plus the certificate expiry gauges computed from the live
 /// certificate snapshot, so a Secret that is no longer used has no series.
-fn render_metrics(args: &AdminArgs) -> String {
-    let mut out = args.metrics.render();
-    let store = args.certs.load();
+fn render_metrics(metrics: &PrometheusHandle, certs: &ArcSwap<CertStore>) -> String {
+    let mut out = metrics.render();
+    let store = certs.load();
     let not_after = store.not_after();
     for (name, help) in [
         (
@@ -257,35 +345,6 @@ fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn routes(args: &AdminArgs) -> serde_json::Value {
-    let snap = args.proxy.snapshot();
-    let endpoints = |b: &sluice::model::Backend| -> Vec<serde_json::Value> {
-        b.endpoints
-            .iter()
-            .map(|e| json!({"address": e.addr.to_string(), "ready": e.ready}))
-            .collect()
-    };
-    let routes: Vec<serde_json::Value> = snap
-        .table
-        .routes()
-        .iter()
-        .map(|r| {
-            json!({
-                "host": r.host.to_string(),
-                "path": r.path.path,
-                "pathType": r.path.kind.as_str(),
-                "ingress": r.source.ingress.to_string(),
-                "field": format!("spec.rules[{}].http.paths[{}]", r.source.rule, r.source.path),
-                "backend": r.backend.label(),
-                "endpoints": endpoints(&r.backend),
-                "redirectToHttps": r.redirect_to_https,
-            })
-        })
-        .collect();
-    let default = snap.table.default_backend().map(|b| json!({"ingress": b.ingress.to_string(), "backend": b.label(), "endpoints": endpoints(b)}));
-    json!({"generation": snap.generation, "routes": routes, "defaultBackend": default})
 }
 
 fn diag_json(d: &Diagnostic) -> serde_json::Value {

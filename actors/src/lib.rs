@@ -17,6 +17,7 @@ pub mod demo;
 pub mod dns;
 pub mod leader;
 pub mod listener;
+pub mod metrics_listener;
 pub mod readiness;
 pub mod router;
 pub mod run;

@@ -294,13 +294,23 @@ struct ServeArgs {
     /// HTTPS listener.
     #[arg(long, default_value = "0.0.0.0:8443")]
     https_addr: SocketAddr,
-    /// Admin listener: /healthz, /readyz, /metrics.
+    /// Admin listener: /healthz, /readyz, /metrics and the API (/api/*, /debug/*). The API
+    /// has no authentication: keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:9090")]
     admin_addr: SocketAddr,
+    /// Metrics listener, serving only /metrics, /healthz and /readyz (for Prometheus and the
+    /// kubelet's probes, e.g. 0.0.0.0:9100). Default: none.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
     /// Runtime worker threads (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    /// On SIGTERM/SIGINT, how long to go on serving with /readyz answering 503, so that load
+    /// balancers stop sending, before the listening sockets close.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    shutdown_delay: Duration,
+    /// On SIGTERM/SIGINT, once the listening sockets are closed, how long in-flight requests
+    /// may take to finish (a second signal exits at once).
     #[arg(long, default_value = "30s", value_parser = duration)]
     shutdown_grace: Duration,
     /// Log one JSON line per request (tracing target sluice::access).
@@ -316,9 +326,19 @@ struct ServeArgs {
     /// for `demo`).
     #[arg(long)]
     https_redirect_port: Option<u16>,
-    /// Time for a request head to arrive; also the idle keep-alive timeout.
+    /// Time from the accept to the first complete request head (TLS handshake included), and
+    /// for each later request head to arrive.
     #[arg(long, default_value = "60s", value_parser = duration)]
     client_header_timeout: Duration,
+    /// Time a client connection may stay open with no request in progress (HTTP/1.1
+    /// keep-alive; HTTP/2 gets GOAWAY).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    idle_timeout: Duration,
+    /// Client connections open at once over every listener; at the limit accepting pauses and
+    /// the connection idle the longest is closed. Default: from the open-file limit,
+    /// (soft RLIMIT_NOFILE - max(64, a tenth)) / 2.
+    #[arg(long, value_parser = connection_count)]
+    max_connections: Option<usize>,
     /// Maximum request head size in bytes (larger: 431).
     #[arg(long, default_value_t = 32 * 1024)]
     max_header_bytes: usize,
@@ -342,6 +362,13 @@ fn namespaced_name(s: &str) -> Result<String, String> {
     }
 }
 
+fn connection_count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a number of connections (1 or more)"))
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     sluice::translate::annotations::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration like 30s, 500ms or 2m"))
@@ -351,6 +378,10 @@ impl ServeArgs {
     fn proxy_config(&self, default_redirect_port: u16) -> ProxyConfig {
         ProxyConfig {
             client_header_timeout: self.client_header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(sluice::proxy::default_max_connections),
             max_header_bytes: self.max_header_bytes,
             connect_timeout: self.proxy_connect_timeout,
             read_timeout: self.proxy_read_timeout,
@@ -435,6 +466,8 @@ fn main() -> ExitCode {
                 http_addr: serve.http_addr,
                 https_addr: serve.https_addr,
                 admin_addr: serve.admin_addr,
+                metrics_addr: serve.metrics_addr,
+                shutdown_delay: serve.shutdown_delay,
                 classes: classes.options(),
                 proxy: serve.proxy_config(443),
                 debounce: Duration::from_millis(50),
@@ -459,6 +492,13 @@ fn main() -> ExitCode {
             }
             if serve.https_addr.ip().is_unspecified() {
                 serve.https_addr.set_ip([127, 0, 0, 1].into());
+            }
+            if let Some(addr) = serve
+                .metrics_addr
+                .as_mut()
+                .filter(|a| a.ip().is_unspecified())
+            {
+                addr.set_ip([127, 0, 0, 1].into());
             }
             exit(serve.runtime().and_then(|rt| rt.block_on(demo(serve))))
         }
@@ -490,6 +530,8 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         http_addr: serve.http_addr,
         https_addr: serve.https_addr,
         admin_addr: serve.admin_addr,
+        metrics_addr: serve.metrics_addr,
+        shutdown_delay: serve.shutdown_delay,
         classes: sluice::translate::Options::default(),
         proxy: serve.proxy_config(serve.https_addr.port()),
         debounce: Duration::from_millis(50),
@@ -538,9 +580,18 @@ async fn serve_until_signal(
             anyhow::bail!("sluice is exiting: {cause}");
         }
     }
-    tracing::info!(grace = ?grace, open = running.open_connections(), "shutting down: no new connections, finishing in-flight requests");
-    if running.shutdown(grace).await {
-        tracing::info!("shutdown complete");
+    tracing::info!(
+        open = running.open_connections(),
+        "signal received: shutting down"
+    );
+    tokio::select! {
+        clean = running.shutdown(grace) => if clean {
+            tracing::info!("shutdown complete");
+        },
+        signal = wait_for_signal() => {
+            signal?;
+            tracing::warn!("second signal: exiting without waiting for the shutdown to finish");
+        }
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! |- dns                    (--dns-provider route53|memory)
 //! |- acme                   (--acme-email)
 //! |- leader                 (Kubernetes mode)
-//! |- listeners (one_for_one): listener-http, listener-https, admin
+//! |- listeners (one_for_one): listener-http, listener-https, admin, metrics (--metrics-addr)
 //! ```
 //!
 //! [`start`] returns a [`Running`] handle with the bound addresses once every actor has
@@ -26,6 +26,7 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::ActorRef;
 use rustls::sign::CertifiedKey;
+use sluice::proxy::drain::{self, Drain};
 use sluice::proxy::{ConnTracker, Entrypoint, Proxy, ProxyConfig};
 use sluice::source::kube as kube_source;
 use sluice::tls::{CertStore, SniResolver};
@@ -34,11 +35,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::acme::{Acme, AcmeArgs, AcmeConfig, AcmeStorage};
-use crate::admin::{Admin, AdminArgs};
+use crate::admin::{Admin, AdminArgs, HttpTimeouts};
 use crate::certificate::{Certificate, CertificateArgs};
 use crate::dns::{Dns, DnsArgs, DnsConfig};
 use crate::leader::{self, Leader, LeaderArgs, LeaderElection};
 use crate::listener::{Listener, ListenerArgs};
+use crate::metrics_listener::{Metrics, MetricsArgs};
 use crate::readiness::Readiness;
 use crate::router::{Router, RouterArgs};
 use crate::status::{Publish, Status, StatusArgs};
@@ -68,8 +70,15 @@ pub struct RunOptions {
     pub http_addr: SocketAddr,
     /// HTTPS listener.
     pub https_addr: SocketAddr,
-    /// Admin listener (health, readiness, metrics, API).
+    /// Admin listener (health, readiness, metrics, API). Keep it on loopback: the API has no
+    /// authentication.
     pub admin_addr: SocketAddr,
+    /// Metrics listener (`/metrics`, `/healthz`, `/readyz` only), for Prometheus and probes
+    /// from outside the host; `None`: none.
+    pub metrics_addr: Option<SocketAddr>,
+    /// On shutdown, how long to go on serving after readiness turns 503, before the
+    /// listening sockets close (`--shutdown-delay`).
+    pub shutdown_delay: Duration,
     /// Which Ingresses are ours.
     pub classes: Options,
     /// Proxy settings.
@@ -231,8 +240,9 @@ pub struct KubeSource {
 }
 
 impl RunOptions {
-    /// Defaults for `manifests`: every listener on 127.0.0.1 with an OS-chosen port, default
-    /// classes and proxy settings, 50 ms debounce, no chaos, default restart intensity.
+    /// Defaults for `manifests`: every listener (metrics included) on 127.0.0.1 with an
+    /// OS-chosen port, no shutdown delay, default classes and proxy settings, 50 ms debounce,
+    /// no chaos, default restart intensity.
     pub fn new(manifests: impl Into<PathBuf>) -> RunOptions {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         RunOptions {
@@ -240,6 +250,8 @@ impl RunOptions {
             http_addr: any,
             https_addr: any,
             admin_addr: any,
+            metrics_addr: Some(any),
+            shutdown_delay: Duration::ZERO,
             classes: Options::default(),
             proxy: ProxyConfig::default(),
             debounce: Duration::from_millis(50),
@@ -288,6 +300,7 @@ struct Runtime {
     http: Arc<TcpListener>,
     https: Arc<TcpListener>,
     admin: Arc<TcpListener>,
+    metrics_socket: Option<Arc<TcpListener>>,
     stop_accepting: watch::Sender<bool>,
     topics: Arc<Topics>,
     readiness: Arc<Readiness>,
@@ -305,6 +318,8 @@ pub struct Running {
     pub https_addr: SocketAddr,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
+    /// Bound metrics address (`None`: no metrics listener).
+    pub metrics_addr: Option<SocketAddr>,
     /// The proxy (for tests: the live snapshot).
     pub proxy: Arc<Proxy>,
     /// Readiness flags.
@@ -314,6 +329,9 @@ pub struct Running {
     topics: Arc<Topics>,
     tracker: Arc<ConnTracker>,
     stop_accepting: watch::Sender<bool>,
+    /// The traffic listeners, closed by the shutdown after its delay.
+    traffic: [Arc<TcpListener>; 2],
+    shutdown_delay: Duration,
     identity: String,
     root: ActorRef<SupervisorMsg>,
     exit: Option<oneshot::Receiver<RootExit>>,
@@ -370,28 +388,32 @@ impl Running {
         exit
     }
 
-    /// Graceful shutdown: report not ready, stop accepting, let in-flight requests finish
-    /// within `grace`, close idle connections, stop the actors. Returns false when connections
-    /// were still open at the deadline (they are dropped).
+    /// Graceful shutdown ([`sluice::proxy::drain::drain`]): readiness turns 503, traffic is
+    /// served on for the shutdown delay (so that load balancers notice), then the HTTP and
+    /// HTTPS listening sockets close (new connections are refused, not queued), idle
+    /// connections close, in-flight requests get `grace` to finish and the rest are closed;
+    /// then the actors stop. The admin and metrics listeners answer until then (`/readyz`:
+    /// 503). Returns false when connections were still open at the deadline (they are
+    /// dropped).
     pub async fn shutdown(mut self, grace: Duration) -> bool {
-        self.readiness.set_draining();
-        self.stop_accepting.send_replace(true);
-        self.tracker.shutdown();
-        let clean = tokio::time::timeout(grace, self.tracker.wait_idle())
-            .await
-            .is_ok();
-        if !clean {
-            tracing::warn!(
-                open = self.tracker.open(),
-                "shutdown grace period over; closing remaining connections"
-            );
-            self.tracker.force_close();
-        }
+        let readiness = self.readiness.clone();
+        let not_ready = move || readiness.set_draining();
+        let [http, https] = &self.traffic;
+        let listeners = [&**http, &**https];
+        let drained = drain::drain(Drain {
+            not_ready: &not_ready,
+            delay: self.shutdown_delay,
+            stop_accepting: &self.stop_accepting,
+            listeners: &listeners,
+            tracker: &self.tracker,
+            grace,
+        })
+        .await;
         self.root.stop(Some("shutdown".into()));
         if let Some(rx) = self.exit.take() {
             let _ = tokio::time::timeout(Duration::from_secs(30), rx).await;
         }
-        clean
+        drained.clean
     }
 }
 
@@ -555,6 +577,7 @@ impl Runtime {
     fn admin(&self) -> ChildSpec {
         let args = AdminArgs {
             socket: self.admin.clone(),
+            timeouts: HttpTimeouts::of(&self.opts.proxy),
             readiness: self.readiness.clone(),
             tree: self.tree.clone(),
             metrics: self.metrics.clone(),
@@ -567,6 +590,19 @@ impl Runtime {
             chaos: self.opts.chaos,
         };
         ChildSpec::new("admin", Restart::Permanent, move || (Admin, args.clone()))
+    }
+
+    fn metrics(&self, socket: &Arc<TcpListener>) -> ChildSpec {
+        let args = MetricsArgs {
+            socket: socket.clone(),
+            timeouts: HttpTimeouts::of(&self.opts.proxy),
+            readiness: self.readiness.clone(),
+            metrics: self.metrics.clone(),
+            certs: self.certs.clone(),
+        };
+        ChildSpec::new("metrics", Restart::Permanent, move || {
+            (Metrics, args.clone())
+        })
     }
 
     /// The supervision tree.
@@ -601,14 +637,18 @@ impl Runtime {
         if let Mode::Kube { client, source } = &self.mode {
             root.push(self.leader(client, source));
         }
+        let mut listeners = vec![
+            self.listener("listener-http", Entrypoint::Http),
+            self.listener("listener-https", Entrypoint::Https),
+            self.admin(),
+        ];
+        if let Some(socket) = &self.metrics_socket {
+            listeners.push(self.metrics(socket));
+        }
         root.push(ChildSpec::supervisor(sup(
             "listeners",
             Strategy::OneForOne,
-            vec![
-                self.listener("listener-http", Entrypoint::Http),
-                self.listener("listener-https", Entrypoint::Https),
-                self.admin(),
-            ],
+            listeners,
         )));
         sup("root", Strategy::OneForOne, root)
     }
@@ -660,8 +700,16 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     let http = bind(opts.http_addr, "http")?;
     let https = bind(opts.https_addr, "https")?;
     let admin = bind(opts.admin_addr, "admin")?;
+    let metrics_socket = match opts.metrics_addr {
+        Some(addr) => Some(Arc::new(bind(addr, "metrics")?)),
+        None => None,
+    };
     let (http_addr, https_addr, admin_addr) =
         (http.local_addr()?, https.local_addr()?, admin.local_addr()?);
+    let metrics_addr = match &metrics_socket {
+        Some(socket) => Some(socket.local_addr()?),
+        None => None,
+    };
     if opts.chaos {
         tracing::warn!(
             "CHAOS MODE: POST /debug/crash/{{actor}} on the admin API makes that actor panic; never use in production"
@@ -697,6 +745,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         http: Arc::new(http),
         https: Arc::new(https),
         admin: Arc::new(admin),
+        metrics_socket,
         stop_accepting: watch::channel(false).0,
         topics,
         readiness: Arc::new(Readiness::default()),
@@ -713,17 +762,21 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         Mode::Standalone { manifests } => manifests.display().to_string(),
         Mode::Kube { .. } => "kubernetes".to_owned(),
     };
-    tracing::info!(%http_addr, %https_addr, %admin_addr, %source, "sluice is listening");
+    let metrics_at = metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(%http_addr, %https_addr, %admin_addr, metrics_addr = %metrics_at, %source, "sluice is listening");
     Ok(Running {
         http_addr,
         https_addr,
         admin_addr,
+        metrics_addr,
         proxy,
         readiness: runtime.readiness.clone(),
         tree: runtime.tree.clone(),
         topics: runtime.topics.clone(),
         tracker: runtime.tracker.clone(),
         stop_accepting: runtime.stop_accepting.clone(),
+        traffic: [runtime.http.clone(), runtime.https.clone()],
+        shutdown_delay: runtime.opts.shutdown_delay,
         identity: runtime.identity.clone(),
         root,
         exit: Some(exit),

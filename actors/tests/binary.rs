@@ -170,7 +170,7 @@ async fn run_serves_and_exits_zero_on_sigterm() {
     )
     .expect("write");
     std::fs::write(manifests.join("slow-svc.yaml"), service_yaml("slow", slow)).expect("write");
-    let (http, https, admin) = (free_port(), free_port(), free_port());
+    let (http, https, admin, metrics) = (free_port(), free_port(), free_port(), free_port());
     let log_path = scratch.0.join("stderr.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(SLUICE)
@@ -184,8 +184,11 @@ async fn run_serves_and_exits_zero_on_sigterm() {
             &https.to_string(),
             "--admin-addr",
             &admin.to_string(),
+            "--metrics-addr",
+            &metrics.to_string(),
         ])
-        .args(["--shutdown-grace", "5s"])
+        .args(["--shutdown-delay", "1s", "--shutdown-grace", "5s"])
+        .args(["--idle-timeout", "30s", "--max-connections", "100"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -196,7 +199,7 @@ async fn run_serves_and_exits_zero_on_sigterm() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok((200, _)) = get(admin, "admin", "/readyz").await {
+        if let Ok((200, _)) = get(metrics, "probe", "/readyz").await {
             break;
         }
         if let Some(status) = child.0.try_wait().expect("try_wait") {
@@ -240,7 +243,7 @@ async fn run_serves_and_exits_zero_on_sigterm() {
     assert!(killed.success());
     // Draining: /readyz turns 503 while the request is held, and the process keeps running.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get(admin, "admin", "/readyz").await.ok().map(|r| r.0) != Some(503) {
+    while get(metrics, "probe", "/readyz").await.ok().map(|r| r.0) != Some(503) {
         assert!(
             Instant::now() < deadline,
             "/readyz never turned 503 after SIGTERM:\n{}",
@@ -248,6 +251,11 @@ async fn run_serves_and_exits_zero_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(
+        get(admin, "admin", "/readyz").await.map(|r| r.0),
+        Ok(503),
+        "the admin listener too"
+    );
     assert!(
         child.0.try_wait().expect("try_wait").is_none(),
         "sluice waits for the in-flight request"
@@ -328,4 +336,91 @@ fn check_reports_bad_ingresses_and_broken_yaml_and_exits_1() {
             .any(|l| l.contains("bad.test") && l.contains("Prefix")),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_without_waiting_for_the_shutdown() {
+    let scratch = Scratch::new("second-signal");
+    let (http, https, admin, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let log_path = scratch.0.join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = Command::new(SLUICE)
+        .arg("run")
+        .arg("--manifests")
+        .arg(&scratch.0)
+        .args(["--http-addr", &http.to_string()])
+        .args(["--https-addr", &https.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .args(["--metrics-addr", &metrics.to_string()])
+        // Far longer than the test waits.
+        .args(["--shutdown-delay", "10m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start sluice run");
+    let mut child = Reap(child);
+    let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(metrics, "probe", "/readyz").await.ok().map(|r| r.0) != Some(200) {
+        assert!(
+            child.0.try_wait().expect("try_wait").is_none(),
+            "sluice run exited early:\n{}",
+            logs()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered 200:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.0.id().to_string();
+    let signal = |sig: &str| {
+        let sent = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+    };
+    signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(metrics, "probe", "/readyz").await.ok().map(|r| r.0) != Some(503) {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never turned 503 after SIGTERM:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // In the delay: still serving.
+    assert_eq!(get(http, "nothing.test", "/").await.map(|r| r.0), Ok(404));
+    assert!(child.0.try_wait().expect("try_wait").is_none());
+    signal("-INT");
+    let status = wait_exit(&mut child.0, Duration::from_secs(10)).await;
+    let Some(status) = status else {
+        panic!("a second signal did not end sluice:\n{}", logs())
+    };
+    assert!(status.success(), "exit status {status}:\n{}", logs());
+    assert!(logs().contains("second signal"), "{}", logs());
+}
+
+#[test]
+fn bad_connection_limits_and_durations_are_refused_by_name() {
+    for (flag, value) in [
+        ("--max-connections", "0"),
+        ("--max-connections", "many"),
+        ("--idle-timeout", "soon"),
+        ("--shutdown-delay", "-1s"),
+        ("--metrics-addr", "9100"),
+    ] {
+        let out = Command::new(SLUICE)
+            .args(["run", "--manifests", "."])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("run sluice");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
 }

@@ -32,25 +32,37 @@ impl Harness {
 
     /// [`Harness::start`] with proxy settings.
     pub async fn start_with(files: &[(&str, String)], proxy: ProxyConfig) -> Harness {
+        Self::start_options(files, |opts| opts.proxy = proxy).await
+    }
+
+    /// [`Harness::start`] with the run options changed by `change` (every listener on
+    /// 127.0.0.1 port 0, the metrics listener included, no shutdown delay, 20 ms debounce
+    /// before it).
+    pub async fn start_options(
+        files: &[(&str, String)],
+        change: impl FnOnce(&mut RunOptions),
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, yaml) in files {
             std::fs::write(dir.path().join(name), yaml).expect("write manifest");
         }
-        let running = run::start(RunOptions {
+        let mut opts = RunOptions {
             source: run::Source::Manifests(dir.path().to_path_buf()),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             https_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+            shutdown_delay: Duration::ZERO,
             classes: sluice::translate::Options::default(),
-            proxy,
+            proxy: ProxyConfig::default(),
             debounce: Duration::from_millis(20),
             chaos: false,
             intensity: Default::default(),
             acme: None,
             dns: None,
-        })
-        .await
-        .expect("sluice starts");
+        };
+        change(&mut opts);
+        let running = run::start(opts).await.expect("sluice starts");
         running
             .wait_reload(0, DEADLINE)
             .await
