@@ -780,15 +780,14 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_against_a_running_
     );
     assert!(plain.shutdown(Duration::from_secs(5)).await);
 
-    // 2. The scenario Prometheus watches: the same manifests plus an ACME Ingress whose CA
-    //    cannot be reached (orders fail), chaos enabled (actor restarts), and then a
-    //    configuration error. The metrics registry is process-wide: this instance's /metrics
+    // 2. The scenario Prometheus watches: the same manifests with ACME on (its CA cannot be
+    //    reached) and chaos enabled; then load, actor crashes, a configuration error and an
+    //    ACME Ingress whose order fails. The metrics registry is process-wide: this instance's /metrics
     //    continues the counters of the first one.
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, yaml) in &files {
         std::fs::write(dir.path().join(name), yaml).expect("write manifest");
     }
-    std::fs::write(dir.path().join("acme.yaml"), acme_ingress("acme.test")).expect("write");
     let mut opts = RunOptions::new(dir.path());
     opts.debounce = Duration::from_millis(20);
     opts.chaos = true;
@@ -915,7 +914,7 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_against_a_running_
 }
 
 /// The scenario: a few seconds of requests (200, 404, 502, 503, HTTPS), an actor crashed four
-/// times, a configuration error, and the ACME order failing; returns when each has happened.
+/// times, a configuration error, and an ACME order failing; returns when each has happened.
 async fn load(running: &Running, dir: &Path) {
     let (http, https, admin) = (running.http_addr, running.https_addr, running.admin_addr);
     let started = Instant::now();
@@ -969,7 +968,14 @@ async fn load(running: &Running, dir: &Path) {
         .wait_reload(seen, DEADLINE)
         .await
         .expect("reload after the broken Ingress");
-    // The ACME order against an unreachable CA has failed.
+    // An Ingress asks for an ACME certificate; the CA cannot be reached, so the order fails
+    // (after Prometheus has seen the counter at 0, so that increase() sees the failure).
+    let seen = running.reloads();
+    write_atomic(&dir.join("acme.yaml"), &acme_ingress("acme.test"));
+    running
+        .wait_reload(seen, DEADLINE)
+        .await
+        .expect("reload after the ACME Ingress");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = metrics_text(admin).await;
@@ -984,4 +990,20 @@ async fn load(running: &Running, dir: &Path) {
         assert!(Instant::now() < deadline, "no failed ACME order:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[test]
+fn shell_scripts_are_shellcheck_clean() {
+    let shellcheck = peers::debian_binary("shellcheck", "shellcheck");
+    let scripts = [
+        "deploy/image/build.sh",
+        "deploy/kind/e2e.sh",
+        "deploy/kind/chaos.sh",
+    ];
+    for script in scripts {
+        assert!(repo().join(script).is_file(), "{script} is missing");
+    }
+    run(Command::new(shellcheck)
+        .arg("--severity=style")
+        .args(scripts.iter().map(|s| repo().join(s))));
 }
