@@ -172,8 +172,12 @@ async fn metrics_cover_requests_connections_reloads_upstreams_and_certificates()
         .is_some(),
         "request duration histogram:\n{m}"
     );
-    let open = series(&m, "sluice_open_connections", &["entrypoint=\"http\""])
-        .expect("sluice_open_connections");
+    let open = series(
+        &m,
+        "sluice_open_connections",
+        &["entrypoint=\"http\"", "protocol=\"http\""],
+    )
+    .expect("sluice_open_connections");
     let open: f64 = open
         .rsplit(' ')
         .next()

@@ -754,9 +754,14 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
         identity: leader::identity(),
         opts,
     };
+    telemetry::register_metrics(
+        &runtime.identity,
+        matches!(runtime.mode, Mode::Standalone { .. }),
+    );
     let (root, exit) = spawn_root(runtime.tree_spec())
         .await
         .map_err(|e| anyhow::anyhow!("the supervision tree did not start: {e}"))?;
+    telemetry::register_tree_metrics(&runtime.tree.supervised());
     runtime.readiness.set_listening();
     let source = match &runtime.mode {
         Mode::Standalone { manifests } => manifests.display().to_string(),

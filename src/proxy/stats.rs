@@ -79,6 +79,7 @@ impl RequestStats {
                 metrics::histogram!(
                     "sluice_request_duration_seconds",
                     "entrypoint" => entrypoint.as_str(),
+                    "ingress" => self.ingress.clone(),
                     "service" => self.service.clone(),
                 )
             })

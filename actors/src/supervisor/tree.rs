@@ -109,6 +109,15 @@ impl ActorTree {
             .collect()
     }
 
+    /// `(name, supervisor)` of every actor, in start order.
+    pub fn supervised(&self) -> Vec<(String, String)> {
+        let entries = self.lock();
+        Self::in_order(&entries)
+            .into_iter()
+            .map(|(n, e)| (n.clone(), e.supervisor.clone()))
+            .collect()
+    }
+
     /// Restarts of `name` so far (0 if unknown).
     pub fn restarts(&self, name: &str) -> u64 {
         self.lock().get(name).map_or(0, |e| e.restarts)
