@@ -49,3 +49,10 @@ pub fn object_ref(meta: &ObjectMeta) -> ObjectRef {
         meta.name.clone().unwrap_or_default(),
     )
 }
+
+/// Sort key of objects by age: oldest first; objects without a creation timestamp count as
+/// newest; ties by namespace/name (the order Ingress conflicts are decided in).
+pub fn age_key(meta: &ObjectMeta) -> (bool, Option<k8s_openapi::jiff::Timestamp>, ObjectRef) {
+    let ts = meta.creation_timestamp.as_ref().map(|t| t.0);
+    (ts.is_none(), ts, object_ref(meta))
+}

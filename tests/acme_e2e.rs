@@ -7,14 +7,15 @@
 //!   and HTTP-01 for Ingresses created while running (the time to a served certificate is
 //!   printed); renewal at two thirds of a short lifetime with a keep-alive connection open; a
 //!   Secret sluice did not create is never overwritten; the acme actor crashed mid-order
-//!   completes with the same account;
+//!   completes with the same account; DNS-01 for a wildcard through `--dns-provider route53`
+//!   (moto), Pebble reading the TXT answer from moto's zones;
 //! - Kubernetes mode: two instances against the fake API server, the leader orders and Pebble
 //!   validates against the follower; Warning Events for a failed order; Secrets not ours.
 //!
 //! Tests take turns (one Pebble at a time): orders and metrics are process-wide, and a busy
 //! 2-core machine validates more reliably one order at a time.
 //!
-//! Pebble (Debian) and dnslib (PyPI, in the test virtualenv) are installed on first use.
+//! Pebble (Debian), dnslib and moto (PyPI, in the test virtualenv) are installed on first use.
 //! `SLUICE_TEST_LOG=1` prints sluice's logs (with `RUST_LOG` as usual).
 
 mod support;
@@ -29,9 +30,12 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
 use sluice::acme::{OrderOptions, RetryPolicy};
+use sluice::dns::RecordType;
 use sluice::pace::Backoff;
 use sluice_actors::leader::LeaderElection;
-use sluice_actors::run::{self, AcmeSettings, KubeSource, RunOptions, Running};
+use sluice_actors::run::{
+    self, AcmeSettings, DnsProviderKind, DnsSettings, KubeSource, RunOptions, Running,
+};
 use sluice_actors::supervisor::{CrashPoint, Crashed};
 use support::fake_apiserver::FakeApiServer;
 use support::pebble::{DnsResponder, Pebble, PebbleOptions};
@@ -66,11 +70,22 @@ impl World {
         validity_secs: Option<u64>,
         nonce_reject: Option<u32>,
     ) -> World {
+        World::start_resolving(http, https, validity_secs, nonce_reject, None).await
+    }
+
+    /// [`World::start`] whose DNS responder answers TXT queries from moto's Route53 at `moto`.
+    async fn start_resolving(
+        http: u16,
+        https: u16,
+        validity_secs: Option<u64>,
+        nonce_reject: Option<u32>,
+        moto: Option<&str>,
+    ) -> World {
         sluice_actors::telemetry::install_crypto_provider();
         if std::env::var_os("SLUICE_TEST_LOG").is_some() {
             sluice_actors::telemetry::init_logging(sluice_actors::telemetry::LogFormat::Text);
         }
-        let dns = DnsResponder::start(None).await;
+        let dns = DnsResponder::start(moto).await;
         let pebble = Pebble::start(PebbleOptions {
             http_port: http,
             tls_port: https,
@@ -121,7 +136,13 @@ impl World {
 
     /// Standalone sluice on this world's ports, reading its manifests folder.
     async fn sluice(&self, chaos: bool) -> Running {
+        self.sluice_with_dns(chaos, None).await
+    }
+
+    /// [`World::sluice`] with DNS settings.
+    async fn sluice_with_dns(&self, chaos: bool, dns: Option<DnsSettings>) -> Running {
         let mut opts = RunOptions::new(self.manifests());
+        opts.dns = dns;
         opts.http_addr = SocketAddr::from(([127, 0, 0, 1], self.http));
         opts.https_addr = SocketAddr::from(([127, 0, 0, 1], self.https));
         opts.proxy.https_redirect_port = self.https;
@@ -554,6 +575,88 @@ async fn ingresses_created_while_running_get_certificates_by_http01_and_tls_alpn
     assert!(
         message.contains("dns.acme.test") && message.contains("DNS provider"),
         "{message}"
+    );
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+/// DNS-01 through the runtime: `--dns-provider route53` (moto) gives the ACME actor its DNS
+/// provider; Pebble resolves `_acme-challenge` TXT records from moto's zones (the test DNS
+/// responder reads them at query time). A wildcard certificate is issued and served, the TXT
+/// value is gone afterwards, and the DNS actor's own records stand beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_through_the_dns_provider_issues_a_wildcard_certificate() {
+    let _serial = SERIAL.lock().await;
+    let moto = support::moto::moto();
+    let route53 = moto.provider(50.0).await;
+    let zone = moto.create_zone(&route53, "wild.acme.test", false).await;
+    let (http, https) = (free_port(), free_port());
+    let world = World::start_resolving(http, https, None, Some(0), Some(&moto.url())).await;
+    world.write("svc.yaml", &site_service().await);
+    let mut dns = DnsSettings::new(
+        DnsProviderKind::Route53(support::moto::options_for(&moto.url())),
+        "acme-e2e",
+    );
+    dns.desired.publish = vec!["127.0.0.1".to_owned()];
+    dns.debounce = Duration::from_millis(50);
+    let running = world.sluice_with_dns(false, Some(dns)).await;
+    let answered = metric(
+        &running,
+        "sluice_acme_challenges_answered_total{type=\"dns-01\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    let started = Instant::now();
+    // Quoted: a YAML value may not start with `*`.
+    world.write(
+        "wild.yaml",
+        &acme_ingress(
+            "wild",
+            "\"*.wild.acme.test\"",
+            "wild-tls",
+            &[("sluice.io/acme-challenge", "dns-01")],
+        ),
+    );
+    let host = "app.wild.acme.test";
+    let chain = until_issued_and_served(&world, running.https_addr, host).await;
+    eprintln!(
+        "Ingress written -> wildcard certificate served by DNS-01 through moto: {:?}",
+        started.elapsed()
+    );
+    let root = world.pebble.issuing_root().await;
+    verifies(&chain, &root, "other.wild.acme.test").expect("the wildcard covers any label");
+    let c = certificate(&running, "default/wild-tls").await;
+    assert_eq!(c["challenge"], json!("dns-01"), "{c:#}");
+    assert_eq!(c["state"], json!("valid"), "{c:#}");
+    assert!(
+        metric(
+            &running,
+            "sluice_acme_challenges_answered_total{type=\"dns-01\"}"
+        )
+        .await
+        .is_some_and(|n| n > answered),
+        "the DNS-01 answer is counted"
+    );
+    // The answer is removed after the order; the DNS actor's records for the host stay.
+    let records = until(SLOW, "the TXT answer removed, the A record written", || {
+        let (moto, route53, zone) = (moto, &route53, &zone);
+        async move {
+            let records = moto.records(route53, zone).await;
+            let challenge = records
+                .iter()
+                .any(|r| r.name.starts_with("_acme-challenge."));
+            let a = records
+                .iter()
+                .any(|r| r.name.contains("wild.acme.test") && r.rtype == RecordType::A);
+            (!challenge && a).then_some(records)
+        }
+    })
+    .await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.rtype == RecordType::Txt
+                && r.values.iter().any(|v| v.contains("owner=acme-e2e"))),
+        "the DNS actor's ownership record: {records:#?}"
     );
     running.shutdown(Duration::from_secs(5)).await;
 }

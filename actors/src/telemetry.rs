@@ -132,7 +132,7 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
     (
         "sluice_acme_challenges_answered_total",
         MetricKind::Counter,
-        "ACME challenge requests answered by this replica, by type.",
+        "ACME challenges answered by this replica, by type (http-01 and tls-alpn-01: validation requests served; dns-01: TXT values published through the DNS provider).",
     ),
     (
         "sluice_acme_bad_nonce_retries_total",
@@ -262,7 +262,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
     for result in ["issued", "failed"] {
         metrics::counter!("sluice_acme_orders_total", "result" => result).increment(0);
     }
-    for kind in ["http-01", "tls-alpn-01"] {
+    for kind in ["http-01", "tls-alpn-01", "dns-01"] {
         metrics::counter!("sluice_acme_challenges_answered_total", "type" => kind).increment(0);
     }
     metrics::counter!("sluice_acme_bad_nonce_retries_total").increment(0);

@@ -238,6 +238,12 @@ pub fn challenges_handle() -> ChallengesHandle {
     Arc::new(ArcSwap::from_pointee(Challenges::default()))
 }
 
+impl crate::tls::AlpnChallenges for ArcSwap<Challenges> {
+    fn challenge_cert(&self, sni: &str) -> Option<Arc<CertifiedKey>> {
+        self.load().tls_alpn01(sni)
+    }
+}
+
 impl Challenges {
     /// Answers from their shared form (what a replica reads from the challenge-answers
     /// Secret), building a TLS-ALPN-01 certificate for each TLS-ALPN-01 answer.

@@ -178,7 +178,7 @@ pub fn account_secret(name: &ObjectRef, key_pkcs8: &[u8]) -> Secret {
 
 /// The account key (PKCS#8 DER) in an account key Secret.
 pub fn account_key_from_secret(secret: &Secret) -> Result<Vec<u8>, SecretError> {
-    let me = crate::translate::object_ref(&secret.metadata);
+    let me = crate::cluster::object_ref(&secret.metadata);
     let pem = secret
         .data
         .as_ref()
@@ -238,7 +238,7 @@ pub fn challenge_answers_from_secret(secret: &Secret) -> Result<Vec<SharedAnswer
         return Ok(Vec::new());
     };
     serde_json::from_slice(&json.0).map_err(|e| SecretError::Invalid {
-        secret: crate::translate::object_ref(&secret.metadata),
+        secret: crate::cluster::object_ref(&secret.metadata),
         key: ANSWERS_KEY,
         detail: e.to_string(),
     })

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Secret;
 
 use super::secrets::{pkcs8_from_pem, pkcs8_pem};
+use crate::cluster::object_ref;
 use crate::model::ObjectRef;
-use crate::translate::object_ref;
 
 /// The default `--acme-storage`.
 pub const DEFAULT_STORAGE: &str = "./sluice-acme";

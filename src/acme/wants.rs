@@ -25,9 +25,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::answers::ChallengeKind;
 use super::order::OrderError;
 use super::secrets::is_ours;
+use crate::cluster::ClusterState;
+use crate::cluster::object_ref;
 use crate::model::{Diagnostic, HostMatch, Kind, ObjectRef, Reason};
-use crate::source::ClusterState;
-use crate::translate::object_ref;
 
 /// `kubernetes.io/tls-acme`: `"true"` asks the default issuer (ours) for certificates.
 pub const TLS_ACME: &str = "kubernetes.io/tls-acme";
@@ -200,7 +200,7 @@ pub fn wanted_certificates(
         .iter()
         .filter(|i| ours.contains(&object_ref(&i.metadata)))
         .collect();
-    ingresses.sort_by_cached_key(|i| crate::translate::age_key(i));
+    ingresses.sort_by_cached_key(|i| crate::cluster::age_key(&i.metadata));
 
     let mut wanted = Vec::new();
     let mut diags = Vec::new();

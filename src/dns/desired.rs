@@ -29,9 +29,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::aws::canonical_hosted_zone;
 use super::record::{Alias, Record, RecordType};
+use crate::cluster::ClusterState;
+use crate::cluster::object_ref;
 use crate::model::{Diagnostic, HostMatch, Kind, ObjectRef, Reason};
-use crate::source::ClusterState;
-use crate::translate::object_ref;
 
 /// The annotation prefix ExternalDNS reads since 0.22.
 pub const PREFIX: &str = "external-dns.kubernetes.io/";

@@ -213,7 +213,16 @@ pub fn default_certificate() -> Result<Arc<CertifiedKey>, TlsError> {
 #[derive(Clone, Debug)]
 pub struct SniResolver {
     store: Arc<ArcSwap<CertStore>>,
-    challenges: Option<crate::acme::ChallengesHandle>,
+    challenges: Option<Arc<dyn AlpnChallenges>>,
+}
+
+/// Where TLS-ALPN-01 challenge certificates come from: the ACME answers snapshot
+/// (`acme::ChallengesHandle` implements it), kept behind a trait so that this module does not
+/// depend on the ACME one.
+pub trait AlpnChallenges: Send + Sync + std::fmt::Debug {
+    /// The challenge certificate for a handshake naming `sni` with ALPN `acme-tls/1`, while
+    /// that name is being validated.
+    fn challenge_cert(&self, sni: &str) -> Option<Arc<CertifiedKey>>;
 }
 
 impl SniResolver {
@@ -228,7 +237,7 @@ impl SniResolver {
     /// Also answers TLS-ALPN-01 handshakes from `challenges` (the snapshot the proxy answers
     /// HTTP-01 from: [`Proxy::challenges`](crate::proxy::Proxy::challenges)).
     #[must_use]
-    pub fn with_challenges(mut self, challenges: crate::acme::ChallengesHandle) -> Self {
+    pub fn with_challenges(mut self, challenges: Arc<dyn AlpnChallenges>) -> Self {
         self.challenges = Some(challenges);
         self
     }
@@ -243,7 +252,7 @@ impl ResolvesServerCert for SniResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         if rustls_acme::is_tls_alpn_challenge(&client_hello) {
             let name = client_hello.server_name()?;
-            return self.challenges.as_ref()?.load().tls_alpn01(name);
+            return self.challenges.as_ref()?.challenge_cert(name);
         }
         Some(self.store.load().resolve(client_hello.server_name()))
     }

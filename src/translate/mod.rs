@@ -26,6 +26,7 @@ use std::hash::BuildHasher as _;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::cluster::ClusterState;
+use crate::cluster::age_key;
 pub use crate::cluster::object_ref;
 use crate::model::{
     Diagnostic, HostMatch, Kind, Model, ObjectRef, PathKind, PathMatch, Reason, Route, RouteSource,
@@ -101,7 +102,7 @@ pub fn translate_with_acme(
 ) -> Translation {
     let classes = ClassIndex::new(&state.ingress_classes, options);
     let mut owned: Vec<&Ingress> = state.ingresses.iter().filter(|i| classes.owns(i)).collect();
-    owned.sort_by_cached_key(|i| age_key(i));
+    owned.sort_by_cached_key(|i| age_key(&i.metadata));
 
     let mut t = Translator {
         resolver: Resolver::new(state),
@@ -143,13 +144,6 @@ fn tls_covers(tls: &[&HostMatch], route: &HostMatch) -> bool {
         HostMatch::Wildcard(_) => tls.contains(&route),
         HostMatch::Any => false,
     }
-}
-
-/// Sort key: oldest first; objects without a creation timestamp count as newest; ties by
-/// namespace/name.
-pub(crate) fn age_key(i: &Ingress) -> (bool, Option<k8s_openapi::jiff::Timestamp>, ObjectRef) {
-    let ts = i.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    (ts.is_none(), ts, object_ref(&i.metadata))
 }
 
 struct ClassIndex<'a> {
