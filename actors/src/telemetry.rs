@@ -228,6 +228,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
         for reason in [
             "no_route",
             "no_endpoints",
+            "closed",
             "bad_request",
             "misdirected",
             "body_too_large",

@@ -55,6 +55,13 @@ pub enum Reason {
     SecretInvalid,
     /// An annotation value could not be used.
     InvalidAnnotation,
+    /// An annotation sluice does not implement (of ingress-nginx, Traefik, or an unknown
+    /// `sluice.io/` one): a warning when it is ignored, an error when it asks for a protection
+    /// (the Ingress's routes then answer 503 rather than serve open).
+    UnsupportedAnnotation,
+    /// A configuration-snippet annotation (ingress-nginx's `*-snippet`): configuration text is
+    /// never applied, and the Ingress is not served.
+    SnippetRejected,
     /// An ACME certificate is wanted but not issued yet: its hosts get the default
     /// certificate and plain HTTP is not redirected meanwhile.
     CertificatePending,
@@ -94,6 +101,8 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretInvalid => "SecretInvalid",
             Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
+            Reason::SnippetRejected => "SnippetRejected",
             Reason::CertificatePending => "CertificatePending",
             Reason::CertificateRequestInvalid => "CertificateRequestInvalid",
             Reason::CertificateSecretNotOwned => "CertificateSecretNotOwned",

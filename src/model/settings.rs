@@ -37,6 +37,10 @@ pub struct BackendSettings {
     pub max_body_bytes: Option<u64>,
     /// `sluice.io/ssl-redirect` (default true).
     pub ssl_redirect: bool,
+    /// The Ingress asks for a protection sluice does not implement (an authentication,
+    /// allow/deny list, rate limit or client-certificate annotation of another controller):
+    /// rather than serve it open, every route of it answers 503 (fail closed).
+    pub closed: bool,
 }
 
 impl Default for BackendSettings {
@@ -48,6 +52,7 @@ impl Default for BackendSettings {
             read_timeout: None,
             max_body_bytes: None,
             ssl_redirect: true,
+            closed: false,
         }
     }
 }

@@ -22,6 +22,8 @@ pub(crate) enum ProxyError {
     BodyTooLarge,
     /// 503: the backend has no ready endpoint.
     NoEndpoints,
+    /// 503: the Ingress asks for a protection sluice does not implement (fail closed).
+    Closed,
     /// 502: connection refused or reset, or the upstream broke the protocol.
     UpstreamRefused(String),
     /// 502: the upstream broke HTTP: a malformed or truncated response head, or a 101 to a
@@ -82,6 +84,7 @@ impl ProxyError {
             ProxyError::Misdirected => "misdirected",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::NoEndpoints => "no_endpoints",
+            ProxyError::Closed => "closed",
             ProxyError::UpstreamRefused(_) => "upstream_error",
             ProxyError::UpstreamProtocol => "upstream_protocol",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -94,7 +97,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoints | ProxyError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
@@ -114,6 +117,10 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge => "request body too large\n".to_string(),
             ProxyError::NoEndpoints => "no ready endpoint for this service\n".to_string(),
+            ProxyError::Closed => {
+                "service unavailable: this route is closed until its configuration is fixed\n"
+                    .to_string()
+            }
             ProxyError::UpstreamRefused(e) => {
                 tracing::debug!(error = %e, "upstream error");
                 "bad gateway: the upstream refused or reset the connection\n".to_string()

@@ -126,8 +126,8 @@ impl Proxy {
     }
 
     /// Answers that need no upstream: 421 (a TLS connection used for a host the certificate
-    /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2), 308 to HTTPS, 413 (declared
-    /// body over the limit).
+    /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2), 503 (a route closed by an
+    /// unimplemented protection annotation), 308 to HTTPS, 413 (declared body over the limit).
     fn admit(
         &self,
         conn: &ConnInfo,
@@ -144,6 +144,9 @@ impl Proxy {
             if !self.certs.load().covers(conn.sni.as_deref(), bare) {
                 return Err(ProxyError::Misdirected);
             }
+        }
+        if upstream.settings.closed {
+            return Err(ProxyError::Closed);
         }
         if conn.entrypoint == Entrypoint::Http
             && routed.matched.route.is_some_and(|r| r.redirect_to_https)

@@ -1,7 +1,14 @@
-//! `sluice.io/*` annotations -> [`BackendSettings`], with a diagnostic per bad value.
+//! Ingress annotations -> [`BackendSettings`], with a diagnostic per bad value, and what
+//! sluice does with the annotations of other controllers.
 //!
 //! Annotations are parsed into typed settings here, once, and never spliced into any text
 //! configuration: there is no template to inject into.
+//!
+//! Annotations under `nginx.ingress.kubernetes.io/`, `traefik.ingress.kubernetes.io/` and
+//! `sluice.io/` are all accounted for ([`support`]): the ones sluice implements are read
+//! (ingress-nginx's under their own names, a `sluice.io/` one of the same meaning winning);
+//! snippets reject the Ingress; a protection sluice does not implement closes the Ingress's
+//! routes (503); anything else is a warning. Nothing is ignored silently.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,7 +30,126 @@ pub const PROXY_BODY_SIZE: &str = "sluice.io/proxy-body-size";
 /// `true` (default) or `false`.
 pub const SSL_REDIRECT: &str = "sluice.io/ssl-redirect";
 
-/// Parses the settings annotations of one Ingress.
+/// ingress-nginx's annotation prefix.
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+/// Traefik's annotation prefix (its Kubernetes Ingress provider).
+pub const TRAEFIK: &str = "traefik.ingress.kubernetes.io/";
+/// sluice's annotation prefix.
+pub const SLUICE: &str = "sluice.io/";
+
+/// ingress-nginx's `proxy-body-size` default (nginx's `client_max_body_size`), applied to an
+/// Ingress that carries ingress-nginx annotations and sets no body size: it was written for
+/// ingress-nginx, which refused larger bodies.
+pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
+
+/// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning.
+const NGINX_MAPPED: [(&str, &str); 6] = [
+    ("load-balance", LOAD_BALANCER),
+    ("backend-protocol", BACKEND_PROTOCOL),
+    ("proxy-connect-timeout", PROXY_CONNECT_TIMEOUT),
+    ("proxy-read-timeout", PROXY_READ_TIMEOUT),
+    ("proxy-body-size", PROXY_BODY_SIZE),
+    ("ssl-redirect", SSL_REDIRECT),
+];
+
+/// `sluice.io/` annotations read elsewhere (ACME: see `acme::wants`).
+const SLUICE_ELSEWHERE: [&str; 2] = ["sluice.io/acme", "sluice.io/acme-challenge"];
+
+/// What sluice does with an annotation under one of the prefixes it accounts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented: read into the Ingress's settings (or by the ACME planner).
+    Read,
+    /// A configuration snippet (text for the other controller's configuration): never
+    /// applied, and the Ingress is not served.
+    Snippet,
+    /// A protection sluice does not implement (authentication, allow/deny lists, rate limits,
+    /// client certificates, a WAF, Traefik middlewares that may be any of these): the
+    /// Ingress's routes answer 503 rather than serve open.
+    Protection,
+    /// Not implemented: ignored, with a warning.
+    Ignored,
+}
+
+/// How `key` is handled; `None` for annotations outside the three prefixes (other tools',
+/// e.g. ExternalDNS's or cert-manager's, which their own readers take).
+pub fn support(key: &str) -> Option<Support> {
+    if let Some(name) = key.strip_prefix(NGINX) {
+        return Some(nginx_support(name));
+    }
+    if let Some(name) = key.strip_prefix(TRAEFIK) {
+        // Middlewares are named, not described: any of them may be an authentication or an
+        // allow list. TLS options may require client certificates.
+        return Some(match name {
+            "router.middlewares" | "router.tls.options" => Support::Protection,
+            _ => Support::Ignored,
+        });
+    }
+    if key.starts_with(SLUICE) {
+        let known =
+            NGINX_MAPPED.iter().any(|(_, ours)| *ours == key) || SLUICE_ELSEWHERE.contains(&key);
+        return Some(if known {
+            Support::Read
+        } else {
+            Support::Ignored
+        });
+    }
+    None
+}
+
+fn nginx_support(name: &str) -> Support {
+    if NGINX_MAPPED.iter().any(|(theirs, _)| *theirs == name) {
+        return Support::Read;
+    }
+    if name.ends_with("-snippet") {
+        return Support::Snippet;
+    }
+    const PROTECTIONS: [&str; 5] = [
+        "whitelist-source-range",
+        "allowlist-source-range",
+        "denylist-source-range",
+        "satisfy",
+        "enable-owasp-core-rules",
+    ];
+    const PROTECTION_FAMILIES: [&str; 5] = [
+        "auth-",
+        "limit-",
+        "global-rate-limit",
+        "modsecurity",
+        "enable-modsecurity",
+    ];
+    if PROTECTIONS.contains(&name) || PROTECTION_FAMILIES.iter().any(|f| name.starts_with(f)) {
+        return Support::Protection;
+    }
+    Support::Ignored
+}
+
+/// Snippet annotations of an Ingress, in key order: an Ingress with any is not served.
+pub fn snippets(annotations: Option<&BTreeMap<String, String>>) -> Vec<&str> {
+    annotations
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| support(k) == Some(Support::Snippet))
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+/// The diagnostic of a rejected Ingress's snippet annotation `key`.
+pub fn snippet_diagnostic(ingress: &ObjectRef, key: &str) -> Diagnostic {
+    Diagnostic::error(
+        Reason::SnippetRejected,
+        Kind::Ingress,
+        ingress,
+        format!("metadata.annotations[{key}]"),
+        "configuration snippets are never applied (they inject text into the proxy's \
+         configuration: the IngressNightmare class of vulnerabilities); this Ingress is not \
+         served until the annotation is removed; docs/annotations.md lists what replaces it"
+            .to_string(),
+    )
+}
+
+/// Parses the settings annotations of one Ingress, and reports the annotations sluice does
+/// not implement (see [`support`]).
 pub fn settings(
     ingress: &ObjectRef,
     annotations: Option<&BTreeMap<String, String>>,
@@ -32,6 +158,15 @@ pub fn settings(
     let mut s = BackendSettings::default();
     let Some(annotations) = annotations else {
         return s;
+    };
+    // The value of a setting: its `sluice.io/` annotation, else ingress-nginx's.
+    let get = |ours: &'static str| -> Option<(String, &String)> {
+        if let Some(v) = annotations.get(ours) {
+            return Some((ours.to_string(), v));
+        }
+        let theirs = NGINX_MAPPED.iter().find(|(_, o)| *o == ours)?.0;
+        let key = format!("{NGINX}{theirs}");
+        annotations.get(&key).map(|v| (key, v))
     };
     let mut bad = |key: &str, value: &str, expected: &str| {
         diags.push(Diagnostic::error(
@@ -42,51 +177,90 @@ pub fn settings(
             format!("{value:?} is not valid: expected {expected}; the default is used"),
         ));
     };
-    if let Some(v) = annotations.get(LOAD_BALANCER) {
+    if let Some((key, v)) = get(LOAD_BALANCER) {
         match v.trim() {
-            "round-robin" => s.load_balancer = LoadBalancer::RoundRobin,
-            "least-request" => s.load_balancer = LoadBalancer::LeastRequest,
-            _ => bad(LOAD_BALANCER, v, "round-robin or least-request"),
+            "round-robin" | "round_robin" => s.load_balancer = LoadBalancer::RoundRobin,
+            // ingress-nginx's `ewma` picks by latency; the closest here is least-request.
+            "least-request" | "ewma" => s.load_balancer = LoadBalancer::LeastRequest,
+            _ => bad(
+                &key,
+                v,
+                "round-robin or least-request (nginx: round_robin or ewma)",
+            ),
         }
     }
-    if let Some(v) = annotations.get(BACKEND_PROTOCOL) {
+    if let Some((key, v)) = get(BACKEND_PROTOCOL) {
         match v.trim().to_ascii_lowercase().as_str() {
             "http" | "http1" => s.protocol = UpstreamProtocol::Http1,
             "h2c" | "grpc" => s.protocol = UpstreamProtocol::H2c,
-            _ => bad(BACKEND_PROTOCOL, v, "http, h2c or grpc"),
+            _ => bad(
+                &key,
+                v,
+                "http, h2c or grpc (TLS to the backend, HTTPS and GRPCS, is not supported yet)",
+            ),
         }
     }
-    for (key, slot) in [
+    for (ours, slot) in [
         (PROXY_CONNECT_TIMEOUT, &mut s.connect_timeout),
         (PROXY_READ_TIMEOUT, &mut s.read_timeout),
     ] {
-        if let Some(v) = annotations.get(key) {
+        if let Some((key, v)) = get(ours) {
             match parse_duration(v) {
                 Some(d) if !d.is_zero() => *slot = Some(d),
                 _ => bad(
-                    key,
+                    &key,
                     v,
                     "a positive duration such as 5s, 500ms, 2m or a number of seconds",
                 ),
             }
         }
     }
-    if let Some(v) = annotations.get(PROXY_BODY_SIZE) {
-        match parse_size(v) {
+    let nginx_in_use = annotations.keys().any(|k| k.starts_with(NGINX));
+    match get(PROXY_BODY_SIZE) {
+        Some((key, v)) => match parse_size(v) {
             Some(0) => s.max_body_bytes = None,
             Some(n) => s.max_body_bytes = Some(n),
             None => bad(
-                PROXY_BODY_SIZE,
+                &key,
                 v,
                 "a size such as 8m, 512k, 1g or a number of bytes (0: unlimited)",
             ),
-        }
+        },
+        None if nginx_in_use => s.max_body_bytes = Some(NGINX_DEFAULT_BODY_SIZE),
+        None => {}
     }
-    if let Some(v) = annotations.get(SSL_REDIRECT) {
+    if let Some((key, v)) = get(SSL_REDIRECT) {
         match v.trim() {
             "true" => s.ssl_redirect = true,
             "false" => s.ssl_redirect = false,
-            _ => bad(SSL_REDIRECT, v, "\"true\" or \"false\""),
+            _ => bad(&key, v, "\"true\" or \"false\""),
+        }
+    }
+    for key in annotations.keys() {
+        let field = format!("metadata.annotations[{key}]");
+        match support(key) {
+            Some(Support::Protection) => {
+                s.closed = true;
+                diags.push(Diagnostic::error(
+                    Reason::UnsupportedAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    field,
+                    "sluice does not implement this protection; rather than serve this Ingress \
+                     open, every route of it answers 503 until the annotation is removed \
+                     (docs/annotations.md)"
+                        .to_string(),
+                ));
+            }
+            Some(Support::Ignored) => diags.push(Diagnostic::warning(
+                Reason::UnsupportedAnnotation,
+                Kind::Ingress,
+                ingress,
+                field,
+                "not implemented by sluice: ignored (docs/annotations.md lists what is)"
+                    .to_string(),
+            )),
+            Some(Support::Read | Support::Snippet) | None => {}
         }
     }
     s
@@ -170,5 +344,163 @@ mod tests {
             "default/web: metadata.annotations[sluice.io/proxy-read-timeout]: \"soon\" is not valid: \
              expected a positive duration such as 5s, 500ms, 2m or a number of seconds; the default is used"
         );
+    }
+}
+
+#[cfg(test)]
+mod foreign_tests {
+    use super::*;
+    use crate::model::Severity;
+
+    fn parse(pairs: &[(&str, &str)]) -> (BackendSettings, Vec<Diagnostic>) {
+        let ann: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let mut diags = Vec::new();
+        let s = settings(&ObjectRef::new("default", "web"), Some(&ann), &mut diags);
+        (s, diags)
+    }
+
+    #[test]
+    fn ingress_nginx_settings_are_read_under_their_own_names() {
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/load-balance", "ewma"),
+            ("nginx.ingress.kubernetes.io/backend-protocol", "GRPC"),
+            ("nginx.ingress.kubernetes.io/proxy-connect-timeout", "15"),
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "120"),
+            ("nginx.ingress.kubernetes.io/proxy-body-size", "8m"),
+            ("nginx.ingress.kubernetes.io/ssl-redirect", "false"),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(s.load_balancer, LoadBalancer::LeastRequest);
+        assert_eq!(s.protocol, UpstreamProtocol::H2c);
+        assert_eq!(s.connect_timeout, Some(Duration::from_secs(15)));
+        assert_eq!(s.read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(s.max_body_bytes, Some(8 << 20));
+        assert!(!s.ssl_redirect);
+        assert!(!s.closed);
+    }
+
+    #[test]
+    fn sluice_names_win_and_nginx_ingresses_get_nginx_body_size_default() {
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "120"),
+            ("sluice.io/proxy-read-timeout", "5s"),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(s.read_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.max_body_bytes, Some(NGINX_DEFAULT_BODY_SIZE));
+        // Without ingress-nginx annotations: unlimited, as before.
+        let (s, _) = parse(&[("sluice.io/proxy-read-timeout", "5s")]);
+        assert_eq!(s.max_body_bytes, None);
+        // `0` is unlimited under either name.
+        let (s, _) = parse(&[("nginx.ingress.kubernetes.io/proxy-body-size", "0")]);
+        assert_eq!(s.max_body_bytes, None);
+    }
+
+    #[test]
+    fn a_bad_nginx_value_names_the_nginx_annotation() {
+        let (s, diags) = parse(&[("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")]);
+        assert_eq!(s.protocol, UpstreamProtocol::Http1);
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].reason, Reason::InvalidAnnotation);
+        assert_eq!(
+            diags[0].field,
+            "metadata.annotations[nginx.ingress.kubernetes.io/backend-protocol]"
+        );
+    }
+
+    #[test]
+    fn unimplemented_protections_close_the_ingress() {
+        for key in [
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "nginx.ingress.kubernetes.io/allowlist-source-range",
+            "nginx.ingress.kubernetes.io/denylist-source-range",
+            "nginx.ingress.kubernetes.io/auth-url",
+            "nginx.ingress.kubernetes.io/auth-type",
+            "nginx.ingress.kubernetes.io/auth-tls-verify-client",
+            "nginx.ingress.kubernetes.io/limit-rps",
+            "nginx.ingress.kubernetes.io/global-rate-limit",
+            "nginx.ingress.kubernetes.io/enable-modsecurity",
+            "traefik.ingress.kubernetes.io/router.middlewares",
+            "traefik.ingress.kubernetes.io/router.tls.options",
+        ] {
+            let (s, diags) = parse(&[(key, "10.0.0.0/8")]);
+            assert!(s.closed, "{key}");
+            assert_eq!(diags.len(), 1, "{key}: {diags:?}");
+            let d = &diags[0];
+            assert_eq!(
+                (d.severity, d.reason),
+                (Severity::Error, Reason::UnsupportedAnnotation)
+            );
+            assert_eq!(d.field, format!("metadata.annotations[{key}]"));
+            assert!(d.message.contains("503"), "{}", d.message);
+        }
+    }
+
+    #[test]
+    fn other_unimplemented_annotations_are_warnings() {
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
+            (
+                "traefik.ingress.kubernetes.io/router.entrypoints",
+                "websecure",
+            ),
+            ("sluice.io/proxy-raed-timeout", "5s"),
+            // Read elsewhere, or by other tools: no diagnostic here.
+            ("sluice.io/acme-challenge", "dns-01"),
+            ("external-dns.alpha.kubernetes.io/hostname", "a.example.com"),
+            ("cert-manager.io/cluster-issuer", "letsencrypt"),
+        ]);
+        assert!(!s.closed);
+        let fields: Vec<(&str, Severity)> = diags
+            .iter()
+            .map(|d| (d.field.as_str(), d.severity))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "metadata.annotations[nginx.ingress.kubernetes.io/rewrite-target]",
+                    Severity::Warning
+                ),
+                (
+                    "metadata.annotations[sluice.io/proxy-raed-timeout]",
+                    Severity::Warning
+                ),
+                (
+                    "metadata.annotations[traefik.ingress.kubernetes.io/router.entrypoints]",
+                    Severity::Warning
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn snippets_are_found_by_suffix() {
+        let ann: BTreeMap<String, String> = [
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            "nginx.ingress.kubernetes.io/server-snippet",
+            "nginx.ingress.kubernetes.io/auth-snippet",
+            "nginx.ingress.kubernetes.io/stream-snippet",
+            "nginx.ingress.kubernetes.io/modsecurity-snippet",
+            "nginx.ingress.kubernetes.io/ssl-redirect",
+            "example.com/server-snippet",
+        ]
+        .iter()
+        .map(|k| ((*k).to_string(), "x".to_string()))
+        .collect();
+        assert_eq!(
+            snippets(Some(&ann)),
+            [
+                "nginx.ingress.kubernetes.io/auth-snippet",
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "nginx.ingress.kubernetes.io/modsecurity-snippet",
+                "nginx.ingress.kubernetes.io/server-snippet",
+                "nginx.ingress.kubernetes.io/stream-snippet",
+            ]
+        );
+        assert!(snippets(None).is_empty());
     }
 }

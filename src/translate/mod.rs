@@ -258,6 +258,16 @@ struct Translator<'a> {
 impl Translator<'_> {
     fn ingress(&mut self, ingress: &Ingress) {
         let me = object_ref(&ingress.metadata);
+        // Configuration snippets: the Ingress is not served at all (no routes, TLS, status,
+        // DNS records or certificates), rather than served without what the snippet did.
+        let snippets = annotations::snippets(ingress.metadata.annotations.as_ref());
+        if !snippets.is_empty() {
+            for key in snippets {
+                self.diagnostics
+                    .push(annotations::snippet_diagnostic(&me, key));
+            }
+            return;
+        }
         self.model.ingresses.push(me.clone());
         let Some(spec) = ingress.spec.as_ref() else {
             return;

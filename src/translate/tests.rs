@@ -1780,3 +1780,63 @@ fn acme_pending_only_for_ingresses_that_ask_sluice() {
         "spec.tls[0].secretName",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Annotations of other controllers
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_ingress_with_a_snippet_is_not_served_at_all() {
+    let state = world(vec![
+        ing("ns/snippet")
+            .annotate(
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "more_set_headers \"X: y\";",
+            )
+            .rule("a.com", [prefix("/")])
+            .tls(Some(&["a.com"]), Some("cert"))
+            .build(),
+        ing("ns/plain").rule("b.com", [prefix("/")]).build(),
+    ]);
+    let t = run(&state);
+    assert_eq!(routes(&t), ["b.com/ Prefix -> ns/web:80"]);
+    assert!(tls_hosts(&t).is_empty());
+    // Not ours to publish: no status, DNS records or certificates.
+    assert_eq!(owned(&t), ["ns/plain"]);
+    assert_eq!(t.diagnostics.len(), 1, "{:?}", t.diagnostics);
+    check(
+        &t.diagnostics[0],
+        Error,
+        Reason::SnippetRejected,
+        "ns/snippet",
+        "metadata.annotations[nginx.ingress.kubernetes.io/configuration-snippet]",
+    );
+}
+
+#[test]
+fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
+    let state = world(vec![
+        ing("ns/private")
+            .annotate(
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8",
+            )
+            .rule("a.com", [prefix("/"), prefix("/api")])
+            .default_backend(to("web", 80))
+            .build(),
+        ing("ns/public").rule("b.com", [prefix("/")]).build(),
+    ]);
+    let t = run(&state);
+    assert!(route(&t, "a.com/").backend.settings.closed);
+    assert!(route(&t, "a.com/api").backend.settings.closed);
+    assert!(t.model.default_backend.as_ref().unwrap().settings.closed);
+    assert!(!route(&t, "b.com/").backend.settings.closed);
+    assert_eq!(t.diagnostics.len(), 1, "{:?}", t.diagnostics);
+    check(
+        &t.diagnostics[0],
+        Error,
+        Reason::UnsupportedAnnotation,
+        "ns/private",
+        "metadata.annotations[nginx.ingress.kubernetes.io/whitelist-source-range]",
+    );
+}

@@ -12,6 +12,7 @@ mod support;
 mod backends;
 mod clients;
 
+mod annotations;
 mod balancing;
 mod bodies;
 mod errors;
