@@ -229,6 +229,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
             "no_route",
             "no_endpoints",
             "closed",
+            "forbidden",
             "bad_request",
             "misdirected",
             "body_too_large",

@@ -1,7 +1,7 @@
 //! Arbitrary bytes as a raw HTTP/1.1 request head: the request target goes through
 //! `normalize_request_path` and, with the `Host` header, `RoutingTable::lookup` over a fixed
 //! compiled table; every header value also goes through the annotation parsers
-//! `parse_duration` and `parse_size`. Nothing may panic, and a lookup must return the route a
+//! `parse_duration`, `parse_size` and `parse_cidrs`. Nothing may panic, and a lookup must return the route a
 //! brute-force search of the table's precedence rules picks.
 
 #![no_main]
@@ -15,7 +15,7 @@ use sluice::model::{
     Backend, HostMatch, Model, ObjectRef, PathKind, PathMatch, Route, RouteSource, ServicePort,
 };
 use sluice::routing::{RoutingTable, normalize_request_path};
-use sluice::translate::annotations::{parse_duration, parse_size};
+use sluice::translate::annotations::{parse_cidrs, parse_duration, parse_size};
 
 const RULES: &[(&str, PathKind, &str)] = &[
     ("a.example.com", PathKind::Prefix, "/"),
@@ -109,6 +109,12 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         let _ = parse_size(value);
+        if let Ok(list) = parse_cidrs(value) {
+            // What parsed prints as a network that parses back to itself.
+            for c in list {
+                assert_eq!(c.to_string().parse::<sluice::model::Cidr>(), Ok(c), "{value:?}");
+            }
+        }
     }
 
     let table = table();

@@ -4,6 +4,7 @@
 //! [`crate::routing::RoutingTable::compile`]. It holds no Kubernetes types: every field has
 //! already been validated, defaulted and resolved (Service ports to endpoint addresses).
 
+mod cidr;
 mod diagnostic;
 pub mod host;
 pub mod path;
@@ -13,6 +14,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use cidr::Cidr;
 pub use settings::{BackendSettings, LoadBalancer, UpstreamProtocol};
 
 pub use diagnostic::{Diagnostic, Reason, Severity};

@@ -1,6 +1,9 @@
 //! Per-Ingress backend settings, from `sluice.io/*` annotations (see docs/annotations.md).
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use super::Cidr;
 
 /// How requests are spread over a backend's endpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -37,6 +40,12 @@ pub struct BackendSettings {
     pub max_body_bytes: Option<u64>,
     /// `sluice.io/ssl-redirect` (default true).
     pub ssl_redirect: bool,
+    /// `sluice.io/allow-source-range` (ingress-nginx's `whitelist-source-range` or
+    /// `allowlist-source-range`): only clients in these networks are served (empty: all).
+    pub allow: Vec<Cidr>,
+    /// `sluice.io/deny-source-range` (ingress-nginx's `denylist-source-range`): clients in
+    /// these networks get 403 (checked before `allow`).
+    pub deny: Vec<Cidr>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -52,7 +61,25 @@ impl Default for BackendSettings {
             read_timeout: None,
             max_body_bytes: None,
             ssl_redirect: true,
+            allow: Vec::new(),
+            deny: Vec::new(),
             closed: false,
         }
+    }
+}
+
+impl BackendSettings {
+    /// Whether a client at `ip` may be served under the source ranges (`None`: the client's
+    /// address is unknown, e.g. a malformed `X-Forwarded-For` from a trusted proxy, which only
+    /// routes without source ranges serve).
+    pub fn admits(&self, ip: Option<IpAddr>) -> bool {
+        if self.allow.is_empty() && self.deny.is_empty() {
+            return true;
+        }
+        let Some(ip) = ip else {
+            return false;
+        };
+        !self.deny.iter().any(|c| c.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip)))
     }
 }

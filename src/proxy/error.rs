@@ -24,6 +24,8 @@ pub(crate) enum ProxyError {
     NoEndpoints,
     /// 503: the Ingress asks for a protection sluice does not implement (fail closed).
     Closed,
+    /// 403: the client is outside the Ingress's source ranges.
+    Forbidden,
     /// 502: connection refused or reset, or the upstream broke the protocol.
     UpstreamRefused(String),
     /// 502: the upstream broke HTTP: a malformed or truncated response head, or a 101 to a
@@ -85,6 +87,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::NoEndpoints => "no_endpoints",
             ProxyError::Closed => "closed",
+            ProxyError::Forbidden => "forbidden",
             ProxyError::UpstreamRefused(_) => "upstream_error",
             ProxyError::UpstreamProtocol => "upstream_protocol",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -98,6 +101,7 @@ impl ProxyError {
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoEndpoints | ProxyError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
@@ -117,6 +121,7 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge => "request body too large\n".to_string(),
             ProxyError::NoEndpoints => "no ready endpoint for this service\n".to_string(),
+            ProxyError::Forbidden => "forbidden\n".to_string(),
             ProxyError::Closed => {
                 "service unavailable: this route is closed until its configuration is fixed\n"
                     .to_string()

@@ -1,6 +1,8 @@
 //! Request and response header rewriting: hop-by-hop stripping, untrusted client claims,
 //! `X-Forwarded-*`, request ids.
 
+use std::net::IpAddr;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1), plus the
@@ -202,6 +204,51 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardedInfo<'_>) {
     set(headers, &X_FORWARDED_HOST, f.host);
     set(headers, &X_FORWARDED_PORT, f.port);
     set(headers, &X_REAL_IP, f.peer);
+}
+
+/// The client's address for source-range checks: the peer's, unless the peer is a trusted
+/// proxy; then the right-most `X-Forwarded-For` address that is not a trusted proxy (the
+/// left-most when all are), as ingress-nginx's real-IP handling with `proxy-real-ip-cidr` and
+/// recursion does. `None` when a trusted peer sends an `X-Forwarded-For` that does not parse:
+/// the client is unknown. A port (`1.2.3.4:5678`, `[::1]:80`) is ignored.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[crate::model::Cidr],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut hops = Vec::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        for item in value.to_str().ok()?.split(',') {
+            hops.push(parse_hop(item.trim())?);
+        }
+    }
+    let Some(&first) = hops.first() else {
+        return Some(peer);
+    };
+    Some(
+        hops.iter()
+            .rev()
+            .copied()
+            .find(|ip| !is_trusted(*ip))
+            .unwrap_or(first),
+    )
+}
+
+/// An `X-Forwarded-For` element: an address, optionally with a port.
+fn parse_hop(item: &str) -> Option<IpAddr> {
+    if let Ok(ip) = item.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = item.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    let (host, port) = item.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// A header value whose clones share one allocation (the first clone of a value built from a
@@ -434,5 +481,50 @@ mod tests {
         let v = shared_value("10.0.0.9").unwrap();
         assert_eq!(v.clone(), "10.0.0.9");
         assert!(shared_value("a\nb").is_none());
+    }
+
+    #[test]
+    fn the_client_address_behind_trusted_proxies() {
+        let trusted: Vec<crate::model::Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let xff = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let proxy = ip("10.0.0.5");
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(
+            client_ip(ip("203.0.113.1"), &xff(&["192.0.2.1"]), &trusted),
+            Some(ip("203.0.113.1"))
+        );
+        // A trusted peer: the right-most untrusted hop, across repeated headers.
+        assert_eq!(
+            client_ip(
+                proxy,
+                &xff(&["192.0.2.1, 198.51.100.2", "10.0.0.9"]),
+                &trusted
+            ),
+            Some(ip("198.51.100.2"))
+        );
+        // All trusted: the left-most; none: the peer.
+        assert_eq!(
+            client_ip(proxy, &xff(&["10.1.1.1, 10.2.2.2"]), &trusted),
+            Some(ip("10.1.1.1"))
+        );
+        assert_eq!(client_ip(proxy, &xff(&[]), &trusted), Some(proxy));
+        // Ports are ignored; anything else makes the client unknown.
+        assert_eq!(
+            client_ip(proxy, &xff(&["192.0.2.1:4711"]), &trusted),
+            Some(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            client_ip(proxy, &xff(&["[2001:db8::1]:443"]), &trusted),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(client_ip(proxy, &xff(&["unknown"]), &trusted), None);
+        assert_eq!(client_ip(proxy, &xff(&["192.0.2.1, "]), &trusted), None);
     }
 }

@@ -127,7 +127,7 @@ impl Proxy {
 
     /// Answers that need no upstream: 421 (a TLS connection used for a host the certificate
     /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2), 503 (a route closed by an
-    /// unimplemented protection annotation), 308 to HTTPS, 413 (declared body over the limit).
+    /// unimplemented protection annotation), 403 (a client outside the source ranges), 308 to HTTPS, 413 (declared body over the limit).
     fn admit(
         &self,
         conn: &ConnInfo,
@@ -147,6 +147,13 @@ impl Proxy {
         }
         if upstream.settings.closed {
             return Err(ProxyError::Closed);
+        }
+        if !(upstream.settings.allow.is_empty() && upstream.settings.deny.is_empty()) {
+            let client =
+                headers::client_ip(conn.peer.ip(), &parts.headers, &self.config.trusted_proxies);
+            if !upstream.settings.admits(client) {
+                return Err(ProxyError::Forbidden);
+            }
         }
         if conn.entrypoint == Entrypoint::Http
             && routed.matched.route.is_some_and(|r| r.redirect_to_https)

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::model::{
-    BackendSettings, Diagnostic, Kind, LoadBalancer, ObjectRef, Reason, UpstreamProtocol,
+    BackendSettings, Cidr, Diagnostic, Kind, LoadBalancer, ObjectRef, Reason, UpstreamProtocol,
 };
 
 /// `round-robin` (default) or `least-request`.
@@ -29,6 +29,10 @@ pub const PROXY_READ_TIMEOUT: &str = "sluice.io/proxy-read-timeout";
 pub const PROXY_BODY_SIZE: &str = "sluice.io/proxy-body-size";
 /// `true` (default) or `false`.
 pub const SSL_REDIRECT: &str = "sluice.io/ssl-redirect";
+/// Comma-separated CIDRs or addresses: only clients in them are served (others get 403).
+pub const ALLOW_SOURCE_RANGE: &str = "sluice.io/allow-source-range";
+/// Comma-separated CIDRs or addresses: clients in them get 403.
+pub const DENY_SOURCE_RANGE: &str = "sluice.io/deny-source-range";
 
 /// ingress-nginx's annotation prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -42,8 +46,12 @@ pub const SLUICE: &str = "sluice.io/";
 /// ingress-nginx, which refused larger bodies.
 pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
-/// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning.
-const NGINX_MAPPED: [(&str, &str); 6] = [
+/// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
+/// (when several name one setting, the first present wins).
+const NGINX_MAPPED: [(&str, &str); 9] = [
+    ("whitelist-source-range", ALLOW_SOURCE_RANGE),
+    ("allowlist-source-range", ALLOW_SOURCE_RANGE),
+    ("denylist-source-range", DENY_SOURCE_RANGE),
     ("load-balance", LOAD_BALANCER),
     ("backend-protocol", BACKEND_PROTOCOL),
     ("proxy-connect-timeout", PROXY_CONNECT_TIMEOUT),
@@ -104,13 +112,7 @@ fn nginx_support(name: &str) -> Support {
     if name.ends_with("-snippet") {
         return Support::Snippet;
     }
-    const PROTECTIONS: [&str; 5] = [
-        "whitelist-source-range",
-        "allowlist-source-range",
-        "denylist-source-range",
-        "satisfy",
-        "enable-owasp-core-rules",
-    ];
+    const PROTECTIONS: [&str; 2] = ["satisfy", "enable-owasp-core-rules"];
     const PROTECTION_FAMILIES: [&str; 5] = [
         "auth-",
         "limit-",
@@ -164,9 +166,13 @@ pub fn settings(
         if let Some(v) = annotations.get(ours) {
             return Some((ours.to_string(), v));
         }
-        let theirs = NGINX_MAPPED.iter().find(|(_, o)| *o == ours)?.0;
-        let key = format!("{NGINX}{theirs}");
-        annotations.get(&key).map(|v| (key, v))
+        NGINX_MAPPED
+            .iter()
+            .filter(|(_, o)| *o == ours)
+            .find_map(|(theirs, _)| {
+                let key = format!("{NGINX}{theirs}");
+                annotations.get(&key).map(|v| (key, v))
+            })
     };
     let mut bad = |key: &str, value: &str, expected: &str| {
         diags.push(Diagnostic::error(
@@ -236,6 +242,32 @@ pub fn settings(
             _ => bad(&key, v, "\"true\" or \"false\""),
         }
     }
+    for (ours, slot) in [
+        (ALLOW_SOURCE_RANGE, &mut s.allow),
+        (DENY_SOURCE_RANGE, &mut s.deny),
+    ] {
+        let Some((key, v)) = get(ours) else {
+            continue;
+        };
+        match parse_cidrs(v) {
+            Ok(list) => *slot = list,
+            Err(e) => {
+                // A source range that cannot be honoured fails closed.
+                s.closed = true;
+                diags.push(Diagnostic::error(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    format!(
+                        "{v:?} is not valid: {e}; expected comma-separated addresses or CIDRs \
+                         such as 10.0.0.0/8, 192.0.2.7; every route of this Ingress answers 503 \
+                         until it is fixed"
+                    ),
+                ));
+            }
+        }
+    }
     for key in annotations.keys() {
         let field = format!("metadata.annotations[{key}]");
         match support(key) {
@@ -264,6 +296,20 @@ pub fn settings(
         }
     }
     s
+}
+
+/// Parses a comma-separated list of addresses and CIDRs (at least one).
+pub fn parse_cidrs(v: &str) -> Result<Vec<Cidr>, String> {
+    let list = v
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<Cidr>, String>>()?;
+    if list.is_empty() {
+        return Err("the list is empty".to_string());
+    }
+    Ok(list)
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h` or a plain number of seconds. At most one day.
@@ -414,9 +460,6 @@ mod foreign_tests {
     #[test]
     fn unimplemented_protections_close_the_ingress() {
         for key in [
-            "nginx.ingress.kubernetes.io/whitelist-source-range",
-            "nginx.ingress.kubernetes.io/allowlist-source-range",
-            "nginx.ingress.kubernetes.io/denylist-source-range",
             "nginx.ingress.kubernetes.io/auth-url",
             "nginx.ingress.kubernetes.io/auth-type",
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
@@ -475,6 +518,55 @@ mod foreign_tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn source_ranges_under_either_name() {
+        let (s, diags) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8, 192.0.2.7",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/denylist-source-range",
+                "10.9.0.0/16",
+            ),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(!s.closed);
+        let show = |l: &[Cidr]| l.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(show(&s.allow), ["10.0.0.0/8", "192.0.2.7/32"]);
+        assert_eq!(show(&s.deny), ["10.9.0.0/16"]);
+        assert!(s.admits(Some("10.1.2.3".parse().unwrap())));
+        assert!(s.admits(Some("192.0.2.7".parse().unwrap())));
+        assert!(!s.admits(Some("10.9.1.1".parse().unwrap())), "deny first");
+        assert!(!s.admits(Some("203.0.113.1".parse().unwrap())));
+        assert!(!s.admits(None), "an unknown client is not admitted");
+        // The newer ingress-nginx name, and ours winning over it.
+        let (s, _) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/allowlist-source-range",
+                "10.0.0.0/8",
+            ),
+            ("sluice.io/allow-source-range", "172.16.0.0/12"),
+        ]);
+        assert_eq!(show(&s.allow), ["172.16.0.0/12"]);
+        // No ranges: everyone, including an unknown client.
+        assert!(BackendSettings::default().admits(None));
+    }
+
+    #[test]
+    fn a_source_range_that_does_not_parse_fails_closed() {
+        for value in ["10.0.0.0/33", "10.0.0.0/8, nope", " , "] {
+            let (s, diags) =
+                parse(&[("nginx.ingress.kubernetes.io/whitelist-source-range", value)]);
+            assert!(s.closed, "{value:?}");
+            assert!(s.allow.is_empty());
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert_eq!(diags[0].reason, Reason::InvalidAnnotation);
+            assert_eq!(diags[0].severity, Severity::Error);
+            assert!(diags[0].message.contains("503"), "{}", diags[0].message);
+        }
     }
 
     #[test]

@@ -1818,8 +1818,8 @@ fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
     let state = world(vec![
         ing("ns/private")
             .annotate(
-                "nginx.ingress.kubernetes.io/whitelist-source-range",
-                "10.0.0.0/8",
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://auth.ns.svc/check",
             )
             .rule("a.com", [prefix("/"), prefix("/api")])
             .default_backend(to("web", 80))
@@ -1837,6 +1837,6 @@ fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
         Error,
         Reason::UnsupportedAnnotation,
         "ns/private",
-        "metadata.annotations[nginx.ingress.kubernetes.io/whitelist-source-range]",
+        "metadata.annotations[nginx.ingress.kubernetes.io/auth-url]",
     );
 }

@@ -1,6 +1,7 @@
 //! Annotations of other controllers through the running proxy: ingress-nginx's settings read
-//! under their own names, an unimplemented protection closing its Ingress (503, nothing
-//! forwarded), a snippet keeping its Ingress from being served; each reported by name.
+//! under their own names, source ranges (with and without trusted proxies), an unimplemented
+//! protection closing its Ingress (503, nothing forwarded), a snippet keeping its Ingress from
+//! being served; each reported by name.
 
 use bytes::Bytes;
 use http::{Request, header};
@@ -40,7 +41,7 @@ fn post(host: &str, len: usize) -> Request<Full<Bytes>> {
 }
 
 #[tokio::test]
-async fn an_unimplemented_allow_list_answers_503_and_forwards_nothing() {
+async fn an_unimplemented_authentication_answers_503_and_forwards_nothing() {
     let raw = RawBackend::start(true).await;
     let h = Harness::start(&[
         (
@@ -50,8 +51,8 @@ async fn an_unimplemented_allow_list_answers_503_and_forwards_nothing() {
                 "private.test",
                 &[("/", "Prefix", "web", 80)],
                 &[(
-                    "nginx.ingress.kubernetes.io/whitelist-source-range",
-                    "10.0.0.0/8",
+                    "nginx.ingress.kubernetes.io/auth-url",
+                    "http://auth.default.svc/check",
                 )],
             ),
         ),
@@ -79,9 +80,7 @@ async fn an_unimplemented_allow_list_answers_503_and_forwards_nothing() {
     assert_eq!(raw.with(|l| l.requests.len()), 1);
     assert_eq!(
         diagnostics(&h, "UnsupportedAnnotation").await,
-        [
-            "default/private metadata.annotations[nginx.ingress.kubernetes.io/whitelist-source-range]"
-        ]
+        ["default/private metadata.annotations[nginx.ingress.kubernetes.io/auth-url]"]
     );
     let (_, metrics) = request(h.running.admin_addr, "GET", "admin", "/metrics")
         .await
@@ -165,4 +164,86 @@ async fn ingress_nginx_body_sizes_apply_with_its_1m_default() {
     // Otherwise unlimited, as before.
     assert_eq!(h1_send(addr, post("plain.test", 2 << 20)).await.status, 200);
     assert!(diagnostics(&h, "InvalidAnnotation").await.is_empty());
+}
+
+/// A GET with `X-Forwarded-For`.
+fn forwarded_get(host: &str, xff: &str) -> Request<http_body_util::Empty<Bytes>> {
+    let mut req = get_req(host, "/");
+    req.headers_mut()
+        .insert("x-forwarded-for", xff.parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn source_ranges_admit_and_refuse_by_client_address() {
+    let raw = RawBackend::start(true).await;
+    let ranged = |name: &str, key: &str, value: &str| {
+        (
+            format!("{name}.yaml"),
+            ingress(
+                name,
+                &format!("{name}.test"),
+                &[("/", "Prefix", "web", 80)],
+                &[(key, value)],
+            ),
+        )
+    };
+    let files = [
+        ranged(
+            "loopback",
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "127.0.0.0/8",
+        ),
+        ranged(
+            "office",
+            "nginx.ingress.kubernetes.io/allowlist-source-range",
+            "10.0.0.0/8",
+        ),
+        ranged(
+            "denied",
+            "nginx.ingress.kubernetes.io/denylist-source-range",
+            "127.0.0.1",
+        ),
+        ranged("broken", "sluice.io/allow-source-range", "10.0.0.0/99"),
+        ("svc.yaml".to_string(), service("web", &[(raw.addr, true)])),
+    ];
+    let files: Vec<(&str, String)> = files.iter().map(|(n, y)| (n.as_str(), y.clone())).collect();
+    let h = Harness::start(&files).await;
+    let addr = h.running.http_addr;
+    assert_eq!(get(&h, "loopback.test", "/").await.status, 200);
+    let r = get(&h, "office.test", "/").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (403, "forbidden\n"));
+    assert_eq!(get(&h, "denied.test", "/").await.status, 403);
+    assert_eq!(
+        get(&h, "broken.test", "/").await.status,
+        503,
+        "fails closed"
+    );
+    // No trusted proxies: a client cannot claim another address.
+    let r = h1_send(addr, forwarded_get("office.test", "10.1.2.3")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        raw.with(|l| l.requests.len()),
+        1,
+        "only the admitted request"
+    );
+    assert_eq!(
+        diagnostics(&h, "InvalidAnnotation").await,
+        ["default/broken metadata.annotations[sluice.io/allow-source-range]"]
+    );
+
+    // Behind a trusted proxy (the loopback peer): the right-most untrusted address counts.
+    let h = Harness::start_options(&files, |o| {
+        o.proxy.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let addr = h.running.http_addr;
+    let r = h1_send(addr, forwarded_get("office.test", "10.1.2.3")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = h1_send(addr, forwarded_get("office.test", "10.1.2.3, 203.0.113.9")).await;
+    assert_eq!(r.status, 403, "the client is the last untrusted hop");
+    let r = h1_send(addr, forwarded_get("office.test", "garbage")).await;
+    assert_eq!(r.status, 403, "an unknown client is refused");
+    let r = h1_send(addr, forwarded_get("loopback.test", "203.0.113.9")).await;
+    assert_eq!(r.status, 403);
 }
