@@ -230,6 +230,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
             "no_endpoints",
             "closed",
             "forbidden",
+            "auth_error",
             "bad_request",
             "misdirected",
             "body_too_large",

@@ -1,6 +1,7 @@
 //! Per-Ingress backend settings, from `sluice.io/*` annotations (see docs/annotations.md).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Cidr;
@@ -25,6 +26,29 @@ pub enum UpstreamProtocol {
     H2c,
 }
 
+/// External authentication, as ingress-nginx's `auth-url` does it (nginx's `auth_request`):
+/// before a request is forwarded, a request with its headers (no body) goes to `url`; a 2xx
+/// answer lets it through with `response_headers` copied from the answer, 401 and 403 are
+/// returned to the client (401 as a redirect to `signin` when set), anything else is 500.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ForwardAuth {
+    /// The authentication service (`http://`).
+    pub url: http::Uri,
+    /// The method of the authentication request (`auth-method`, default GET).
+    pub method: http::Method,
+    /// Where a 401 is redirected (`auth-signin`), with the original URL in `signin_param`.
+    pub signin: Option<String>,
+    /// The query parameter that carries the original URL (`auth-signin-redirect-param`,
+    /// default `rd`).
+    pub signin_param: String,
+    /// Headers of the authentication answer set on the forwarded request
+    /// (`auth-response-headers`); a client's own values of these are always removed.
+    pub response_headers: Vec<http::HeaderName>,
+    /// `X-Auth-Request-Redirect` sent to the service (`auth-request-redirect`; default the
+    /// original request URI).
+    pub request_redirect: Option<String>,
+}
+
 /// Settings of one backend. `None` means the proxy-wide default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackendSettings {
@@ -46,6 +70,9 @@ pub struct BackendSettings {
     /// `sluice.io/deny-source-range` (ingress-nginx's `denylist-source-range`): clients in
     /// these networks get 403 (checked before `allow`).
     pub deny: Vec<Cidr>,
+    /// `sluice.io/auth-url` (ingress-nginx's `auth-url` family): every request is first sent
+    /// to an authentication service, which decides.
+    pub auth: Option<Arc<ForwardAuth>>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -63,6 +90,7 @@ impl Default for BackendSettings {
             ssl_redirect: true,
             allow: Vec::new(),
             deny: Vec::new(),
+            auth: None,
             closed: false,
         }
     }

@@ -26,6 +26,9 @@ pub(crate) enum ProxyError {
     Closed,
     /// 403: the client is outside the Ingress's source ranges.
     Forbidden,
+    /// 500: the external authentication service failed, could not be reached, or did not
+    /// answer in time (the request is not forwarded).
+    AuthUnavailable,
     /// 502: connection refused or reset, or the upstream broke the protocol.
     UpstreamRefused(String),
     /// 502: the upstream broke HTTP: a malformed or truncated response head, or a 101 to a
@@ -88,6 +91,7 @@ impl ProxyError {
             ProxyError::NoEndpoints => "no_endpoints",
             ProxyError::Closed => "closed",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::AuthUnavailable => "auth_error",
             ProxyError::UpstreamRefused(_) => "upstream_error",
             ProxyError::UpstreamProtocol => "upstream_protocol",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -102,6 +106,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoEndpoints | ProxyError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::AuthUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
@@ -122,6 +127,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "request body too large\n".to_string(),
             ProxyError::NoEndpoints => "no ready endpoint for this service\n".to_string(),
             ProxyError::Forbidden => "forbidden\n".to_string(),
+            ProxyError::AuthUnavailable => {
+                "internal server error: the authentication service failed\n".to_string()
+            }
             ProxyError::Closed => {
                 "service unavailable: this route is closed until its configuration is fixed\n"
                     .to_string()

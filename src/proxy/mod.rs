@@ -20,6 +20,7 @@
 
 pub mod accept;
 mod activity;
+mod auth;
 pub mod balance;
 pub mod body;
 mod clock;
@@ -70,6 +71,8 @@ pub struct Proxy {
     challenges: ChallengesHandle,
     registry: EndpointRegistry,
     clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
+    /// The client of external authentication services (`auth-url`), made on first use.
+    auth_client: std::sync::OnceLock<auth::AuthClient>,
     generation: AtomicU64,
     /// Metrics of requests no backend answered (400, 404).
     unrouted: RequestStats,
@@ -121,6 +124,7 @@ impl Proxy {
             challenges,
             registry: EndpointRegistry::default(),
             clients: Mutex::new(Vec::new()),
+            auth_client: std::sync::OnceLock::new(),
             generation: AtomicU64::new(0),
             unrouted: RequestStats::new(
                 metrics::SharedString::const_str(""),

@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Proxy;
+use super::auth;
 use super::body::{self, ProxyBody};
 use super::conn::{ConnInfo, Entrypoint};
 use super::error::ProxyError;
@@ -121,7 +122,34 @@ impl Proxy {
         if let Some(answer) = self.admit(conn, &routed, upstream, &parts)? {
             return Ok(answer);
         }
-        let outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+        let granted = match &upstream.settings.auth {
+            None => None,
+            Some(auth) => {
+                let original = auth::Original {
+                    headers: &parts.headers,
+                    method: &parts.method,
+                    host: routed
+                        .host_value
+                        .to_str()
+                        .map_err(|_| ProxyError::BadRequest("missing Host header"))?,
+                    target: &routed.target,
+                };
+                match self.authorize(conn, auth, &original).await? {
+                    auth::Decision::Allowed(set) => Some((auth, set)),
+                    auth::Decision::Denied(answer) => return Ok(answer),
+                }
+            }
+        };
+        let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+        if let Some((auth, set)) = granted {
+            // The client's own values of these never reach the upstream.
+            for name in &auth.response_headers {
+                outgoing.headers.remove(name);
+            }
+            for (name, value) in set {
+                outgoing.headers.append(name, value);
+            }
+        }
         self.forward(conn, upstream, outgoing).await
     }
 

@@ -13,8 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::model::{
-    BackendSettings, Cidr, Diagnostic, Kind, LoadBalancer, ObjectRef, Reason, UpstreamProtocol,
+    BackendSettings, Cidr, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, Reason,
+    UpstreamProtocol,
 };
 
 /// `round-robin` (default) or `least-request`.
@@ -33,6 +36,19 @@ pub const SSL_REDIRECT: &str = "sluice.io/ssl-redirect";
 pub const ALLOW_SOURCE_RANGE: &str = "sluice.io/allow-source-range";
 /// Comma-separated CIDRs or addresses: clients in them get 403.
 pub const DENY_SOURCE_RANGE: &str = "sluice.io/deny-source-range";
+/// `http://` URL of an external authentication service (see [`ForwardAuth`]).
+pub const AUTH_URL: &str = "sluice.io/auth-url";
+/// Method of the authentication request (default `GET`).
+pub const AUTH_METHOD: &str = "sluice.io/auth-method";
+/// Where a 401 from the authentication service is redirected (`$host`, `$http_host`,
+/// `$scheme`, `$request_uri` and `$escaped_request_uri` are replaced).
+pub const AUTH_SIGNIN: &str = "sluice.io/auth-signin";
+/// The query parameter of the sign-in redirect that carries the original URL (default `rd`).
+pub const AUTH_SIGNIN_REDIRECT_PARAM: &str = "sluice.io/auth-signin-redirect-param";
+/// Comma-separated headers of the authentication answer set on the forwarded request.
+pub const AUTH_RESPONSE_HEADERS: &str = "sluice.io/auth-response-headers";
+/// `X-Auth-Request-Redirect` sent to the authentication service.
+pub const AUTH_REQUEST_REDIRECT: &str = "sluice.io/auth-request-redirect";
 
 /// ingress-nginx's annotation prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -48,7 +64,13 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 9] = [
+const NGINX_MAPPED: [(&str, &str); 15] = [
+    ("auth-url", AUTH_URL),
+    ("auth-method", AUTH_METHOD),
+    ("auth-signin", AUTH_SIGNIN),
+    ("auth-signin-redirect-param", AUTH_SIGNIN_REDIRECT_PARAM),
+    ("auth-response-headers", AUTH_RESPONSE_HEADERS),
+    ("auth-request-redirect", AUTH_REQUEST_REDIRECT),
     ("whitelist-source-range", ALLOW_SOURCE_RANGE),
     ("allowlist-source-range", ALLOW_SOURCE_RANGE),
     ("denylist-source-range", DENY_SOURCE_RANGE),
@@ -111,6 +133,16 @@ fn nginx_support(name: &str) -> Support {
     }
     if name.ends_with("-snippet") {
         return Support::Snippet;
+    }
+    // Tuning of `auth-url` that sluice does without: authentication still applies.
+    const AUTH_TUNING: [&str; 4] = [
+        "auth-cache-",
+        "auth-keepalive",
+        "auth-proxy-set-headers",
+        "auth-always-set-cookie",
+    ];
+    if AUTH_TUNING.iter().any(|t| name.starts_with(t)) {
+        return Support::Ignored;
     }
     const PROTECTIONS: [&str; 2] = ["satisfy", "enable-owasp-core-rules"];
     const PROTECTION_FAMILIES: [&str; 5] = [
@@ -268,6 +300,54 @@ pub fn settings(
             }
         }
     }
+    match get(AUTH_URL) {
+        Some((_, v)) => match forward_auth(v, &get) {
+            Ok((auth, problems)) => {
+                s.auth = Some(Arc::new(auth));
+                for (key, value, message) in problems {
+                    diags.push(Diagnostic::error(
+                        Reason::InvalidAnnotation,
+                        Kind::Ingress,
+                        ingress,
+                        format!("metadata.annotations[{key}]"),
+                        format!("{value:?} is not valid: {message}"),
+                    ));
+                }
+            }
+            Err((key, value, message)) => {
+                s.closed = true;
+                diags.push(Diagnostic::error(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    format!(
+                        "{value:?} is not valid: {message}; every route of this Ingress \
+                         answers 503 until it is fixed"
+                    ),
+                ));
+            }
+        },
+        None => {
+            for ours in [
+                AUTH_METHOD,
+                AUTH_SIGNIN,
+                AUTH_SIGNIN_REDIRECT_PARAM,
+                AUTH_RESPONSE_HEADERS,
+                AUTH_REQUEST_REDIRECT,
+            ] {
+                if let Some((key, _)) = get(ours) {
+                    diags.push(Diagnostic::warning(
+                        Reason::InvalidAnnotation,
+                        Kind::Ingress,
+                        ingress,
+                        format!("metadata.annotations[{key}]"),
+                        "has no effect without auth-url: ignored".to_string(),
+                    ));
+                }
+            }
+        }
+    }
     for key in annotations.keys() {
         let field = format!("metadata.annotations[{key}]");
         match support(key) {
@@ -296,6 +376,132 @@ pub fn settings(
         }
     }
     s
+}
+
+/// A problem with an annotation: its key, its value, what is wrong.
+type Problem = (String, String, String);
+
+/// The external authentication of `url` and the other `auth-*` settings `get` finds.
+/// `Err`: the authentication cannot be honoured (the Ingress fails closed); `Ok` with
+/// problems: settings that fell back to their default (authentication still applies).
+fn forward_auth<'a>(
+    url: &str,
+    get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
+) -> Result<(ForwardAuth, Vec<Problem>), Problem> {
+    let (url_key, _) = get(AUTH_URL).expect("auth-url is set");
+    let fail = |key: &str, value: &str, message: &str| {
+        (key.to_string(), value.to_string(), message.to_string())
+    };
+    let uri: http::Uri = url
+        .trim()
+        .parse()
+        .map_err(|_| fail(&url_key, url, "expected an http:// URL"))?;
+    if url.contains('$') {
+        return Err(fail(
+            &url_key,
+            url,
+            "nginx variables are not expanded in the authentication URL; use the \
+             authentication Service's in-cluster http:// URL",
+        ));
+    }
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => {}
+        Some("https") => {
+            return Err(fail(
+                &url_key,
+                url,
+                "TLS to the authentication service is not supported yet; use the \
+                 authentication Service's in-cluster http:// URL",
+            ));
+        }
+        _ => return Err(fail(&url_key, url, "expected an http:// URL with a host")),
+    }
+    let method = match get(AUTH_METHOD) {
+        None => http::Method::GET,
+        Some((key, v)) => http::Method::from_bytes(v.trim().as_bytes())
+            .map_err(|_| fail(&key, v, "expected an HTTP method such as GET or POST"))?,
+    };
+    let response_headers = match get(AUTH_RESPONSE_HEADERS) {
+        None => Vec::new(),
+        Some((key, v)) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| fail(&key, v, &format!("{h:?} is not a header name")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let mut problems = Vec::new();
+    let signin = get(AUTH_SIGNIN).and_then(|(key, v)| match check_signin(v) {
+        Ok(()) => Some(v.trim().to_string()),
+        Err(e) => {
+            problems.push(fail(&key, v, &format!("{e}; a 401 is returned as it is")));
+            None
+        }
+    });
+    let signin_param = match get(AUTH_SIGNIN_REDIRECT_PARAM) {
+        None => "rd".to_string(),
+        Some((key, v)) => {
+            let p = v.trim();
+            if !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                p.to_string()
+            } else {
+                problems.push(fail(&key, v, "expected a query parameter name; rd is used"));
+                "rd".to_string()
+            }
+        }
+    };
+    let request_redirect = get(AUTH_REQUEST_REDIRECT).map(|(_, v)| v.trim().to_string());
+    Ok((
+        ForwardAuth {
+            url: uri,
+            method,
+            signin,
+            signin_param,
+            response_headers,
+            request_redirect,
+        },
+        problems,
+    ))
+}
+
+/// The variables a sign-in URL may use.
+pub const SIGNIN_VARIABLES: [&str; 6] = [
+    "$escaped_request_uri",
+    "$request_uri",
+    "$http_host",
+    "$host",
+    "$pass_access_scheme",
+    "$scheme",
+];
+
+/// A sign-in URL: `http(s)://` or a path, using only [`SIGNIN_VARIABLES`].
+fn check_signin(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    let mut rest = v.to_string();
+    for var in SIGNIN_VARIABLES {
+        rest = rest.replace(var, "x");
+    }
+    if let Some(i) = rest.find('$') {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| *c == '$' || c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        return Err(format!(
+            "{name} is not a variable sluice replaces (it replaces {})",
+            SIGNIN_VARIABLES.join(", ")
+        ));
+    }
+    let absolute = rest.starts_with("http://") || rest.starts_with("https://");
+    if !(absolute || rest.starts_with('/')) || rest.parse::<http::Uri>().is_err() {
+        return Err("expected an http:// or https:// URL, or a path".to_string());
+    }
+    Ok(())
 }
 
 /// Parses a comma-separated list of addresses and CIDRs (at least one).
@@ -460,8 +666,8 @@ mod foreign_tests {
     #[test]
     fn unimplemented_protections_close_the_ingress() {
         for key in [
-            "nginx.ingress.kubernetes.io/auth-url",
             "nginx.ingress.kubernetes.io/auth-type",
+            "nginx.ingress.kubernetes.io/auth-secret",
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
             "nginx.ingress.kubernetes.io/limit-rps",
             "nginx.ingress.kubernetes.io/global-rate-limit",
@@ -567,6 +773,98 @@ mod foreign_tests {
             assert_eq!(diags[0].severity, Severity::Error);
             assert!(diags[0].message.contains("503"), "{}", diags[0].message);
         }
+    }
+
+    #[test]
+    fn external_authentication_settings() {
+        let (s, diags) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://oauth2-proxy.auth.svc.cluster.local:4180/oauth2/auth",
+            ),
+            ("nginx.ingress.kubernetes.io/auth-method", "POST"),
+            (
+                "nginx.ingress.kubernetes.io/auth-signin",
+                "https://$host/oauth2/start?rd=$escaped_request_uri",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/auth-response-headers",
+                "X-Auth-Request-User, X-Auth-Request-Email",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/auth-cache-key",
+                "$cookie__oauth2_proxy",
+            ),
+        ]);
+        assert!(!s.closed);
+        let a = s.auth.expect("auth");
+        assert_eq!(
+            a.url.to_string(),
+            "http://oauth2-proxy.auth.svc.cluster.local:4180/oauth2/auth"
+        );
+        assert_eq!(a.method, http::Method::POST);
+        assert_eq!(
+            a.signin.as_deref(),
+            Some("https://$host/oauth2/start?rd=$escaped_request_uri")
+        );
+        assert_eq!(a.signin_param, "rd");
+        assert_eq!(
+            a.response_headers,
+            ["x-auth-request-user", "x-auth-request-email"]
+        );
+        // Caching is tuning: warned about, authentication still applies.
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(
+            (diags[0].severity, diags[0].reason),
+            (Severity::Warning, Reason::UnsupportedAnnotation)
+        );
+    }
+
+    #[test]
+    fn an_authentication_that_cannot_be_honoured_fails_closed() {
+        for (key, value) in [
+            (
+                "nginx.ingress.kubernetes.io/auth-url",
+                "https://$host/oauth2/auth",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/auth-url",
+                "https://auth.example.com/check",
+            ),
+            ("nginx.ingress.kubernetes.io/auth-url", "not a url"),
+            ("sluice.io/auth-url", "/relative"),
+        ] {
+            let (s, diags) = parse(&[(key, value)]);
+            assert!(s.closed, "{value:?}");
+            assert!(s.auth.is_none());
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert_eq!(diags[0].reason, Reason::InvalidAnnotation);
+            assert!(diags[0].message.contains("503"), "{}", diags[0].message);
+        }
+        // A bad response header list or method cannot be honoured either.
+        let (s, _) = parse(&[
+            ("sluice.io/auth-url", "http://auth.test/"),
+            ("sluice.io/auth-response-headers", "X-Ok, bad header"),
+        ]);
+        assert!(s.closed);
+        // A bad sign-in URL falls back to answering 401: still protected, reported.
+        let (s, diags) = parse(&[
+            ("sluice.io/auth-url", "http://auth.test/"),
+            ("sluice.io/auth-signin", "https://$server_name/start"),
+        ]);
+        assert!(!s.closed);
+        assert_eq!(s.auth.unwrap().signin, None);
+        assert_eq!(diags.len(), 1);
+        assert!(
+            diags[0].message.contains("$server_name"),
+            "{}",
+            diags[0].message
+        );
+        // Without auth-url the others do nothing, and say so.
+        let (s, diags) = parse(&[("sluice.io/auth-signin", "https://login.test/")]);
+        assert!(s.auth.is_none() && !s.closed);
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].severity, Severity::Warning);
     }
 
     #[test]

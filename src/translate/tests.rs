@@ -1817,10 +1817,7 @@ fn an_ingress_with_a_snippet_is_not_served_at_all() {
 fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
     let state = world(vec![
         ing("ns/private")
-            .annotate(
-                "nginx.ingress.kubernetes.io/auth-url",
-                "http://auth.ns.svc/check",
-            )
+            .annotate("nginx.ingress.kubernetes.io/auth-type", "basic")
             .rule("a.com", [prefix("/"), prefix("/api")])
             .default_backend(to("web", 80))
             .build(),
@@ -1837,6 +1834,6 @@ fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
         Error,
         Reason::UnsupportedAnnotation,
         "ns/private",
-        "metadata.annotations[nginx.ingress.kubernetes.io/auth-url]",
+        "metadata.annotations[nginx.ingress.kubernetes.io/auth-type]",
     );
 }

@@ -1,7 +1,11 @@
 //! Annotations of other controllers through the running proxy: ingress-nginx's settings read
-//! under their own names, source ranges (with and without trusted proxies), an unimplemented
+//! under their own names, source ranges (with and without trusted proxies), external
+//! authentication (allowed, refused, sign-in redirect, service down), an unimplemented
 //! protection closing its Ingress (503, nothing forwarded), a snippet keeping its Ingress from
 //! being served; each reported by name.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, header};
@@ -41,7 +45,7 @@ fn post(host: &str, len: usize) -> Request<Full<Bytes>> {
 }
 
 #[tokio::test]
-async fn an_unimplemented_authentication_answers_503_and_forwards_nothing() {
+async fn an_unimplemented_basic_authentication_answers_503_and_forwards_nothing() {
     let raw = RawBackend::start(true).await;
     let h = Harness::start(&[
         (
@@ -50,10 +54,7 @@ async fn an_unimplemented_authentication_answers_503_and_forwards_nothing() {
                 "private",
                 "private.test",
                 &[("/", "Prefix", "web", 80)],
-                &[(
-                    "nginx.ingress.kubernetes.io/auth-url",
-                    "http://auth.default.svc/check",
-                )],
+                &[("nginx.ingress.kubernetes.io/auth-type", "basic")],
             ),
         ),
         (
@@ -80,7 +81,7 @@ async fn an_unimplemented_authentication_answers_503_and_forwards_nothing() {
     assert_eq!(raw.with(|l| l.requests.len()), 1);
     assert_eq!(
         diagnostics(&h, "UnsupportedAnnotation").await,
-        ["default/private metadata.annotations[nginx.ingress.kubernetes.io/auth-url]"]
+        ["default/private metadata.annotations[nginx.ingress.kubernetes.io/auth-type]"]
     );
     let (_, metrics) = request(h.running.admin_addr, "GET", "admin", "/metrics")
         .await
@@ -246,4 +247,203 @@ async fn source_ranges_admit_and_refuse_by_client_address() {
     assert_eq!(r.status, 403, "an unknown client is refused");
     let r = h1_send(addr, forwarded_get("loopback.test", "203.0.113.9")).await;
     assert_eq!(r.status, 403);
+}
+
+/// An authentication service: `Bearer good` is alice (200 with `X-Auth-Request-User`),
+/// `Bearer banned` is 403, `Bearer broken` is 500, anything else 401 with a challenge. Records
+/// the headers of every request it gets.
+async fn auth_service() -> (
+    SocketAddr,
+    Arc<Mutex<Vec<(http::Method, http::HeaderMap, String)>>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let backend = hyper_backend(
+        Proto::Http1,
+        handler(move |req: Request<hyper::body::Incoming>| {
+            let log = log.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                    .unwrap_or_default();
+                let auth = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                log.lock()
+                    .unwrap()
+                    .push((parts.method.clone(), parts.headers.clone(), body));
+                match auth.as_str() {
+                    "Bearer good" => {
+                        let mut r = text(http::StatusCode::OK, "");
+                        r.headers_mut()
+                            .insert("x-auth-request-user", "alice".parse().unwrap());
+                        r.headers_mut()
+                            .insert("x-not-listed", "secret".parse().unwrap());
+                        r
+                    }
+                    "Bearer banned" => text(http::StatusCode::FORBIDDEN, "no"),
+                    "Bearer broken" => text(http::StatusCode::INTERNAL_SERVER_ERROR, "oops"),
+                    _ => {
+                        let mut r = text(http::StatusCode::UNAUTHORIZED, "who?");
+                        r.headers_mut()
+                            .insert("www-authenticate", "Bearer realm=\"test\"".parse().unwrap());
+                        r
+                    }
+                }
+            }
+        }),
+    )
+    .await;
+    (backend.addr, seen)
+}
+
+/// A request to `host` with `Authorization: Bearer <token>` (none when empty) and a
+/// client-supplied `X-Auth-Request-User`.
+fn bearer(host: &str, path: &str, token: &str) -> Request<http_body_util::Empty<Bytes>> {
+    let mut req = get_req(host, path);
+    if !token.is_empty() {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    req.headers_mut()
+        .insert("x-auth-request-user", "mallory".parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn external_authentication_decides_before_anything_is_forwarded() {
+    let (auth, seen) = auth_service().await;
+    let echo = echo([127, 0, 0, 1], "app").await;
+    let url = format!("http://{auth}/check");
+    let app = |name: &str, extra: &[(&'static str, &'static str)]| {
+        let mut ann = vec![
+            ("nginx.ingress.kubernetes.io/auth-url", url.as_str()),
+            (
+                "nginx.ingress.kubernetes.io/auth-response-headers",
+                "X-Auth-Request-User",
+            ),
+        ];
+        ann.extend_from_slice(extra);
+        ingress(
+            name,
+            &format!("{name}.test"),
+            &[("/", "Prefix", "app", 80)],
+            &ann,
+        )
+    };
+    let h = Harness::start(&[
+        ("plain.yaml", app("plain", &[])),
+        (
+            "signin.yaml",
+            app(
+                "signin",
+                &[(
+                    "nginx.ingress.kubernetes.io/auth-signin",
+                    "https://login.test/start",
+                )],
+            ),
+        ),
+        (
+            "down.yaml",
+            ingress(
+                "down",
+                "down.test",
+                &[("/", "Prefix", "app", 80)],
+                &[("sluice.io/auth-url", "http://127.0.0.1:9/check")],
+            ),
+        ),
+        ("svc.yaml", service("app", &[(echo, true)])),
+    ])
+    .await;
+    let addr = h.running.http_addr;
+
+    // Allowed: forwarded with the listed answer header, the client's own value replaced.
+    let r = h1_send(addr, bearer("plain.test", "/docs?page=2", "good")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body = r.body.to_ascii_lowercase();
+    assert!(body.contains("x-auth-request-user: alice"), "{body}");
+    assert!(!body.contains("mallory"), "{body}");
+    assert!(!body.contains("x-not-listed"), "{body}");
+    {
+        let seen = seen.lock().unwrap();
+        let (method, headers, body) = seen.last().unwrap();
+        assert_eq!(method, http::Method::GET);
+        assert!(body.is_empty());
+        assert_eq!(headers["x-original-url"], "http://plain.test/docs?page=2");
+        assert_eq!(headers["x-original-method"], "GET");
+        assert_eq!(headers["x-auth-request-redirect"], "/docs?page=2");
+        assert_eq!(headers["x-forwarded-host"], "plain.test");
+        assert_eq!(headers["authorization"], "Bearer good");
+    }
+
+    // Refused: the service's answer, and nothing forwarded.
+    let r = h1_send(addr, bearer("plain.test", "/", "")).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (401, "unauthorized\n")
+    );
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"test\""));
+    let r = h1_send(addr, bearer("plain.test", "/", "banned")).await;
+    assert_eq!(r.status, 403);
+    let r = h1_send(addr, bearer("plain.test", "/", "broken")).await;
+    assert_eq!(
+        r.status, 500,
+        "a failing service never lets a request through"
+    );
+
+    // With a sign-in page, 401 becomes a redirect carrying the original URL.
+    let r = h1_send(addr, bearer("signin.test", "/a?b=c", "")).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("https://login.test/start?rd=http%3A%2F%2Fsignin.test%2Fa%3Fb%3Dc")
+    );
+
+    // The service cannot be reached: 500, counted.
+    let r = h1_send(addr, bearer("down.test", "/", "good")).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    let (_, metrics) = request(h.running.admin_addr, "GET", "admin", "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("sluice_proxy_errors_total{entrypoint=\"http\",reason=\"auth_error\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(diagnostics(&h, "UnsupportedAnnotation").await.is_empty());
+    assert!(diagnostics(&h, "InvalidAnnotation").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_authentication_url_sluice_cannot_call_fails_closed() {
+    let raw = RawBackend::start(true).await;
+    let h = Harness::start(&[
+        (
+            "tls.yaml",
+            ingress(
+                "tls",
+                "tls.test",
+                &[("/", "Prefix", "web", 80)],
+                &[(
+                    "nginx.ingress.kubernetes.io/auth-url",
+                    "https://$host/oauth2/auth",
+                )],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(raw.addr, true)])),
+    ])
+    .await;
+    let r = get(&h, "tls.test", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(raw.with(|l| l.requests.len()), 0);
+    assert_eq!(
+        diagnostics(&h, "InvalidAnnotation").await,
+        ["default/tls metadata.annotations[nginx.ingress.kubernetes.io/auth-url]"]
+    );
 }
