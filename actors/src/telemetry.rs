@@ -231,6 +231,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
             "closed",
             "forbidden",
             "auth_error",
+            "rate_limited",
             "bad_request",
             "misdirected",
             "body_too_large",

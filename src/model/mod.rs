@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use cidr::Cidr;
-pub use settings::{BackendSettings, ForwardAuth, LoadBalancer, UpstreamProtocol};
+pub use settings::{BackendSettings, ForwardAuth, LoadBalancer, RateLimit, UpstreamProtocol};
 
 pub use diagnostic::{Diagnostic, Reason, Severity};
 pub use host::{HostError, HostMatch};

@@ -49,6 +49,23 @@ pub struct ForwardAuth {
     pub request_redirect: Option<String>,
 }
 
+/// Request rate limits per client address, as ingress-nginx's `limit-rps` and `limit-rpm`
+/// (nginx's `limit_req` with `nodelay`): each client address gets a bucket of `rate x
+/// burst_multiplier` requests refilled at `rate`; a request over it is refused (503).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// The Ingress: its routes share one budget per client address.
+    pub zone: super::ObjectRef,
+    /// Requests per second.
+    pub rps: Option<u32>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Burst allowance, as a multiple of the rate (`limit-burst-multiplier`, default 5).
+    pub burst_multiplier: u32,
+    /// Client networks the limits do not apply to (`limit-whitelist`).
+    pub exempt: Vec<Cidr>,
+}
+
 /// Settings of one backend. `None` means the proxy-wide default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackendSettings {
@@ -73,6 +90,8 @@ pub struct BackendSettings {
     /// `sluice.io/auth-url` (ingress-nginx's `auth-url` family): every request is first sent
     /// to an authentication service, which decides.
     pub auth: Option<Arc<ForwardAuth>>,
+    /// `sluice.io/limit-rps` / `limit-rpm` (ingress-nginx's): requests per client address.
+    pub rate_limit: Option<Arc<RateLimit>>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -91,6 +110,7 @@ impl Default for BackendSettings {
             allow: Vec::new(),
             deny: Vec::new(),
             auth: None,
+            rate_limit: None,
             closed: false,
         }
     }

@@ -26,6 +26,8 @@ pub(crate) enum ProxyError {
     Closed,
     /// 403: the client is outside the Ingress's source ranges.
     Forbidden,
+    /// 503: the client is over the Ingress's request rate (ingress-nginx's status for it).
+    RateLimited,
     /// 500: the external authentication service failed, could not be reached, or did not
     /// answer in time (the request is not forwarded).
     AuthUnavailable,
@@ -91,6 +93,7 @@ impl ProxyError {
             ProxyError::NoEndpoints => "no_endpoints",
             ProxyError::Closed => "closed",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::RateLimited => "rate_limited",
             ProxyError::AuthUnavailable => "auth_error",
             ProxyError::UpstreamRefused(_) => "upstream_error",
             ProxyError::UpstreamProtocol => "upstream_protocol",
@@ -104,7 +107,9 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::NoEndpoints | ProxyError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoints | ProxyError::Closed | ProxyError::RateLimited => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::AuthUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => {
@@ -127,6 +132,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "request body too large\n".to_string(),
             ProxyError::NoEndpoints => "no ready endpoint for this service\n".to_string(),
             ProxyError::Forbidden => "forbidden\n".to_string(),
+            ProxyError::RateLimited => "service unavailable: too many requests\n".to_string(),
             ProxyError::AuthUnavailable => {
                 "internal server error: the authentication service failed\n".to_string()
             }

@@ -34,6 +34,7 @@ pub mod headers;
 pub mod inspect;
 mod pool;
 pub mod prescan;
+pub mod ratelimit;
 mod request;
 mod serve;
 mod snapshot;
@@ -71,6 +72,8 @@ pub struct Proxy {
     challenges: ChallengesHandle,
     registry: EndpointRegistry,
     clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
+    /// Per-client request budgets (`limit-rps`, `limit-rpm`).
+    limiters: ratelimit::Limiters,
     /// The client of external authentication services (`auth-url`), made on first use.
     auth_client: std::sync::OnceLock<auth::AuthClient>,
     generation: AtomicU64,
@@ -125,6 +128,7 @@ impl Proxy {
             registry: EndpointRegistry::default(),
             clients: Mutex::new(Vec::new()),
             auth_client: std::sync::OnceLock::new(),
+            limiters: ratelimit::Limiters::default(),
             generation: AtomicU64::new(0),
             unrouted: RequestStats::new(
                 metrics::SharedString::const_str(""),

@@ -155,7 +155,8 @@ impl Proxy {
 
     /// Answers that need no upstream: 421 (a TLS connection used for a host the certificate
     /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2), 503 (a route closed by an
-    /// unimplemented protection annotation), 403 (a client outside the source ranges), 308 to HTTPS, 413 (declared body over the limit).
+    /// unimplemented protection annotation), 403 (a client outside the source ranges), 503 (a client
+    /// over the rate limit), 308 to HTTPS, 413 (declared body over the limit).
     fn admit(
         &self,
         conn: &ConnInfo,
@@ -176,11 +177,22 @@ impl Proxy {
         if upstream.settings.closed {
             return Err(ProxyError::Closed);
         }
-        if !(upstream.settings.allow.is_empty() && upstream.settings.deny.is_empty()) {
+        let settings = &upstream.settings;
+        let ranged = !(settings.allow.is_empty() && settings.deny.is_empty());
+        if ranged || settings.rate_limit.is_some() {
             let client =
                 headers::client_ip(conn.peer.ip(), &parts.headers, &self.config.trusted_proxies);
-            if !upstream.settings.admits(client) {
+            if ranged && !settings.admits(client) {
                 return Err(ProxyError::Forbidden);
+            }
+            if let Some(limit) = &settings.rate_limit {
+                let client = client.unwrap_or(conn.peer.ip());
+                if !self
+                    .limiters
+                    .admit(limit, client, std::time::Instant::now())
+                {
+                    return Err(ProxyError::RateLimited);
+                }
             }
         }
         if conn.entrypoint == Entrypoint::Http

@@ -16,8 +16,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::model::{
-    BackendSettings, Cidr, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, Reason,
-    UpstreamProtocol,
+    BackendSettings, Cidr, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, RateLimit,
+    Reason, UpstreamProtocol,
 };
 
 /// `round-robin` (default) or `least-request`.
@@ -49,6 +49,14 @@ pub const AUTH_SIGNIN_REDIRECT_PARAM: &str = "sluice.io/auth-signin-redirect-par
 pub const AUTH_RESPONSE_HEADERS: &str = "sluice.io/auth-response-headers";
 /// `X-Auth-Request-Redirect` sent to the authentication service.
 pub const AUTH_REQUEST_REDIRECT: &str = "sluice.io/auth-request-redirect";
+/// Requests per second per client address (see [`RateLimit`]).
+pub const LIMIT_RPS: &str = "sluice.io/limit-rps";
+/// Requests per minute per client address.
+pub const LIMIT_RPM: &str = "sluice.io/limit-rpm";
+/// Burst allowance as a multiple of the rate (default 5).
+pub const LIMIT_BURST_MULTIPLIER: &str = "sluice.io/limit-burst-multiplier";
+/// Comma-separated client networks the rate limits do not apply to.
+pub const LIMIT_EXEMPT_RANGE: &str = "sluice.io/limit-exempt-range";
 
 /// ingress-nginx's annotation prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -64,7 +72,11 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 15] = [
+const NGINX_MAPPED: [(&str, &str); 19] = [
+    ("limit-rps", LIMIT_RPS),
+    ("limit-rpm", LIMIT_RPM),
+    ("limit-burst-multiplier", LIMIT_BURST_MULTIPLIER),
+    ("limit-whitelist", LIMIT_EXEMPT_RANGE),
     ("auth-url", AUTH_URL),
     ("auth-method", AUTH_METHOD),
     ("auth-signin", AUTH_SIGNIN),
@@ -141,7 +153,9 @@ fn nginx_support(name: &str) -> Support {
         "auth-proxy-set-headers",
         "auth-always-set-cookie",
     ];
-    if AUTH_TUNING.iter().any(|t| name.starts_with(t)) {
+    // Response bandwidth limits: not access control.
+    const TUNING: [&str; 2] = ["limit-rate", "limit-rate-after"];
+    if AUTH_TUNING.iter().any(|t| name.starts_with(t)) || TUNING.contains(&name) {
         return Support::Ignored;
     }
     const PROTECTIONS: [&str; 2] = ["satisfy", "enable-owasp-core-rules"];
@@ -348,6 +362,7 @@ pub fn settings(
             }
         }
     }
+    rate_limit(ingress, &get, &mut s, diags);
     for key in annotations.keys() {
         let field = format!("metadata.annotations[{key}]");
         match support(key) {
@@ -376,6 +391,85 @@ pub fn settings(
         }
     }
     s
+}
+
+/// `limit-rps`, `limit-rpm` and their companions into `s.rate_limit`. A rate that does not
+/// parse fails closed; a bad multiplier or exemption list falls back to the stricter default.
+fn rate_limit<'a>(
+    ingress: &ObjectRef,
+    get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut error = |key: &str, message: String| {
+        diags.push(Diagnostic::error(
+            Reason::InvalidAnnotation,
+            Kind::Ingress,
+            ingress,
+            format!("metadata.annotations[{key}]"),
+            message,
+        ));
+    };
+    let mut rates = [None, None];
+    for (slot, ours) in rates.iter_mut().zip([LIMIT_RPS, LIMIT_RPM]) {
+        if let Some((key, v)) = get(ours) {
+            match v.trim().parse::<u32>() {
+                Ok(n) if n > 0 => *slot = Some(n),
+                _ => {
+                    s.closed = true;
+                    error(
+                        &key,
+                        format!(
+                            "{v:?} is not valid: expected a positive number of requests; every \
+                             route of this Ingress answers 503 until it is fixed"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut burst_multiplier = 5;
+    if let Some((key, v)) = get(LIMIT_BURST_MULTIPLIER) {
+        match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => burst_multiplier = n,
+            _ => error(
+                &key,
+                format!("{v:?} is not valid: expected a positive integer; 5 is used"),
+            ),
+        }
+    }
+    let mut exempt = Vec::new();
+    if let Some((key, v)) = get(LIMIT_EXEMPT_RANGE) {
+        match parse_cidrs(v) {
+            Ok(list) => exempt = list,
+            Err(e) => error(
+                &key,
+                format!("{v:?} is not valid: {e}; no client is exempt from the rate limits"),
+            ),
+        }
+    }
+    let [rps, rpm] = rates;
+    if rps.is_some() || rpm.is_some() {
+        s.rate_limit = Some(Arc::new(RateLimit {
+            zone: ingress.clone(),
+            rps,
+            rpm,
+            burst_multiplier,
+            exempt,
+        }));
+    } else if !s.closed {
+        for ours in [LIMIT_BURST_MULTIPLIER, LIMIT_EXEMPT_RANGE] {
+            if let Some((key, _)) = get(ours) {
+                diags.push(Diagnostic::warning(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    "has no effect without limit-rps or limit-rpm: ignored".to_string(),
+                ));
+            }
+        }
+    }
 }
 
 /// A problem with an annotation: its key, its value, what is wrong.
@@ -669,7 +763,7 @@ mod foreign_tests {
             "nginx.ingress.kubernetes.io/auth-type",
             "nginx.ingress.kubernetes.io/auth-secret",
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
-            "nginx.ingress.kubernetes.io/limit-rps",
+            "nginx.ingress.kubernetes.io/limit-connections",
             "nginx.ingress.kubernetes.io/global-rate-limit",
             "nginx.ingress.kubernetes.io/enable-modsecurity",
             "traefik.ingress.kubernetes.io/router.middlewares",
@@ -864,6 +958,33 @@ mod foreign_tests {
         let (s, diags) = parse(&[("sluice.io/auth-signin", "https://login.test/")]);
         assert!(s.auth.is_none() && !s.closed);
         assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn rate_limits_under_either_name() {
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/limit-rps", "5"),
+            ("nginx.ingress.kubernetes.io/limit-rpm", "100"),
+            ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "3"),
+            ("nginx.ingress.kubernetes.io/limit-whitelist", "10.0.0.0/8"),
+            ("nginx.ingress.kubernetes.io/limit-rate", "1024"),
+        ]);
+        assert!(!s.closed);
+        let l = s.rate_limit.expect("a rate limit");
+        assert_eq!((l.rps, l.rpm, l.burst_multiplier), (Some(5), Some(100), 3));
+        assert_eq!(l.zone, ObjectRef::new("default", "web"));
+        assert_eq!(l.exempt.len(), 1);
+        // `limit-rate` (bandwidth) is warned about, not a protection.
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].severity, Severity::Warning);
+        // A rate that does not parse fails closed.
+        let (s, diags) = parse(&[("sluice.io/limit-rps", "lots")]);
+        assert!(s.closed && s.rate_limit.is_none());
+        assert_eq!(diags[0].reason, Reason::InvalidAnnotation);
+        // A companion alone does nothing, and says so.
+        let (s, diags) = parse(&[("sluice.io/limit-burst-multiplier", "2")]);
+        assert!(s.rate_limit.is_none() && !s.closed);
         assert_eq!(diags[0].severity, Severity::Warning);
     }
 

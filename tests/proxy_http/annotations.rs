@@ -1,6 +1,7 @@
 //! Annotations of other controllers through the running proxy: ingress-nginx's settings read
 //! under their own names, source ranges (with and without trusted proxies), external
-//! authentication (allowed, refused, sign-in redirect, service down), an unimplemented
+//! authentication (allowed, refused, sign-in redirect, service down), rate limits, an
+//! unimplemented
 //! protection closing its Ingress (503, nothing forwarded), a snippet keeping its Ingress from
 //! being served; each reported by name.
 
@@ -446,4 +447,61 @@ async fn an_authentication_url_sluice_cannot_call_fails_closed() {
         diagnostics(&h, "InvalidAnnotation").await,
         ["default/tls metadata.annotations[nginx.ingress.kubernetes.io/auth-url]"]
     );
+}
+
+#[tokio::test]
+async fn a_rate_limit_refuses_a_client_over_its_budget_and_spares_exempt_ones() {
+    let raw = RawBackend::start(true).await;
+    let limited = |name: &str, extra: &[(&'static str, &'static str)]| {
+        // One request a minute, no burst: a second request within the minute is refused
+        // however slow the machine is.
+        let mut ann = vec![
+            ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+            ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+        ];
+        ann.extend_from_slice(extra);
+        ingress(
+            name,
+            &format!("{name}.test"),
+            &[("/", "Prefix", "web", 80), ("/other", "Prefix", "web", 80)],
+            &ann,
+        )
+    };
+    let h = Harness::start(&[
+        ("limited.yaml", limited("limited", &[])),
+        (
+            "exempt.yaml",
+            limited(
+                "exempt",
+                &[("nginx.ingress.kubernetes.io/limit-whitelist", "127.0.0.0/8")],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(raw.addr, true)])),
+    ])
+    .await;
+    assert_eq!(get(&h, "limited.test", "/").await.status, 200);
+    // The Ingress's routes share the budget.
+    let r = get(&h, "limited.test", "/other").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, "service unavailable: too many requests\n")
+    );
+    assert_eq!(
+        raw.with(|l| l.requests.len()),
+        1,
+        "the refused one is not forwarded"
+    );
+    for _ in 0..5 {
+        assert_eq!(get(&h, "exempt.test", "/").await.status, 200);
+    }
+    let (_, metrics) = request(h.running.admin_addr, "GET", "admin", "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("sluice_proxy_errors_total{entrypoint=\"http\",reason=\"rate_limited\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(diagnostics(&h, "UnsupportedAnnotation").await.is_empty());
 }
