@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use cidr::Cidr;
-pub use settings::{BackendSettings, ForwardAuth, LoadBalancer, RateLimit, UpstreamProtocol};
+pub use settings::{
+    BackendSettings, ForwardAuth, LoadBalancer, RateLimit, Redirect, UpstreamProtocol,
+};
 
 pub use diagnostic::{Diagnostic, Reason, Severity};
 pub use host::{HostError, HostMatch};

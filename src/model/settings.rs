@@ -66,6 +66,17 @@ pub struct RateLimit {
     pub exempt: Vec<Cidr>,
 }
 
+/// A redirect answered instead of forwarding (ingress-nginx's `permanent-redirect` and
+/// `temporal-redirect`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Redirect {
+    /// The target; `$scheme`, `$host`, `$http_host`, `$request_uri` and `$uri` are replaced per
+    /// request.
+    pub url: String,
+    /// 301 (permanent) or 302 (temporal) unless set (300 to 308).
+    pub code: u16,
+}
+
 /// Settings of one backend. `None` means the proxy-wide default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackendSettings {
@@ -92,6 +103,14 @@ pub struct BackendSettings {
     pub auth: Option<Arc<ForwardAuth>>,
     /// `sluice.io/limit-rps` / `limit-rpm` (ingress-nginx's): requests per client address.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// `sluice.io/force-ssl-redirect`: redirect plain HTTP to HTTPS even for hosts without
+    /// TLS in this Ingress (TLS terminated elsewhere, or by another Ingress).
+    pub force_ssl_redirect: bool,
+    /// `sluice.io/permanent-redirect` / `temporal-redirect`: every request is answered with
+    /// this redirect instead of being forwarded.
+    pub redirect: Option<Arc<Redirect>>,
+    /// `sluice.io/app-root`: a request for `/` is redirected (302) to this path.
+    pub app_root: Option<Arc<str>>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -111,6 +130,9 @@ impl Default for BackendSettings {
             deny: Vec::new(),
             auth: None,
             rate_limit: None,
+            force_ssl_redirect: false,
+            redirect: None,
+            app_root: None,
             closed: false,
         }
     }

@@ -168,13 +168,18 @@ pub(super) fn signin_url(
 ) -> String {
     let request_uri = original.target.as_str();
     let full = format!("{scheme}://{}{request_uri}", original.host);
-    let mut url = signin
-        .replace("$escaped_request_uri", &escape(request_uri))
-        .replace("$request_uri", request_uri)
-        .replace("$http_host", original.host)
-        .replace("$host", original.host)
-        .replace("$pass_access_scheme", scheme)
-        .replace("$scheme", scheme);
+    let escaped = escape(request_uri);
+    let mut url = super::request::expand_vars(
+        signin,
+        &[
+            ("$escaped_request_uri", &escaped),
+            ("$request_uri", request_uri),
+            ("$http_host", original.host),
+            ("$host", original.host),
+            ("$pass_access_scheme", scheme),
+            ("$scheme", scheme),
+        ],
+    );
     let named = url
         .split_once('?')
         .is_some_and(|(_, q)| q.split('&').any(|kv| kv.split('=').next() == Some(param)));

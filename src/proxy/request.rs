@@ -178,6 +178,18 @@ impl Proxy {
             return Err(ProxyError::Closed);
         }
         let settings = &upstream.settings;
+        if let Some(redirect) = &settings.redirect {
+            return Ok(Some(redirect_to(
+                &expand(&redirect.url, conn, host, parts, &routed.target),
+                redirect.code,
+            )));
+        }
+        if let Some(root) = &settings.app_root
+            && routed.target.path() == "/"
+        {
+            let location = format!("{}://{host}{root}", conn.entrypoint.scheme());
+            return Ok(Some(redirect_to(&location, 302)));
+        }
         let ranged = !(settings.allow.is_empty() && settings.deny.is_empty());
         if ranged || settings.rate_limit.is_some() {
             let client =
@@ -351,6 +363,68 @@ impl Proxy {
     }
 }
 
+/// A redirect answered by the proxy itself.
+fn redirect_to(location: &str, code: u16) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::full(Bytes::from(format!(
+        "redirecting to {location}\n"
+    ))));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// `template` with the redirect variables of this request replaced: `$scheme`, `$host` (no
+/// port), `$http_host` (as received), `$request_uri` (path and query as received) and `$uri`
+/// (the normalised path).
+fn expand(
+    template: &str,
+    conn: &ConnInfo,
+    host: &str,
+    parts: &http::request::Parts,
+    target: &PathAndQuery,
+) -> String {
+    let request_uri = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    expand_vars(
+        template,
+        &[
+            ("$request_uri", request_uri),
+            ("$http_host", host),
+            ("$host", host_without_port(host)),
+            ("$scheme", conn.entrypoint.scheme()),
+            ("$uri", target.path()),
+        ],
+    )
+}
+
+/// `template` with each `$name` of `vars` replaced in one pass (a value is never expanded
+/// again). A name followed by a letter, digit or `_` is another name; other `$` text is kept.
+pub(super) fn expand_vars(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let found = vars.iter().find(|(name, _)| {
+            rest.starts_with(name)
+                && !rest[name.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        });
+        match found {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &rest[name.len()..];
+            }
+            None => {
+                out.push('$');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The host and normalised path of a request, looked up in the table.
 fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Routed<'s>, ProxyError> {
     if parts.extensions.get::<AmbiguousFraming>().is_some() {
@@ -431,5 +505,23 @@ mod tests {
         assert_eq!(host_without_port("a.com."), "a.com");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
         assert_eq!(host_without_port("a.com"), "a.com");
+    }
+}
+
+#[cfg(test)]
+mod expand_tests {
+    use super::expand_vars;
+
+    #[test]
+    fn variables_are_replaced_once_and_only_whole_names() {
+        let vars = [
+            ("$host", "a.test"),
+            ("$http_host", "a.test:8080"),
+            ("$uri", "/$host"),
+        ];
+        assert_eq!(
+            expand_vars("https://$host$uri?h=$http_host&x=$hostname&$", &vars),
+            "https://a.test/$host?h=a.test:8080&x=$hostname&$"
+        );
     }
 }

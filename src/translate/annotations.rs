@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::model::{
     BackendSettings, Cidr, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, RateLimit,
-    Reason, UpstreamProtocol,
+    Reason, Redirect, UpstreamProtocol,
 };
 
 /// `round-robin` (default) or `least-request`.
@@ -49,6 +49,18 @@ pub const AUTH_SIGNIN_REDIRECT_PARAM: &str = "sluice.io/auth-signin-redirect-par
 pub const AUTH_RESPONSE_HEADERS: &str = "sluice.io/auth-response-headers";
 /// `X-Auth-Request-Redirect` sent to the authentication service.
 pub const AUTH_REQUEST_REDIRECT: &str = "sluice.io/auth-request-redirect";
+/// `true`: redirect plain HTTP to HTTPS even without TLS for the host in this Ingress.
+pub const FORCE_SSL_REDIRECT: &str = "sluice.io/force-ssl-redirect";
+/// Answer every request with a 301 to this URL (see [`Redirect`]).
+pub const PERMANENT_REDIRECT: &str = "sluice.io/permanent-redirect";
+/// The status of [`PERMANENT_REDIRECT`] (default 301).
+pub const PERMANENT_REDIRECT_CODE: &str = "sluice.io/permanent-redirect-code";
+/// Answer every request with a 302 to this URL (wins over [`PERMANENT_REDIRECT`]).
+pub const TEMPORAL_REDIRECT: &str = "sluice.io/temporal-redirect";
+/// The status of [`TEMPORAL_REDIRECT`] (default 302).
+pub const TEMPORAL_REDIRECT_CODE: &str = "sluice.io/temporal-redirect-code";
+/// Redirect (302) requests for `/` to this path.
+pub const APP_ROOT: &str = "sluice.io/app-root";
 /// Requests per second per client address (see [`RateLimit`]).
 pub const LIMIT_RPS: &str = "sluice.io/limit-rps";
 /// Requests per minute per client address.
@@ -72,7 +84,13 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 19] = [
+const NGINX_MAPPED: [(&str, &str); 25] = [
+    ("force-ssl-redirect", FORCE_SSL_REDIRECT),
+    ("permanent-redirect", PERMANENT_REDIRECT),
+    ("permanent-redirect-code", PERMANENT_REDIRECT_CODE),
+    ("temporal-redirect", TEMPORAL_REDIRECT),
+    ("temporal-redirect-code", TEMPORAL_REDIRECT_CODE),
+    ("app-root", APP_ROOT),
     ("limit-rps", LIMIT_RPS),
     ("limit-rpm", LIMIT_RPM),
     ("limit-burst-multiplier", LIMIT_BURST_MULTIPLIER),
@@ -363,6 +381,7 @@ pub fn settings(
         }
     }
     rate_limit(ingress, &get, &mut s, diags);
+    redirects(ingress, &get, &mut s, diags);
     for key in annotations.keys() {
         let field = format!("metadata.annotations[{key}]");
         match support(key) {
@@ -392,6 +411,83 @@ pub fn settings(
     }
     s
 }
+
+/// `force-ssl-redirect`, `temporal-redirect` / `permanent-redirect` (with their codes) and
+/// `app-root`. A value that does not parse is reported and not applied (none of them protects
+/// anything).
+fn redirects<'a>(
+    ingress: &ObjectRef,
+    get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut error = |key: &str, value: &str, message: &str| {
+        diags.push(Diagnostic::error(
+            Reason::InvalidAnnotation,
+            Kind::Ingress,
+            ingress,
+            format!("metadata.annotations[{key}]"),
+            format!("{value:?} is not valid: {message}"),
+        ));
+    };
+    if let Some((key, v)) = get(FORCE_SSL_REDIRECT) {
+        match v.trim() {
+            "true" => s.force_ssl_redirect = true,
+            "false" => s.force_ssl_redirect = false,
+            _ => error(&key, v, "expected \"true\" or \"false\"; false is used"),
+        }
+    }
+    for (url_key, code_key, default) in [
+        (TEMPORAL_REDIRECT, TEMPORAL_REDIRECT_CODE, 302),
+        (PERMANENT_REDIRECT, PERMANENT_REDIRECT_CODE, 301),
+    ] {
+        let Some((key, v)) = get(url_key) else {
+            continue;
+        };
+        if s.redirect.is_some() {
+            // ingress-nginx: the temporal redirect wins.
+            continue;
+        }
+        if let Err(e) = check_url(v, &REDIRECT_VARIABLES) {
+            error(&key, v, &format!("{e}; requests are forwarded as usual"));
+            continue;
+        }
+        let code = match get(code_key) {
+            None => default,
+            Some((key, c)) => match c.trim().parse::<u16>() {
+                Ok(n) if (300..=308).contains(&n) => n,
+                _ => {
+                    error(
+                        &key,
+                        c,
+                        &format!("expected a status from 300 to 308; {default} is used"),
+                    );
+                    default
+                }
+            },
+        };
+        s.redirect = Some(Arc::new(Redirect {
+            url: v.trim().to_string(),
+            code,
+        }));
+    }
+    if let Some((key, v)) = get(APP_ROOT) {
+        let root = v.trim();
+        if root.starts_with('/') && root != "/" && root.parse::<http::uri::PathAndQuery>().is_ok() {
+            s.app_root = Some(Arc::from(root));
+        } else {
+            error(
+                &key,
+                v,
+                "expected a path such as /app1; requests for / are forwarded as usual",
+            );
+        }
+    }
+}
+
+/// The variables a redirect URL may use.
+pub const REDIRECT_VARIABLES: [&str; 5] =
+    ["$request_uri", "$http_host", "$host", "$scheme", "$uri"];
 
 /// `limit-rps`, `limit-rpm` and their companions into `s.rate_limit`. A rate that does not
 /// parse fails closed; a bad multiplier or exemption list falls back to the stricter default.
@@ -576,9 +672,14 @@ pub const SIGNIN_VARIABLES: [&str; 6] = [
 
 /// A sign-in URL: `http(s)://` or a path, using only [`SIGNIN_VARIABLES`].
 fn check_signin(v: &str) -> Result<(), String> {
+    check_url(v, &SIGNIN_VARIABLES)
+}
+
+/// A URL: `http(s)://` or a path, using only the variables `vars`.
+fn check_url(v: &str, vars: &[&str]) -> Result<(), String> {
     let v = v.trim();
     let mut rest = v.to_string();
-    for var in SIGNIN_VARIABLES {
+    for var in vars {
         rest = rest.replace(var, "x");
     }
     if let Some(i) = rest.find('$') {
@@ -588,7 +689,7 @@ fn check_signin(v: &str) -> Result<(), String> {
             .collect();
         return Err(format!(
             "{name} is not a variable sluice replaces (it replaces {})",
-            SIGNIN_VARIABLES.join(", ")
+            vars.join(", ")
         ));
     }
     let absolute = rest.starts_with("http://") || rest.starts_with("https://");
@@ -986,6 +1087,51 @@ mod foreign_tests {
         let (s, diags) = parse(&[("sluice.io/limit-burst-multiplier", "2")]);
         assert!(s.rate_limit.is_none() && !s.closed);
         assert_eq!(diags[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn redirects_and_app_root() {
+        let (s, diags) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://www.example.com$request_uri",
+            ),
+            ("nginx.ingress.kubernetes.io/permanent-redirect-code", "308"),
+            ("nginx.ingress.kubernetes.io/app-root", "/app1"),
+            ("nginx.ingress.kubernetes.io/force-ssl-redirect", "true"),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let r = s.redirect.expect("a redirect");
+        assert_eq!(
+            (r.url.as_str(), r.code),
+            ("https://www.example.com$request_uri", 308)
+        );
+        assert_eq!(s.app_root.as_deref(), Some("/app1"));
+        assert!(s.force_ssl_redirect);
+        // The temporal redirect wins, as in ingress-nginx; bad values are reported.
+        let (s, diags) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://a.test/",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/temporal-redirect",
+                "https://b.test/",
+            ),
+            ("nginx.ingress.kubernetes.io/temporal-redirect-code", "200"),
+            ("nginx.ingress.kubernetes.io/app-root", "app1"),
+        ]);
+        let r = s.redirect.expect("a redirect");
+        assert_eq!((r.url.as_str(), r.code), ("https://b.test/", 302));
+        assert!(s.app_root.is_none());
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        let (s, diags) = parse(&[("sluice.io/permanent-redirect", "https://$server_name/")]);
+        assert!(s.redirect.is_none());
+        assert!(
+            diags[0].message.contains("$server_name"),
+            "{}",
+            diags[0].message
+        );
     }
 
     #[test]

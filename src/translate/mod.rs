@@ -120,8 +120,9 @@ pub fn translate_with_acme(
     }
     let tls_hosts: Vec<&HostMatch> = t.model.tls.iter().map(|h| &h.host).collect();
     for route in &mut t.routes {
-        route.redirect_to_https =
-            route.backend.settings.ssl_redirect && tls_covers(&tls_hosts, &route.host);
+        let settings = &route.backend.settings;
+        route.redirect_to_https = settings.force_ssl_redirect
+            || (settings.ssl_redirect && tls_covers(&tls_hosts, &route.host));
     }
     t.model.routes = std::mem::take(&mut t.routes).into();
     t.model.ingresses.sort();

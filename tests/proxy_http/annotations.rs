@@ -505,3 +505,70 @@ async fn a_rate_limit_refuses_a_client_over_its_budget_and_spares_exempt_ones() 
     );
     assert!(diagnostics(&h, "UnsupportedAnnotation").await.is_empty());
 }
+
+#[tokio::test]
+async fn redirects_app_root_and_forced_https() {
+    let raw = RawBackend::start(true).await;
+    let app = |name: &str, ann: &[(&str, &str)]| {
+        (
+            format!("{name}.yaml"),
+            ingress(
+                name,
+                &format!("{name}.test"),
+                &[("/", "Prefix", "web", 80)],
+                ann,
+            ),
+        )
+    };
+    let files = [
+        app(
+            "moved",
+            &[
+                (
+                    "nginx.ingress.kubernetes.io/permanent-redirect",
+                    "https://new.test$request_uri",
+                ),
+                ("nginx.ingress.kubernetes.io/permanent-redirect-code", "308"),
+            ],
+        ),
+        app(
+            "away",
+            &[(
+                "nginx.ingress.kubernetes.io/temporal-redirect",
+                "https://maintenance.test/",
+            )],
+        ),
+        app(
+            "rooted",
+            &[("nginx.ingress.kubernetes.io/app-root", "/app1")],
+        ),
+        app(
+            "forced",
+            &[("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")],
+        ),
+        ("svc.yaml".to_string(), service("web", &[(raw.addr, true)])),
+    ];
+    let files: Vec<(&str, String)> = files.iter().map(|(n, y)| (n.as_str(), y.clone())).collect();
+    let h = Harness::start(&files).await;
+    let r = get(&h, "moved.test", "/a/b?c=d").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("https://new.test/a/b?c=d"));
+    let r = get(&h, "away.test", "/anything").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("https://maintenance.test/"));
+    let r = get(&h, "rooted.test", "/").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://rooted.test/app1"));
+    assert_eq!(get(&h, "rooted.test", "/app1").await.status, 200);
+    // No TLS for the host, yet plain HTTP goes to HTTPS.
+    let r = get(&h, "forced.test", "/x").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("https://forced.test/x"));
+    assert_eq!(
+        raw.with(|l| l.requests.len()),
+        1,
+        "only /app1 was forwarded"
+    );
+    assert!(diagnostics(&h, "InvalidAnnotation").await.is_empty());
+    assert!(diagnostics(&h, "UnsupportedAnnotation").await.is_empty());
+}
