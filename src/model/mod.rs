@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use cidr::Cidr;
 pub use settings::{
-    BackendSettings, ForwardAuth, LoadBalancer, RateLimit, Redirect, UpstreamProtocol,
+    BackendSettings, Cors, ForwardAuth, LoadBalancer, RateLimit, Redirect, UpstreamProtocol,
 };
 
 pub use diagnostic::{Diagnostic, Reason, Severity};

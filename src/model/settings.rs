@@ -77,6 +77,51 @@ pub struct Redirect {
     pub code: u16,
 }
 
+/// CORS as ingress-nginx's `enable-cors` answers it: for a request whose `Origin` is allowed,
+/// `OPTIONS` is answered 204 by the proxy (a preflight, never forwarded) and other responses
+/// get the `Access-Control-*` headers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cors {
+    /// Allowed origins (`https://a.test`, `https://*.example.com`); empty: any (`*`).
+    pub origins: Vec<String>,
+    /// `Access-Control-Allow-Methods`.
+    pub methods: String,
+    /// `Access-Control-Allow-Headers`.
+    pub headers: String,
+    /// `Access-Control-Expose-Headers` (empty: not sent).
+    pub expose: String,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub credentials: bool,
+    /// `Access-Control-Max-Age` of preflight answers, seconds.
+    pub max_age: u64,
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` for a request from `origin`: `*` when any origin is
+    /// allowed, the origin itself when it is in the list, `None` when it is not (or absent).
+    pub fn allow_origin<'a>(&self, origin: Option<&'a str>) -> Option<&'a str> {
+        if self.origins.is_empty() {
+            return Some("*");
+        }
+        let origin = origin?;
+        let lower = origin.to_ascii_lowercase();
+        self.origins
+            .iter()
+            .any(|o| match o.split_once("://*.") {
+                Some((scheme, domain)) => lower
+                    .strip_prefix(scheme)
+                    .and_then(|r| r.strip_prefix("://"))
+                    .is_some_and(|host| {
+                        host.len() > domain.len() + 1
+                            && host.ends_with(domain)
+                            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+                    }),
+                None => *o == lower,
+            })
+            .then_some(origin)
+    }
+}
+
 /// Settings of one backend. `None` means the proxy-wide default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackendSettings {
@@ -111,6 +156,8 @@ pub struct BackendSettings {
     pub redirect: Option<Arc<Redirect>>,
     /// `sluice.io/app-root`: a request for `/` is redirected (302) to this path.
     pub app_root: Option<Arc<str>>,
+    /// `sluice.io/enable-cors` and the `cors-*` settings.
+    pub cors: Option<Arc<Cors>>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -133,6 +180,7 @@ impl Default for BackendSettings {
             force_ssl_redirect: false,
             redirect: None,
             app_root: None,
+            cors: None,
             closed: false,
         }
     }

@@ -140,6 +140,10 @@ impl Proxy {
                 }
             }
         };
+        let cors = upstream.settings.cors.as_ref().and_then(|cors| {
+            let origin = parts.headers.get(header::ORIGIN)?.to_str().ok();
+            Some((cors, cors.allow_origin(origin)?.to_owned()))
+        });
         let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
         if let Some((auth, set)) = granted {
             // The client's own values of these never reach the upstream.
@@ -150,7 +154,11 @@ impl Proxy {
                 outgoing.headers.append(name, value);
             }
         }
-        self.forward(conn, upstream, outgoing).await
+        let mut resp = self.forward(conn, upstream, outgoing).await?;
+        if let Some((cors, origin)) = cors {
+            cors_headers(resp.headers_mut(), cors, &origin);
+        }
+        Ok(resp)
     }
 
     /// Answers that need no upstream: 421 (a TLS connection used for a host the certificate
@@ -189,6 +197,25 @@ impl Proxy {
         {
             let location = format!("{}://{host}{root}", conn.entrypoint.scheme());
             return Ok(Some(redirect_to(&location, 302)));
+        }
+        if let Some(cors) = &settings.cors
+            && parts.method == Method::OPTIONS
+        {
+            let origin = parts
+                .headers
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok());
+            if let Some(allowed) = cors.allow_origin(origin) {
+                // A preflight: answered here, before authentication (it carries no
+                // credentials), as ingress-nginx does.
+                let mut resp = Response::new(body::empty());
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                cors_headers(resp.headers_mut(), cors, allowed);
+                if let Ok(v) = HeaderValue::from_str(&cors.max_age.to_string()) {
+                    resp.headers_mut().insert(header::ACCESS_CONTROL_MAX_AGE, v);
+                }
+                return Ok(Some(resp));
+            }
         }
         let ranged = !(settings.allow.is_empty() && settings.deny.is_empty());
         if ranged || settings.rate_limit.is_some() {
@@ -360,6 +387,28 @@ impl Proxy {
                 error = error.unwrap_or(""),
             );
         }
+    }
+}
+
+/// The `Access-Control-*` headers of `cors` for an allowed origin.
+fn cors_headers(headers: &mut http::HeaderMap, cors: &crate::model::Cors, origin: &str) {
+    let mut set = |name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    set(header::ACCESS_CONTROL_ALLOW_METHODS, &cors.methods);
+    set(header::ACCESS_CONTROL_ALLOW_HEADERS, &cors.headers);
+    if !cors.expose.is_empty() {
+        set(header::ACCESS_CONTROL_EXPOSE_HEADERS, &cors.expose);
+    }
+    if cors.credentials {
+        set(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
+    }
+    if origin != "*" {
+        // The answer depends on the request's Origin: caches must know.
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::model::{
-    BackendSettings, Cidr, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, RateLimit,
+    BackendSettings, Cidr, Cors, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, RateLimit,
     Reason, Redirect, UpstreamProtocol,
 };
 
@@ -61,6 +61,20 @@ pub const TEMPORAL_REDIRECT: &str = "sluice.io/temporal-redirect";
 pub const TEMPORAL_REDIRECT_CODE: &str = "sluice.io/temporal-redirect-code";
 /// Redirect (302) requests for `/` to this path.
 pub const APP_ROOT: &str = "sluice.io/app-root";
+/// `true`: answer CORS (see [`Cors`]).
+pub const ENABLE_CORS: &str = "sluice.io/enable-cors";
+/// Comma-separated allowed origins, `*.` wildcards allowed (default `*`).
+pub const CORS_ALLOW_ORIGIN: &str = "sluice.io/cors-allow-origin";
+/// `Access-Control-Allow-Methods`.
+pub const CORS_ALLOW_METHODS: &str = "sluice.io/cors-allow-methods";
+/// `Access-Control-Allow-Headers`.
+pub const CORS_ALLOW_HEADERS: &str = "sluice.io/cors-allow-headers";
+/// `Access-Control-Expose-Headers`.
+pub const CORS_EXPOSE_HEADERS: &str = "sluice.io/cors-expose-headers";
+/// `true` (default) or `false`.
+pub const CORS_ALLOW_CREDENTIALS: &str = "sluice.io/cors-allow-credentials";
+/// Seconds (default 1728000).
+pub const CORS_MAX_AGE: &str = "sluice.io/cors-max-age";
 /// Requests per second per client address (see [`RateLimit`]).
 pub const LIMIT_RPS: &str = "sluice.io/limit-rps";
 /// Requests per minute per client address.
@@ -84,7 +98,14 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 25] = [
+const NGINX_MAPPED: [(&str, &str); 32] = [
+    ("enable-cors", ENABLE_CORS),
+    ("cors-allow-origin", CORS_ALLOW_ORIGIN),
+    ("cors-allow-methods", CORS_ALLOW_METHODS),
+    ("cors-allow-headers", CORS_ALLOW_HEADERS),
+    ("cors-expose-headers", CORS_EXPOSE_HEADERS),
+    ("cors-allow-credentials", CORS_ALLOW_CREDENTIALS),
+    ("cors-max-age", CORS_MAX_AGE),
     ("force-ssl-redirect", FORCE_SSL_REDIRECT),
     ("permanent-redirect", PERMANENT_REDIRECT),
     ("permanent-redirect-code", PERMANENT_REDIRECT_CODE),
@@ -382,6 +403,7 @@ pub fn settings(
     }
     rate_limit(ingress, &get, &mut s, diags);
     redirects(ingress, &get, &mut s, diags);
+    cors(ingress, &get, &mut s, diags);
     for key in annotations.keys() {
         let field = format!("metadata.annotations[{key}]");
         match support(key) {
@@ -483,6 +505,188 @@ fn redirects<'a>(
             );
         }
     }
+}
+
+/// `enable-cors` and the `cors-*` settings (ingress-nginx's defaults). A value that does not
+/// parse is reported and its default used.
+fn cors<'a>(
+    ingress: &ObjectRef,
+    get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut report = |key: &str, value: &str, message: &str, severity_error: bool| {
+        let field = format!("metadata.annotations[{key}]");
+        let message = format!("{value:?}: {message}");
+        diags.push(if severity_error {
+            Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                field,
+                message,
+            )
+        } else {
+            Diagnostic::warning(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                field,
+                message,
+            )
+        });
+    };
+    let enabled = match get(ENABLE_CORS) {
+        None => false,
+        Some((key, v)) => match v.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                report(
+                    &key,
+                    v,
+                    "expected \"true\" or \"false\"; CORS stays off",
+                    true,
+                );
+                false
+            }
+        },
+    };
+    let companions = [
+        CORS_ALLOW_ORIGIN,
+        CORS_ALLOW_METHODS,
+        CORS_ALLOW_HEADERS,
+        CORS_EXPOSE_HEADERS,
+        CORS_ALLOW_CREDENTIALS,
+        CORS_MAX_AGE,
+    ];
+    if !enabled {
+        for ours in companions {
+            if let Some((key, v)) = get(ours) {
+                report(
+                    &key,
+                    v,
+                    "has no effect without enable-cors: \"true\": ignored",
+                    false,
+                );
+            }
+        }
+        return;
+    }
+    let list = |ours: &'static str, default: &str| -> String {
+        get(ours).map_or_else(|| default.to_string(), |(_, v)| v.trim().to_string())
+    };
+    let token_list = |v: &str| {
+        v.split(',')
+            .map(str::trim)
+            .all(|t| !t.is_empty() && http::HeaderName::from_bytes(t.as_bytes()).is_ok())
+    };
+    let mut methods = list(CORS_ALLOW_METHODS, "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+    if !token_list(&methods) {
+        if let Some((key, v)) = get(CORS_ALLOW_METHODS) {
+            report(
+                &key,
+                v,
+                "expected comma-separated methods; the default is used",
+                true,
+            );
+        }
+        methods = "GET, PUT, POST, DELETE, PATCH, OPTIONS".to_string();
+    }
+    const HEADERS: &str = "DNT, Keep-Alive, User-Agent, X-Requested-With, If-Modified-Since, \
+                           Cache-Control, Content-Type, Range, Authorization";
+    let mut headers = list(CORS_ALLOW_HEADERS, HEADERS);
+    if !token_list(&headers) {
+        if let Some((key, v)) = get(CORS_ALLOW_HEADERS) {
+            report(
+                &key,
+                v,
+                "expected comma-separated header names; the default is used",
+                true,
+            );
+        }
+        headers = HEADERS.to_string();
+    }
+    let mut expose = list(CORS_EXPOSE_HEADERS, "");
+    if !expose.is_empty() && !token_list(&expose) {
+        if let Some((key, v)) = get(CORS_EXPOSE_HEADERS) {
+            report(
+                &key,
+                v,
+                "expected comma-separated header names; none are exposed",
+                true,
+            );
+        }
+        expose.clear();
+    }
+    let mut origins = Vec::new();
+    if let Some((key, v)) = get(CORS_ALLOW_ORIGIN) {
+        let items: Vec<String> = v
+            .split(',')
+            .map(|o| o.trim().to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if !items.iter().any(|o| o == "*") {
+            let valid = |o: &String| {
+                let rest = o
+                    .strip_prefix("https://")
+                    .or_else(|| o.strip_prefix("http://"));
+                rest.is_some_and(|r| {
+                    let host = r.strip_prefix("*.").unwrap_or(r);
+                    !host.is_empty() && !host.contains(['/', '*', ' '])
+                })
+            };
+            if !items.is_empty() && items.iter().all(valid) {
+                origins = items;
+            } else {
+                // Allowing every origin is the permissive reading; none is the safe one.
+                report(
+                    &key,
+                    v,
+                    "expected * or comma-separated origins such as https://app.example.com or \
+                     https://*.example.com; CORS stays off",
+                    true,
+                );
+                return;
+            }
+        }
+    }
+    let credentials = match get(CORS_ALLOW_CREDENTIALS) {
+        None => true,
+        Some((key, v)) => match v.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                report(
+                    &key,
+                    v,
+                    "expected \"true\" or \"false\"; false is used",
+                    true,
+                );
+                false
+            }
+        },
+    };
+    let max_age = match get(CORS_MAX_AGE) {
+        None => 1_728_000,
+        Some((key, v)) => v.trim().parse().unwrap_or_else(|_| {
+            report(
+                &key,
+                v,
+                "expected a number of seconds; 1728000 is used",
+                true,
+            );
+            1_728_000
+        }),
+    };
+    s.cors = Some(Arc::new(Cors {
+        origins,
+        methods,
+        headers,
+        expose,
+        credentials,
+        max_age,
+    }));
 }
 
 /// The variables a redirect URL may use.
@@ -1132,6 +1336,49 @@ mod foreign_tests {
             "{}",
             diags[0].message
         );
+    }
+
+    #[test]
+    fn cors_settings_and_origins() {
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            (
+                "nginx.ingress.kubernetes.io/cors-allow-origin",
+                "https://app.example.com, https://*.example.org",
+            ),
+            ("nginx.ingress.kubernetes.io/cors-expose-headers", "X-Total"),
+            ("nginx.ingress.kubernetes.io/cors-max-age", "600"),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let c = s.cors.expect("cors");
+        assert_eq!(c.methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+        assert!(c.credentials);
+        assert_eq!((c.expose.as_str(), c.max_age), ("X-Total", 600));
+        assert_eq!(
+            c.allow_origin(Some("https://app.example.com")),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            c.allow_origin(Some("https://a.b.example.org")),
+            Some("https://a.b.example.org")
+        );
+        assert_eq!(c.allow_origin(Some("https://example.org")), None);
+        assert_eq!(c.allow_origin(Some("https://evilexample.org")), None);
+        assert_eq!(c.allow_origin(Some("http://app.example.com")), None);
+        assert_eq!(c.allow_origin(None), None);
+        // The default: any origin.
+        let (s, _) = parse(&[("sluice.io/enable-cors", "true")]);
+        assert_eq!(s.cors.unwrap().allow_origin(None), Some("*"));
+        // Bad origins keep CORS off; companions without enable-cors are warned about.
+        let (s, diags) = parse(&[
+            ("sluice.io/enable-cors", "true"),
+            ("sluice.io/cors-allow-origin", "app.example.com"),
+        ]);
+        assert!(s.cors.is_none());
+        assert_eq!(diags[0].severity, Severity::Error);
+        let (s, diags) = parse(&[("sluice.io/cors-allow-origin", "*")]);
+        assert!(s.cors.is_none());
+        assert_eq!(diags[0].severity, Severity::Warning);
     }
 
     #[test]

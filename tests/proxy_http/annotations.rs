@@ -1,7 +1,7 @@
 //! Annotations of other controllers through the running proxy: ingress-nginx's settings read
 //! under their own names, source ranges (with and without trusted proxies), external
-//! authentication (allowed, refused, sign-in redirect, service down), rate limits, an
-//! unimplemented
+//! authentication (allowed, refused, sign-in redirect, service down), rate limits,
+//! redirects, CORS, an unimplemented
 //! protection closing its Ingress (503, nothing forwarded), a snippet keeping its Ingress from
 //! being served; each reported by name.
 
@@ -571,4 +571,78 @@ async fn redirects_app_root_and_forced_https() {
     );
     assert!(diagnostics(&h, "InvalidAnnotation").await.is_empty());
     assert!(diagnostics(&h, "UnsupportedAnnotation").await.is_empty());
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_and_responses_carry_the_headers() {
+    let raw = RawBackend::start(true).await;
+    let h = Harness::start(&[
+        (
+            "api.yaml",
+            ingress(
+                "api",
+                "api.test",
+                &[("/", "Prefix", "web", 80)],
+                &[
+                    ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+                    (
+                        "nginx.ingress.kubernetes.io/cors-allow-origin",
+                        "https://app.test, https://*.example.org",
+                    ),
+                    ("nginx.ingress.kubernetes.io/cors-max-age", "600"),
+                ],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(raw.addr, true)])),
+    ])
+    .await;
+    let addr = h.running.http_addr;
+    let with_origin = |method: http::Method, origin: &str| {
+        Request::builder()
+            .method(method)
+            .uri("/items")
+            .header(header::HOST, "api.test")
+            .header(header::ORIGIN, origin)
+            .header("access-control-request-method", "PUT")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // A preflight from an allowed origin: answered here.
+    let r = h1_send(addr, with_origin(http::Method::OPTIONS, "https://app.test")).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.test")
+    );
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, PUT, POST, DELETE, PATCH, OPTIONS")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    assert_eq!(raw.with(|l| l.requests.len()), 0);
+    // A request from a wildcard-allowed origin: forwarded, answered with the headers.
+    let r = h1_send(
+        addr,
+        with_origin(http::Method::GET, "https://x.example.org"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://x.example.org")
+    );
+    assert_eq!(r.header("vary"), Some("Origin"));
+    // Another origin: no CORS headers, and its OPTIONS goes to the upstream.
+    let r = h1_send(addr, with_origin(http::Method::GET, "https://evil.test")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = h1_send(
+        addr,
+        with_origin(http::Method::OPTIONS, "https://evil.test"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(raw.with(|l| l.requests.len()), 3);
 }
