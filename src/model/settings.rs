@@ -158,6 +158,10 @@ pub struct BackendSettings {
     pub app_root: Option<Arc<str>>,
     /// `sluice.io/enable-cors` and the `cors-*` settings.
     pub cors: Option<Arc<Cors>>,
+    /// `sluice.io/upstream-vhost`: the Host header sent upstream instead of the client's.
+    pub upstream_vhost: Option<String>,
+    /// `sluice.io/x-forwarded-prefix`: an `X-Forwarded-Prefix` header sent upstream.
+    pub forwarded_prefix: Option<String>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -181,6 +185,8 @@ impl Default for BackendSettings {
             redirect: None,
             app_root: None,
             cors: None,
+            upstream_vhost: None,
+            forwarded_prefix: None,
             closed: false,
         }
     }

@@ -298,6 +298,22 @@ impl Proxy {
         // the received Host; HTTP/2's `:authority` becomes Host.
         parts.headers.insert(header::HOST, host_value);
         let settings = &upstream.settings;
+        if let Some(v) = settings
+            .upstream_vhost
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        if let Some(v) = settings
+            .forwarded_prefix
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            parts
+                .headers
+                .insert(http::HeaderName::from_static("x-forwarded-prefix"), v);
+        }
         // A body of unknown length keeps its chunked framing on any method (hyper's client
         // would send a GET, HEAD or CONNECT body of unknown length as no body at all).
         if !body_empty

@@ -75,6 +75,10 @@ pub const CORS_EXPOSE_HEADERS: &str = "sluice.io/cors-expose-headers";
 pub const CORS_ALLOW_CREDENTIALS: &str = "sluice.io/cors-allow-credentials";
 /// Seconds (default 1728000).
 pub const CORS_MAX_AGE: &str = "sluice.io/cors-max-age";
+/// The Host header sent upstream.
+pub const UPSTREAM_VHOST: &str = "sluice.io/upstream-vhost";
+/// An `X-Forwarded-Prefix` header sent upstream.
+pub const X_FORWARDED_PREFIX: &str = "sluice.io/x-forwarded-prefix";
 /// Requests per second per client address (see [`RateLimit`]).
 pub const LIMIT_RPS: &str = "sluice.io/limit-rps";
 /// Requests per minute per client address.
@@ -98,7 +102,9 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 32] = [
+const NGINX_MAPPED: [(&str, &str); 34] = [
+    ("upstream-vhost", UPSTREAM_VHOST),
+    ("x-forwarded-prefix", X_FORWARDED_PREFIX),
     ("enable-cors", ENABLE_CORS),
     ("cors-allow-origin", CORS_ALLOW_ORIGIN),
     ("cors-allow-methods", CORS_ALLOW_METHODS),
@@ -404,6 +410,37 @@ pub fn settings(
     rate_limit(ingress, &get, &mut s, diags);
     redirects(ingress, &get, &mut s, diags);
     cors(ingress, &get, &mut s, diags);
+    if let Some((key, v)) = get(UPSTREAM_VHOST) {
+        let host = v.trim();
+        if crate::model::host::is_valid_request_host(host) {
+            s.upstream_vhost = Some(host.to_ascii_lowercase());
+        } else {
+            diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!(
+                    "{v:?} is not valid: expected a host name, optionally with a port; the \
+                     client's Host is sent"
+                ),
+            ));
+        }
+    }
+    if let Some((key, v)) = get(X_FORWARDED_PREFIX) {
+        let prefix = v.trim();
+        if prefix.starts_with('/') && http::HeaderValue::from_str(prefix).is_ok() {
+            s.forwarded_prefix = Some(prefix.to_string());
+        } else {
+            diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!("{v:?} is not valid: expected a path such as /app; not sent"),
+            ));
+        }
+    }
     for key in annotations.keys() {
         let field = format!("metadata.annotations[{key}]");
         match support(key) {
@@ -1379,6 +1416,26 @@ mod foreign_tests {
         let (s, diags) = parse(&[("sluice.io/cors-allow-origin", "*")]);
         assert!(s.cors.is_none());
         assert_eq!(diags[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn upstream_host_and_forwarded_prefix() {
+        let (s, diags) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/upstream-vhost",
+                "internal.svc:8080",
+            ),
+            ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/app"),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(s.upstream_vhost.as_deref(), Some("internal.svc:8080"));
+        assert_eq!(s.forwarded_prefix.as_deref(), Some("/app"));
+        let (s, diags) = parse(&[
+            ("sluice.io/upstream-vhost", "bad host"),
+            ("sluice.io/x-forwarded-prefix", "app"),
+        ]);
+        assert!(s.upstream_vhost.is_none() && s.forwarded_prefix.is_none());
+        assert_eq!(diags.len(), 2);
     }
 
     #[test]

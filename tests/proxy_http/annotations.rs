@@ -646,3 +646,38 @@ async fn cors_preflights_are_answered_and_responses_carry_the_headers() {
     assert_eq!(r.header("access-control-allow-origin"), None);
     assert_eq!(raw.with(|l| l.requests.len()), 3);
 }
+
+#[tokio::test]
+async fn upstream_vhost_and_forwarded_prefix_reach_the_upstream() {
+    let echo = echo([127, 0, 0, 1], "web").await;
+    let h = Harness::start(&[
+        (
+            "web.yaml",
+            ingress(
+                "web",
+                "web.test",
+                &[("/", "Prefix", "web", 80)],
+                &[
+                    (
+                        "nginx.ingress.kubernetes.io/upstream-vhost",
+                        "internal.test",
+                    ),
+                    ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/shop"),
+                ],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(echo, true)])),
+    ])
+    .await;
+    let mut req = get_req("web.test", "/");
+    // A client's own prefix is never forwarded; the annotation's is.
+    req.headers_mut()
+        .insert("x-forwarded-prefix", "/evil".parse().unwrap());
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200);
+    let body = r.body.to_ascii_lowercase();
+    assert!(body.contains("host: internal.test\n"), "{body}");
+    assert!(body.contains("x-forwarded-prefix: /shop\n"), "{body}");
+    assert!(!body.contains("/evil"), "{body}");
+    assert!(body.contains("x-forwarded-host: web.test\n"), "{body}");
+}
