@@ -214,7 +214,7 @@ pub fn report(
                 r.path.kind.to_string(),
                 r.source.ingress.to_string(),
                 r.backend.label(),
-                endpoints(&r.backend.endpoints),
+                endpoints(&r.backend),
             ]
         })
         .collect();
@@ -225,7 +225,7 @@ pub fn report(
             "-".into(),
             b.ingress.to_string(),
             b.label(),
-            endpoints(&b.endpoints),
+            endpoints(b),
         ]);
     }
     out.push('\n');
@@ -395,7 +395,12 @@ fn tier(h: &HostMatch) -> u8 {
     }
 }
 
-fn endpoints(eps: &[sluice::model::Endpoint]) -> String {
+/// The endpoints cell: the addresses, or why requests get 503.
+fn endpoints(b: &sluice::model::Backend) -> String {
+    if b.settings.closed {
+        return "closed (503): see the errors below".to_string();
+    }
+    let eps = &b.endpoints;
     if eps.is_empty() {
         return "none (503)".to_string();
     }
@@ -542,6 +547,58 @@ mod tests {
             .len(),
             1
         );
+    }
+
+    #[test]
+    fn closed_and_rejected_ingresses_are_shown_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let ingress = |name: &str, annotation: &str| {
+            format!(
+                "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  annotations:
+    {annotation}: \"x\"
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: {name}.test
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port:
+              number: 80
+"
+            )
+        };
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            ingress("locked", "nginx.ingress.kubernetes.io/auth-type"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            ingress("snippet", "nginx.ingress.kubernetes.io/server-snippet"),
+        )
+        .unwrap();
+        let loaded = load_dir(dir.path());
+        let translation = translate(&loaded.state, &Options::default());
+        let table = RoutingTable::compile(&translation.model);
+        let out = report(dir.path(), &loaded, &translation, &table, &[]);
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("locked.test"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(row.contains("closed (503)"), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("snippet.test")), "{out}");
+        assert!(out.contains("[UnsupportedAnnotation]"), "{out}");
+        assert!(out.contains("[SnippetRejected]"), "{out}");
     }
 
     #[test]
