@@ -78,7 +78,7 @@ impl GenRule {
     /// (except the root), Exact paths are kept as written.
     fn normalised_path(&self) -> String {
         match self.kind {
-            PathKind::Exact => self.raw_path(),
+            PathKind::Exact | PathKind::Regex => self.raw_path(),
             PathKind::Prefix => join(&self.segments, false),
         }
     }
@@ -99,7 +99,11 @@ fn join(segments: &[&str], trailing_slash: bool) -> String {
 fn gen_rule() -> impl Strategy<Value = GenRule> {
     (
         select(rule_hosts()),
-        prop_oneof![Just(PathKind::Exact), Just(PathKind::Prefix)],
+        prop_oneof![
+            Just(PathKind::Exact),
+            Just(PathKind::Prefix),
+            Just(PathKind::Regex)
+        ],
         prop::collection::vec(select(SEGMENTS), 0..=3),
         any::<bool>(),
         0..POOL * 2,
@@ -177,6 +181,8 @@ fn reference_path_matches(rule: &GenRule, req_path: &str) -> bool {
             req_segs.len() >= rule_segs.len()
                 && rule_segs.iter().zip(&req_segs).all(|(a, b)| a == b)
         }
+        // Generated expressions are literal text (lower-case letters and `/`): `(?i)^text`.
+        PathKind::Regex => req_path.to_ascii_lowercase().starts_with(&rule.raw_path()),
     }
 }
 
@@ -207,7 +213,16 @@ fn reference_lookup(rules: &[GenRule], host: Option<&str>, path: &str) -> Option
             .enumerate()
             .filter(|(_, r)| reference_tier(&r.host, host) == Some(tier))
             .filter(|(_, r)| reference_path_matches(r, path))
-            .max_by_key(|(_, r)| (r.normalised_path().len(), r.kind == PathKind::Exact));
+            // Longest first; on equal length Exact, then Prefix, then Regex (ingress-nginx's
+            // order of regex locations, by length as written).
+            .max_by_key(|(_, r)| {
+                let rank = match r.kind {
+                    PathKind::Exact => 2,
+                    PathKind::Prefix => 1,
+                    PathKind::Regex => 0,
+                };
+                (r.normalised_path().len(), rank)
+            });
         if let Some((i, _)) = best {
             return Some(i);
         }
@@ -250,8 +265,11 @@ fn model(rules: &[GenRule], default_backend: Option<usize>) -> Result<Model, Tes
     let pick = |choice: usize, own: &str| pool.get(choice).cloned().unwrap_or_else(|| backend(own));
     let mut routes = Vec::new();
     for (i, r) in rules.iter().enumerate() {
-        let path = PathMatch::new(r.kind, &r.raw_path())
-            .map_err(|e| TestCaseError::fail(format!("rule {r:?} rejected: {e}")))?;
+        let path = match r.kind {
+            PathKind::Regex => PathMatch::regex(&r.raw_path()),
+            kind => PathMatch::new(kind, &r.raw_path()),
+        }
+        .map_err(|e| TestCaseError::fail(format!("rule {r:?} rejected: {e}")))?;
         prop_assert_eq!(
             &path.path,
             &r.normalised_path(),

@@ -31,6 +31,10 @@ const RULES: &[(&str, PathKind, &str)] = &[
     ("", PathKind::Exact, "/healthz"),
     ("", PathKind::Prefix, "/public"),
     ("", PathKind::Prefix, "/public/admin"),
+    ("r.example.com", PathKind::Regex, "/api/v[0-9]+/"),
+    ("r.example.com", PathKind::Regex, "/api/.*/users"),
+    ("r.example.com", PathKind::Prefix, "/api/v1/users/me"),
+    ("r.example.com", PathKind::Exact, "/api/v1"),
 ];
 
 fn table() -> &'static RoutingTable {
@@ -48,7 +52,11 @@ fn table() -> &'static RoutingTable {
             .enumerate()
             .map(|(i, (host, kind, path))| Route {
                 host: HostMatch::parse(host).expect("valid fuzz host"),
-                path: PathMatch::new(*kind, path).expect("valid fuzz path"),
+                path: match kind {
+                    PathKind::Regex => PathMatch::regex(path),
+                    kind => PathMatch::new(*kind, path),
+                }
+                .expect("valid fuzz path"),
                 backend: backend.clone(),
                 source: RouteSource {
                     ingress: ObjectRef::new("default", "fuzz"),
@@ -66,7 +74,8 @@ fn table() -> &'static RoutingTable {
 }
 
 /// The route the Ingress precedence rules pick, by brute force: exact host, then wildcard,
-/// then no host; within a tier the longest path, Exact before Prefix.
+/// then no host; within a tier the longest path (a regular expression by its length as
+/// written), Exact before Prefix before Regex.
 fn expected<'a>(table: &'a RoutingTable, host: Option<&str>, path: &str) -> Option<&'a Route> {
     let tiers: [&dyn Fn(&HostMatch) -> bool; 3] = [
         &|h| matches!(h, HostMatch::Exact(_)) && host.is_some_and(|host| h.matches(host)),

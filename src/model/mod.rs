@@ -167,6 +167,16 @@ pub struct Route {
     pub redirect_to_https: bool,
 }
 
+impl Route {
+    /// The target this route's path is rewritten to (`rewrite-target`): set on the Ingress,
+    /// for a regular-expression path, and different from the path (as ingress-nginx's
+    /// `needsRewrite`).
+    pub fn rewrite_target(&self) -> Option<&str> {
+        let target = self.backend.settings.rewrite_target.as_deref()?;
+        (self.path.kind == PathKind::Regex && target != self.path.path).then_some(target)
+    }
+}
+
 /// TLS wanted for a host: serve the certificate in `secret` when a client asks for `host` by SNI.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsHost {

@@ -23,6 +23,10 @@ pub enum PathKind {
     Exact,
     /// The rule path is an element-wise prefix of the request path.
     Prefix,
+    /// The rule path is a regular expression matched case-insensitively from the start of the
+    /// request path (ingress-nginx's `use-regex` and `rewrite-target`: nginx's `location ~*
+    /// "^path"`).
+    Regex,
 }
 
 impl PathKind {
@@ -31,6 +35,7 @@ impl PathKind {
         match self {
             PathKind::Exact => "Exact",
             PathKind::Prefix => "Prefix",
+            PathKind::Regex => "Regex",
         }
     }
 }
@@ -48,7 +53,7 @@ impl fmt::Display for PathKind {
 /// request paths, so `/caf%c3%a9` matches a request for `/caf%C3%A9`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PathMatch {
-    /// Exact or Prefix (ImplementationSpecific is Prefix).
+    /// Exact or Prefix (ImplementationSpecific is Prefix), or Regex (`use-regex`).
     pub kind: PathKind,
     /// The normalised rule path.
     pub path: String,
@@ -78,6 +83,9 @@ pub enum PathRuleError {
     /// A malformed or forbidden percent-escape.
     #[error("{0}")]
     Escape(RequestPathError),
+    /// A regular-expression path (`use-regex`) that does not compile.
+    #[error("not a valid regular expression: {0}")]
+    Regex(String),
 }
 
 const BAD_SEQUENCES: [&str; 5] = ["//", "/./", "/../", "%2f", "%2F"];
@@ -122,13 +130,72 @@ impl PathMatch {
         Ok(PathMatch { kind, path })
     }
 
-    /// Does this rule match the normalised request path `req`?
-    #[inline]
+    /// A regular-expression rule (`use-regex`): `pattern` as written, checked to start with
+    /// `/`, hold no whitespace or control character and compile within [`REGEX_SIZE_LIMIT`].
+    pub fn regex(pattern: &str) -> Result<PathMatch, PathRuleError> {
+        if !pattern.starts_with('/') {
+            return Err(PathRuleError::NotAbsolute);
+        }
+        if let Some(c) = pattern
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(PathRuleError::BadChar(c));
+        }
+        location_regex(pattern).map_err(|e| PathRuleError::Regex(regex_error(&e)))?;
+        Ok(PathMatch {
+            kind: PathKind::Regex,
+            path: pattern.to_string(),
+        })
+    }
+
+    /// Does this rule match the normalised request path `req`? (A regex rule is compiled for
+    /// each call: the routing table keeps compiled ones.)
     pub fn matches(&self, req: &str) -> bool {
         match self.kind {
             PathKind::Exact => self.path == req,
             PathKind::Prefix => prefix_matches(&self.path, req),
+            PathKind::Regex => location_regex(&self.path).is_ok_and(|r| r.is_match(req)),
         }
+    }
+}
+
+/// The most memory one compiled path or rewrite expression may take (the regex crate's
+/// `size_limit`): a pattern over it is refused rather than compiled.
+pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// The matcher of a [`PathKind::Regex`] rule: `(?i)^pattern`, as ingress-nginx's `location ~*
+/// "^pattern"` (case-insensitive, anchored at the start only). The regex crate matches in linear
+/// time; look-around and back-references, which nginx's PCRE has, are refused.
+pub fn location_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})"))
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// The expression of a rewrite (`rewrite-target`) of a path: `(?i)pattern`, as ingress-nginx's
+/// `rewrite "(?i)pattern" target` (case-insensitive, not anchored).
+pub fn rewrite_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// A regex crate error on one line (its messages draw a caret under the pattern).
+pub fn regex_error(e: &regex::Error) -> String {
+    match e {
+        regex::Error::CompiledTooBig(_) => {
+            format!("the expression compiles to more than {REGEX_SIZE_LIMIT} bytes")
+        }
+        other => other
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .map(|l| l.trim_start_matches("error:").trim().to_string())
+            .next()
+            .unwrap_or_else(|| other.to_string().replace('\n', " ")),
     }
 }
 

@@ -162,6 +162,11 @@ pub struct BackendSettings {
     pub upstream_vhost: Option<String>,
     /// `sluice.io/x-forwarded-prefix`: an `X-Forwarded-Prefix` header sent upstream.
     pub forwarded_prefix: Option<String>,
+    /// `sluice.io/use-regex` (ingress-nginx's): the Ingress's paths are regular expressions.
+    pub use_regex: bool,
+    /// `sluice.io/rewrite-target` (ingress-nginx's): each path of the Ingress is a regular
+    /// expression and the request path is rewritten to this target (with `$1`..`$9`).
+    pub rewrite_target: Option<Arc<str>>,
     /// The Ingress asks for a protection sluice does not implement (an authentication,
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
@@ -187,6 +192,8 @@ impl Default for BackendSettings {
             cors: None,
             upstream_vhost: None,
             forwarded_prefix: None,
+            use_regex: false,
+            rewrite_target: None,
             closed: false,
         }
     }

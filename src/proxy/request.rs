@@ -3,7 +3,8 @@
 //! 1. **resolve**: the request's framing (400 for both `Content-Length` and
 //!    `Transfer-Encoding`), its host (400 unless exactly one valid host: duplicate `Host`,
 //!    `:authority` and `Host` differing, a name that is not a DNS name or IP address) and
-//!    normalised path, looked up in the table (404). An absolute-form request target's
+//!    normalised path, looked up in the table (404), and the target rewritten when the route
+//!    says so (`rewrite-target`). An absolute-form request target's
 //!    authority is the host (RFC 9112 section 3.2.2), and is what goes upstream as `Host`;
 //! 2. **admit**: answers that need no upstream: 421 for a TLS connection whose certificate
 //!    does not cover the host, 308 to HTTPS, 413 for a declared body over the limit;
@@ -42,8 +43,10 @@ use crate::routing::{RouteMatch, normalize_request_path};
 pub(super) struct Routed<'s> {
     /// The host as a header value: a clone of the received one shares its bytes.
     host_value: HeaderValue,
-    /// The forwarded request target: the normalised path and the query.
+    /// The request target: the normalised path and the query.
     target: PathAndQuery,
+    /// The target sent upstream when the route rewrites it (`rewrite-target`).
+    rewritten: Option<PathAndQuery>,
     /// The route (or default backend) matched.
     matched: RouteMatch<'s>,
 }
@@ -261,7 +264,10 @@ impl Proxy {
         body: Incoming,
     ) -> Result<Outgoing, ProxyError> {
         let Routed {
-            host_value, target, ..
+            host_value,
+            target,
+            rewritten,
+            ..
         } = routed;
         let upgrade =
             parts.version == Version::HTTP_11 && headers::is_upgrade_request(&parts.headers);
@@ -348,7 +354,7 @@ impl Proxy {
         let retryable = idempotent && body_empty && upstream.balancer.endpoints().len() > 1;
         Ok(Outgoing {
             method: parts.method,
-            path_and_query: target,
+            path_and_query: rewritten.unwrap_or(target),
             headers: parts.headers,
             body: Some(body),
             request_id,
@@ -505,6 +511,16 @@ fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Route
         .ok_or(ProxyError::BadRequest("the host is not a valid host name"))?;
     let path = normalize_request_path(parts.uri.path()).map_err(ProxyError::BadPath)?;
     let matched = snap.table.lookup(host, &path).ok_or(ProxyError::NoRoute)?;
+    let rewritten = match matched.rewrite {
+        None => None,
+        Some(rw) => match rw.apply(&path, parts.uri.query()) {
+            Ok(None) => None,
+            Ok(Some(pq)) => Some(PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(
+                |_| ProxyError::BadRequest("the rewritten request target cannot be forwarded"),
+            )?),
+            Err(e) => return Err(ProxyError::BadPath(e)),
+        },
+    };
     // The forwarded request target: the received one when normalisation left it alone
     // (sharing its bytes), else the normalised path with the query.
     let target = match (&path, parts.uri.path_and_query()) {
@@ -521,6 +537,7 @@ fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Route
     Ok(Routed {
         host_value,
         target,
+        rewritten,
         matched,
     })
 }

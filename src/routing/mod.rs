@@ -4,7 +4,10 @@
 //! 1. rules whose host equals the request host, then rules whose wildcard covers it, then rules
 //!    with no host, each tier tried in turn until one has a matching path;
 //! 2. within a tier, the longest matching (normalised) rule path wins; on equal length `Exact`
-//!    beats `Prefix`;
+//!    beats `Prefix`. Regular-expression paths (ingress-nginx's `use-regex`, see
+//!    [`PathKind::Regex`]) take part in the same order, as ingress-nginx writes its regex
+//!    locations: by the length of the expression as written, longest first, the first that
+//!    matches wins (ties: Exact, Prefix, Regex, then the greater string);
 //! 3. then the default backend; else no match (404).
 //!
 //! The host is compared case-insensitively with its port and a trailing dot stripped. The path
@@ -21,6 +24,9 @@ use crate::model::host::normalize_request_host;
 use crate::model::{Backend, HostMatch, Model, PathKind, Route};
 
 pub use crate::model::path::{RequestPathError, normalize_request_path};
+pub use rewrite::Rewrite;
+
+pub mod rewrite;
 
 /// A compiled, immutable routing table. Cheap to share behind an `Arc`.
 ///
@@ -41,6 +47,8 @@ pub struct RoutingTable {
     wildcard: HashTable<HostRoutes>,
     any: HostRoutes,
     default_backend: Option<Arc<Backend>>,
+    /// `rewrites[i]` is route `i`'s rewrite; empty when no route has one.
+    rewrites: Vec<Option<Rewrite>>,
 }
 
 /// The routes of one host of one tier: the host followed by every path in `text`, and entries
@@ -50,6 +58,8 @@ struct HostRoutes {
     text: Box<str>,
     host_len: u32,
     entries: Box<[Entry]>,
+    /// The compiled expressions of `Regex` entries (their `start` indexes this).
+    regexes: Box<[regex::Regex]>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -62,27 +72,41 @@ struct Entry {
 
 impl HostRoutes {
     fn build(host: &str, mut paths: Vec<(PathKind, &str, usize)>) -> HostRoutes {
-        paths.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        paths.sort_by(|a, b| {
+            b.1.len()
+                .cmp(&a.1.len())
+                .then(a.0.cmp(&b.0))
+                .then(b.1.cmp(a.1))
+        });
         let mut text =
             String::with_capacity(host.len() + paths.iter().map(|p| p.1.len()).sum::<usize>());
         text.push_str(host);
+        let mut regexes = Vec::new();
         let entries = paths
             .iter()
-            .map(|(kind, path, route)| {
-                let start = text.len();
-                text.push_str(path);
-                Entry {
+            .filter_map(|(kind, path, route)| {
+                let start = if *kind == PathKind::Regex {
+                    // Translation only admits expressions that compile.
+                    regexes.push(crate::model::path::location_regex(path).ok()?);
+                    regexes.len() - 1
+                } else {
+                    let start = text.len();
+                    text.push_str(path);
+                    start
+                };
+                Some(Entry {
                     kind: *kind,
                     start: u32::try_from(start).unwrap_or(u32::MAX),
                     len: u32::try_from(path.len()).unwrap_or(u32::MAX),
                     route: u32::try_from(*route).unwrap_or(u32::MAX),
-                }
+                })
             })
             .collect();
         HostRoutes {
             host_len: u32::try_from(host.len()).unwrap_or(u32::MAX),
             text: text.into(),
             entries,
+            regexes: regexes.into(),
         }
     }
 
@@ -96,13 +120,18 @@ impl HostRoutes {
         self.entries
             .iter()
             .find(|e| {
-                let rule = self
-                    .text
-                    .get(e.start as usize..(e.start + e.len) as usize)
-                    .unwrap_or("");
+                let rule = || {
+                    self.text
+                        .get(e.start as usize..(e.start + e.len) as usize)
+                        .unwrap_or("")
+                };
                 match e.kind {
-                    PathKind::Exact => rule == path,
-                    PathKind::Prefix => crate::model::path::prefix_matches(rule, path),
+                    PathKind::Exact => rule() == path,
+                    PathKind::Prefix => crate::model::path::prefix_matches(rule(), path),
+                    PathKind::Regex => self
+                        .regexes
+                        .get(e.start as usize)
+                        .is_some_and(|r| r.is_match(path)),
                 }
             })
             .map(|e| e.route as usize)
@@ -131,6 +160,8 @@ pub struct RouteMatch<'a> {
     /// Index of `backend` in [`RoutingTable::backends`], for per-backend state kept beside the
     /// table (balancer counters).
     pub backend_index: usize,
+    /// The route's rewrite (`rewrite-target`), if it has one.
+    pub rewrite: Option<&'a Rewrite>,
 }
 
 impl RoutingTable {
@@ -151,6 +182,13 @@ impl RoutingTable {
         for r in t.routes.iter() {
             let i = index_of(&r.backend, &mut t.backends);
             t.route_backend.push(i);
+        }
+        if t.routes.iter().any(|r| r.rewrite_target().is_some()) {
+            t.rewrites = t
+                .routes
+                .iter()
+                .map(|r| Rewrite::new(&r.path.path, r.rewrite_target()?).ok())
+                .collect();
         }
         if let Some(b) = &t.default_backend {
             t.default_index = index_of(b, &mut t.backends);
@@ -219,12 +257,14 @@ impl RoutingTable {
                     route: Some(route),
                     backend: &route.backend,
                     backend_index: self.route_backend[i],
+                    rewrite: self.rewrites.get(i).and_then(Option::as_ref),
                 })
             }
             None => self.default_backend.as_ref().map(|backend| RouteMatch {
                 route: None,
                 backend,
                 backend_index: self.default_index,
+                rewrite: None,
             }),
         }
     }

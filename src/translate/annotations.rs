@@ -95,6 +95,12 @@ pub const TRAEFIK: &str = "traefik.ingress.kubernetes.io/";
 /// sluice's annotation prefix.
 pub const SLUICE: &str = "sluice.io/";
 
+/// `sluice.io/rewrite-target`: the path sent upstream, with `$1`..`$9` from the path's
+/// expression (ingress-nginx's `rewrite-target`; makes the Ingress's paths regular expressions).
+pub const REWRITE_TARGET: &str = "sluice.io/rewrite-target";
+/// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
+pub const USE_REGEX: &str = "sluice.io/use-regex";
+
 /// ingress-nginx's `proxy-body-size` default (nginx's `client_max_body_size`), applied to an
 /// Ingress that carries ingress-nginx annotations and sets no body size: it was written for
 /// ingress-nginx, which refused larger bodies.
@@ -102,7 +108,9 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 34] = [
+const NGINX_MAPPED: [(&str, &str); 36] = [
+    ("rewrite-target", REWRITE_TARGET),
+    ("use-regex", USE_REGEX),
     ("upstream-vhost", UPSTREAM_VHOST),
     ("x-forwarded-prefix", X_FORWARDED_PREFIX),
     ("enable-cors", ENABLE_CORS),
@@ -333,6 +341,13 @@ pub fn settings(
             _ => bad(&key, v, "\"true\" or \"false\""),
         }
     }
+    if let Some((key, v)) = get(USE_REGEX) {
+        match v.trim() {
+            "true" => s.use_regex = true,
+            "false" => s.use_regex = false,
+            _ => bad(&key, v, "\"true\" or \"false\""),
+        }
+    }
     for (ours, slot) in [
         (ALLOW_SOURCE_RANGE, &mut s.allow),
         (DENY_SOURCE_RANGE, &mut s.deny),
@@ -404,6 +419,29 @@ pub fn settings(
                         "has no effect without auth-url: ignored".to_string(),
                     ));
                 }
+            }
+        }
+    }
+    if let Some((key, v)) = get(REWRITE_TARGET) {
+        let target = v.trim();
+        match crate::routing::rewrite::check_target(target) {
+            Ok(()) => s.rewrite_target = Some(target.into()),
+            Err(e) => {
+                // Serving the paths un-rewritten would send requests where they were never
+                // meant to go. They are still expressions, as the annotation meant, so that
+                // the requests it was written for get the 503.
+                s.closed = true;
+                s.use_regex = true;
+                diags.push(Diagnostic::error(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    format!(
+                        "{v:?} is not valid: {e}; every route of this Ingress answers 503 \
+                         until it is fixed"
+                    ),
+                ));
             }
         }
     }
@@ -1127,7 +1165,7 @@ mod foreign_tests {
     #[test]
     fn other_unimplemented_annotations_are_warnings() {
         let (s, diags) = parse(&[
-            ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
+            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
             (
                 "traefik.ingress.kubernetes.io/router.entrypoints",
                 "websecure",
@@ -1147,7 +1185,7 @@ mod foreign_tests {
             fields,
             [
                 (
-                    "metadata.annotations[nginx.ingress.kubernetes.io/rewrite-target]",
+                    "metadata.annotations[nginx.ingress.kubernetes.io/proxy-buffering]",
                     Severity::Warning
                 ),
                 (

@@ -12,7 +12,9 @@
 //!   [`Options::watch_without_class`] is set.
 //! - Conflicts (the same host, path type and normalised path in two places) go to the oldest
 //!   Ingress (`creationTimestamp`, then namespace/name); the loser gets a [`Reason::PathConflict`].
-//! - `ImplementationSpecific` means `Prefix` in sluice.
+//! - `ImplementationSpecific` means `Prefix` in sluice, except on an Ingress with `use-regex` or
+//!   `rewrite-target`, where every path (of any type) is a regular expression
+//!   ([`PathKind::Regex`]), as in ingress-nginx.
 //! - Endpoints: ready endpoints (`ready` unset counts as ready); when there is none, the serving
 //!   but terminating ones; when there is none of those either the route still exists and answers
 //!   503.
@@ -325,8 +327,13 @@ impl Translator<'_> {
             };
             for (pi, p) in http.paths.iter().enumerate() {
                 let field = PathField { rule: ri, path: pi };
-                let Some(path) = self.path(&me, field, p.path_type.as_str(), p.path.as_deref())
-                else {
+                let Some(path) = self.path(
+                    &me,
+                    field,
+                    p.path_type.as_str(),
+                    p.path.as_deref(),
+                    &settings,
+                ) else {
                     continue;
                 };
                 let hash = self
@@ -409,6 +416,7 @@ impl Translator<'_> {
         field: PathField,
         path_type: &str,
         path: Option<&str>,
+        settings: &crate::model::BackendSettings,
     ) -> Option<PathMatch> {
         let kind = match path_type {
             "Exact" => PathKind::Exact,
@@ -448,7 +456,16 @@ impl Translator<'_> {
             }
             (Some(p), _) => p,
         };
-        match PathMatch::new(kind, raw) {
+        // As ingress-nginx: `use-regex`, or a `rewrite-target` that differs from the path,
+        // makes the path an expression whatever its type.
+        let regex =
+            settings.use_regex || settings.rewrite_target.as_deref().is_some_and(|t| t != raw);
+        let parsed = if regex {
+            PathMatch::regex(raw)
+        } else {
+            PathMatch::new(kind, raw)
+        };
+        match parsed {
             Ok(p) => Some(p),
             Err(e) => {
                 self.diagnostics.push(Diagnostic::error(

@@ -1837,3 +1837,108 @@ fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
         "metadata.annotations[nginx.ingress.kubernetes.io/auth-type]",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regular-expression paths and rewrites (ingress-nginx's use-regex and rewrite-target)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn use_regex_makes_every_path_of_the_ingress_an_expression() {
+    let t = run(&world(vec![
+        ing("ns/re")
+            .annotate("nginx.ingress.kubernetes.io/use-regex", "true")
+            .rule(
+                "a.com",
+                [
+                    path("ImplementationSpecific", "/api/v[0-9]+/", to("web", 80)),
+                    path("Prefix", "/static/", to("web", 80)),
+                    path("Exact", "/x", to("web", 80)),
+                ],
+            )
+            .build(),
+        ing("ns/plain")
+            .rule("a.com", [path("Prefix", "/static/", to("web", 80))])
+            .build(),
+    ]));
+    no_diagnostics(&t);
+    assert_eq!(
+        routes(&t),
+        [
+            "a.com/api/v[0-9]+/ Regex -> ns/web:80",
+            // Another Ingress on the same host keeps Kubernetes semantics, normalised path.
+            "a.com/static Prefix -> ns/web:80",
+            "a.com/static/ Regex -> ns/web:80",
+            "a.com/x Regex -> ns/web:80",
+        ]
+    );
+    assert!(t.model.routes.iter().all(|r| r.rewrite_target().is_none()));
+}
+
+#[test]
+fn rewrite_target_makes_paths_expressions_unless_it_equals_the_path() {
+    let t = run(&world(vec![
+        ing("ns/rw")
+            .annotate("nginx.ingress.kubernetes.io/rewrite-target", "/$2")
+            .rule(
+                "a.com",
+                [
+                    path("ImplementationSpecific", "/app(/|$)(.*)", to("web", 80)),
+                    path("Prefix", "/$2", to("web", 80)),
+                ],
+            )
+            .build(),
+    ]));
+    assert_eq!(
+        routes(&t),
+        [
+            "a.com/$2 Prefix -> ns/web:80",
+            "a.com/app(/|$)(.*) Regex -> ns/web:80",
+        ]
+    );
+    assert_eq!(
+        route(&t, "a.com/app(/|$)(.*)").rewrite_target(),
+        Some("/$2")
+    );
+    assert_eq!(route(&t, "a.com/$2").rewrite_target(), None);
+}
+
+#[test]
+fn invalid_expressions_and_targets_are_named() {
+    let t = run(&world(vec![
+        ing("ns/bad")
+            .annotate("nginx.ingress.kubernetes.io/use-regex", "true")
+            .rule(
+                "a.com",
+                [
+                    path("ImplementationSpecific", "/(unclosed", to("web", 80)),
+                    path("ImplementationSpecific", "/ok", to("web", 80)),
+                ],
+            )
+            .build(),
+    ]));
+    let d = only(
+        &t,
+        Severity::Error,
+        Reason::InvalidPath,
+        "ns/bad",
+        "spec.rules[0].http.paths[0].path",
+    );
+    assert!(d.message.contains("not a valid regular expression"), "{d}");
+    assert_eq!(routes(&t), ["a.com/ok Regex -> ns/web:80"]);
+
+    let t = run(&world(vec![
+        ing("ns/bad")
+            .annotate("sluice.io/rewrite-target", "https://elsewhere/$1")
+            .rule("a.com", [prefix("/a/(.*)")])
+            .build(),
+    ]));
+    let d = only(
+        &t,
+        Severity::Error,
+        Reason::InvalidAnnotation,
+        "ns/bad",
+        "metadata.annotations[sluice.io/rewrite-target]",
+    );
+    assert!(d.message.contains("permanent-redirect"), "{d}");
+    assert!(t.model.routes.iter().all(|r| r.backend.settings.closed));
+}

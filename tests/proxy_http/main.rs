@@ -21,6 +21,7 @@ mod headers;
 mod hosts;
 mod http2;
 mod keep_alive;
+mod nginx_compat;
 mod paths;
 mod routing;
 mod upgrades;

@@ -1,0 +1,48 @@
+//! Arbitrary text as the values of the annotations whose parsers are not covered by
+//! `request_head`: a regular-expression path (`use-regex`), a `rewrite-target`, and a request
+//! path to rewrite, separated by newlines. Nothing may panic; a path expression that is
+//! accepted compiles into a routing table that looks it up; a rewrite that applies gives a
+//! normalised absolute path (no `//`, no dot segment) that is a valid request target.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sluice::model::PathMatch;
+use sluice::routing::{Rewrite, normalize_request_path};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, '\n');
+    let pattern = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let request = parts.next().unwrap_or_default();
+    // Only targets a client can send (the proxy's HTTP parser refuses the others).
+    let Ok(path) = normalize_request_path(request) else {
+        return;
+    };
+    if http::uri::PathAndQuery::try_from(&*path).is_err() {
+        return;
+    }
+    if let Ok(rule) = PathMatch::regex(pattern) {
+        let _ = rule.matches(&path);
+    }
+    let Ok(rewrite) = Rewrite::new(pattern, target) else {
+        return;
+    };
+    let Ok(Some(out)) = rewrite.apply(&path, Some("q=1")) else {
+        return;
+    };
+    let (new_path, _query) = out.split_once('?').unwrap_or((&out, ""));
+    assert!(new_path.starts_with('/'), "{out:?}");
+    assert!(!new_path.contains("//"), "{out:?}");
+    assert!(
+        !new_path.split('/').any(|s| s == "." || s == ".."),
+        "{out:?}: dot segment"
+    );
+    assert!(
+        http::uri::PathAndQuery::try_from(out.as_str()).is_ok(),
+        "{out:?}: not a request target"
+    );
+});
