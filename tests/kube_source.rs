@@ -378,7 +378,7 @@ async fn api_server_away_for_seconds_then_changes_arrive() {
 }
 
 #[tokio::test]
-async fn only_tls_secrets_are_requested() {
+async fn only_tls_secrets_and_opaque_ones_an_ingress_names_are_delivered() {
     let fake = fake_with_objects().await;
     let mut watch = start(&fake, options(&[]));
     let loaded = recv_until(&mut watch, DEADLINE, "first state", |_| true).await;
@@ -394,14 +394,21 @@ async fn only_tls_secrets_are_requested() {
         .collect();
     assert!(secrets.len() >= 2);
     for r in &secrets {
-        assert_eq!(
-            r.param("fieldSelector"),
-            Some("type=kubernetes.io/tls"),
+        assert!(
+            matches!(
+                r.param("fieldSelector"),
+                Some("type=kubernetes.io/tls" | "type=Opaque")
+            ),
             "{r:?}"
         );
     }
     // A new non-TLS Secret never arrives; a TLS one does.
     fake.apply(secret("default", "token", "Opaque"));
+    fake.apply(secret(
+        "default",
+        "registry",
+        "kubernetes.io/dockerconfigjson",
+    ));
     fake.apply(secret("default", "api-tls", "kubernetes.io/tls"));
     let loaded = recv_until(&mut watch, DEADLINE, "new TLS secret", |s| {
         s.secrets.len() == 2
@@ -410,6 +417,21 @@ async fn only_tls_secrets_are_requested() {
     assert_eq!(
         names(&loaded.state.secrets),
         ["default/api-tls", "default/web-tls"]
+    );
+    // An Opaque Secret arrives once an Ingress names it for basic authentication.
+    let mut ing = ingress("default", "private", "private.example.com", "web");
+    ing["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": "db-password",
+    });
+    fake.apply(ing);
+    let loaded = recv_until(&mut watch, DEADLINE, "the named Opaque secret", |s| {
+        s.secrets.len() == 3
+    })
+    .await;
+    assert_eq!(
+        names(&loaded.state.secrets),
+        ["default/api-tls", "default/db-password", "default/web-tls"]
     );
 }
 

@@ -579,7 +579,10 @@ spec:
         };
         std::fs::write(
             dir.path().join("a.yaml"),
-            ingress("locked", "nginx.ingress.kubernetes.io/auth-type"),
+            ingress(
+                "locked",
+                "nginx.ingress.kubernetes.io/auth-tls-verify-client",
+            ),
         )
         .unwrap();
         std::fs::write(

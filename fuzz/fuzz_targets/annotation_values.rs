@@ -1,6 +1,7 @@
 //! Arbitrary text as the values of the annotations whose parsers are not covered by
 //! `request_head`: a regular-expression path (`use-regex`), a `rewrite-target`, and a request
-//! path to rewrite, separated by newlines. Nothing may panic; a path expression that is
+//! path to rewrite, separated by newlines; the whole text also as an htpasswd file (every
+//! user's hash checked against the first line) and as an `Authorization` header. Nothing may panic; a path expression that is
 //! accepted compiles into a routing table that looks it up; a rewrite that applies gives a
 //! normalised absolute path (no `//`, no dot segment) that is a valid request target.
 
@@ -14,6 +15,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    let (users, _errors) = sluice::model::htpasswd::parse_file(text);
+    for hash in users.values() {
+        // bcrypt is slow by design (the cost is capped at parse time); check the cheap ones.
+        if !hash.is_slow() {
+            let _ = hash.verify(text.lines().next().unwrap_or_default().as_bytes());
+        }
+    }
+    let _ = sluice::model::htpasswd::basic_credentials(data);
     let mut parts = text.splitn(3, '\n');
     let pattern = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();

@@ -7,6 +7,7 @@
 mod cidr;
 mod diagnostic;
 pub mod host;
+pub mod htpasswd;
 pub mod path;
 mod settings;
 
@@ -16,7 +17,8 @@ use std::sync::Arc;
 
 pub use cidr::Cidr;
 pub use settings::{
-    BackendSettings, Cors, ForwardAuth, LoadBalancer, RateLimit, Redirect, UpstreamProtocol,
+    BackendSettings, BasicAuth, Cors, ForwardAuth, LoadBalancer, RateLimit, Redirect,
+    UpstreamProtocol,
 };
 
 pub use diagnostic::{Diagnostic, Reason, Severity};

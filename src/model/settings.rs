@@ -49,6 +49,19 @@ pub struct ForwardAuth {
     pub request_redirect: Option<String>,
 }
 
+/// Basic authentication (ingress-nginx's `auth-type: basic`, nginx's `auth_basic`): a
+/// request without an `Authorization: Basic` header naming one of `users` with its password
+/// gets 401 with `WWW-Authenticate: Basic realm="<realm>"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BasicAuth {
+    /// The realm shown by browsers (`auth-realm`).
+    pub realm: String,
+    /// The Secret the users came from (`auth-secret`).
+    pub secret: super::ObjectRef,
+    /// User name to stored hash.
+    pub users: std::collections::BTreeMap<String, super::htpasswd::PasswordHash>,
+}
+
 /// Request rate limits per client address, as ingress-nginx's `limit-rps` and `limit-rpm`
 /// (nginx's `limit_req` with `nodelay`): each client address gets a bucket of `rate x
 /// burst_multiplier` requests refilled at `rate`; a request over it is refused (503).
@@ -146,6 +159,9 @@ pub struct BackendSettings {
     /// `sluice.io/auth-url` (ingress-nginx's `auth-url` family): every request is first sent
     /// to an authentication service, which decides.
     pub auth: Option<Arc<ForwardAuth>>,
+    /// `sluice.io/auth-type: basic` with `auth-secret` (ingress-nginx's): users and password
+    /// hashes from an htpasswd Secret.
+    pub basic_auth: Option<Arc<BasicAuth>>,
     /// `sluice.io/limit-rps` / `limit-rpm` (ingress-nginx's): requests per client address.
     pub rate_limit: Option<Arc<RateLimit>>,
     /// `sluice.io/force-ssl-redirect`: redirect plain HTTP to HTTPS even for hosts without
@@ -185,6 +201,7 @@ impl Default for BackendSettings {
             allow: Vec::new(),
             deny: Vec::new(),
             auth: None,
+            basic_auth: None,
             rate_limit: None,
             force_ssl_redirect: false,
             redirect: None,

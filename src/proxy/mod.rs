@@ -22,6 +22,7 @@ pub mod accept;
 mod activity;
 mod auth;
 pub mod balance;
+mod basic;
 pub mod body;
 mod clock;
 mod config;
@@ -74,6 +75,8 @@ pub struct Proxy {
     clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
     /// Per-client request budgets (`limit-rps`, `limit-rpm`).
     limiters: ratelimit::Limiters,
+    /// Remembered basic-authentication successes (`auth-type: basic`).
+    basic: basic::BasicCache,
     /// The client of external authentication services (`auth-url`), made on first use.
     auth_client: std::sync::OnceLock<auth::AuthClient>,
     generation: AtomicU64,
@@ -128,6 +131,7 @@ impl Proxy {
             registry: EndpointRegistry::default(),
             clients: Mutex::new(Vec::new()),
             auth_client: std::sync::OnceLock::new(),
+            basic: basic::BasicCache::default(),
             limiters: ratelimit::Limiters::default(),
             generation: AtomicU64::new(0),
             unrouted: RequestStats::new(

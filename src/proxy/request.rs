@@ -125,6 +125,14 @@ impl Proxy {
         if let Some(answer) = self.admit(conn, &routed, upstream, &parts)? {
             return Ok(answer);
         }
+        if let Some(basic) = &upstream.settings.basic_auth
+            && !self
+                .basic
+                .check(basic, parts.headers.get(header::AUTHORIZATION))
+                .await
+        {
+            return Ok(super::basic::challenge(basic));
+        }
         let granted = match &upstream.settings.auth {
             None => None,
             Some(auth) => {

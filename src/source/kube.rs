@@ -1,15 +1,18 @@
 //! The Kubernetes API source: kube-rs watchers and reflector stores for every kind sluice reads.
 //!
 //! [`watch`] starts one `kube::runtime::watcher` per kind (Ingress, IngressClass, Service,
-//! EndpointSlice and `kubernetes.io/tls` Secrets), each feeding a reflector [`Store`], and
+//! EndpointSlice, and `kubernetes.io/tls` and `Opaque` Secrets), each feeding a reflector [`Store`], and
 //! delivers a [`Loaded`] built from the stores, the same type the manifests source delivers, so
 //! nothing downstream knows which source runs:
 //!
 //! - **Nothing half-built.** Nothing is delivered until the first full list of every kind (and
 //!   every namespace) has arrived. A relist (after 410 Gone) swaps a store's content at once when
 //!   the list is complete, so a later state is never half-built either.
-//! - **Only TLS Secrets.** Secrets are listed and watched with the field selector
-//!   `type=kubernetes.io/tls`: other Secrets never reach this process.
+//! - **Only TLS and Opaque Secrets.** Secrets are listed and watched with the field selectors
+//!   `type=kubernetes.io/tls` (certificates) and `type=Opaque` (the htpasswd files of basic
+//!   authentication, `auth-secret`): service-account tokens, Helm releases, registry
+//!   credentials and other types never reach this process. An Opaque Secret is delivered only
+//!   while an Ingress names it in `auth-secret`; the others stay in the watcher's store.
 //! - **Namespace scoping.** With [`Options::namespaces`] empty every namespace is watched;
 //!   otherwise each namespaced kind gets one watcher per listed namespace (the API has no
 //!   "these namespaces" selector, and one watcher per namespace is what RBAC narrowed to
@@ -53,6 +56,9 @@ use super::{ClusterState, SourceWatch};
 
 /// The field selector that keeps every Secret but TLS ones on the API server's side.
 pub const TLS_SECRET_SELECTOR: &str = "type=kubernetes.io/tls";
+
+/// The field selector of the Secrets basic authentication reads (`auth-secret`).
+pub const OPAQUE_SECRET_SELECTOR: &str = "type=Opaque";
 
 /// How many states may wait in the channel; the watch waits (and coalesces) beyond that.
 const CHANNEL_CAPACITY: usize = 4;
@@ -206,12 +212,22 @@ impl Stores {
 
     /// The current content of every store, each kind sorted by namespace and name.
     fn snapshot(&self) -> ClusterState {
+        let ingresses = collect(&self.ingresses);
+        let wanted: BTreeSet<crate::model::ObjectRef> = ingresses
+            .iter()
+            .filter_map(crate::translate::annotations::auth_secret_ref)
+            .collect();
+        let mut secrets: Vec<Secret> = collect(&self.secrets);
+        secrets.retain(|s| {
+            s.type_.as_deref() == Some("kubernetes.io/tls")
+                || wanted.contains(&crate::cluster::object_ref(&s.metadata))
+        });
         ClusterState {
-            ingresses: collect(&self.ingresses),
+            ingresses,
             ingress_classes: collect(&self.ingress_classes),
             services: collect(&self.services),
             endpoint_slices: collect(&self.endpoint_slices),
-            secrets: collect(&self.secrets),
+            secrets,
         }
     }
 }
@@ -323,12 +339,17 @@ impl Spawner<'_> {
     fn all(mut self, client: &Client, namespaces: &[String]) -> Stores {
         let plain = watcher::Config::default();
         let tls = watcher::Config::default().fields(TLS_SECRET_SELECTOR);
+        let opaque = watcher::Config::default().fields(OPAQUE_SECRET_SELECTOR);
         Stores {
             ingresses: self.scoped(client, namespaces, &plain),
             ingress_classes: vec![self.reflect(Api::all(client.clone()), plain.clone(), None)],
             services: self.scoped(client, namespaces, &plain),
             endpoint_slices: self.scoped(client, namespaces, &plain),
-            secrets: self.scoped(client, namespaces, &tls),
+            secrets: {
+                let mut stores = self.scoped(client, namespaces, &tls);
+                stores.extend(self.scoped(client, namespaces, &opaque));
+                stores
+            },
         }
     }
 

@@ -98,6 +98,16 @@ pub const SLUICE: &str = "sluice.io/";
 /// `sluice.io/rewrite-target`: the path sent upstream, with `$1`..`$9` from the path's
 /// expression (ingress-nginx's `rewrite-target`; makes the Ingress's paths regular expressions).
 pub const REWRITE_TARGET: &str = "sluice.io/rewrite-target";
+/// `sluice.io/auth-type`: `basic` asks for basic authentication (ingress-nginx's).
+pub const AUTH_TYPE: &str = "sluice.io/auth-type";
+/// `sluice.io/auth-secret`: the Secret with the users (`name`, or `namespace/name` of the
+/// Ingress's own namespace).
+pub const AUTH_SECRET: &str = "sluice.io/auth-secret";
+/// `sluice.io/auth-secret-type`: `auth-file` (an htpasswd file under the key `auth`, the
+/// default) or `auth-map` (one key per user, the hash as value).
+pub const AUTH_SECRET_TYPE: &str = "sluice.io/auth-secret-type";
+/// `sluice.io/auth-realm`: the realm of the 401 answer.
+pub const AUTH_REALM: &str = "sluice.io/auth-realm";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
 pub const USE_REGEX: &str = "sluice.io/use-regex";
 
@@ -108,7 +118,11 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 36] = [
+const NGINX_MAPPED: [(&str, &str); 40] = [
+    ("auth-type", AUTH_TYPE),
+    ("auth-secret", AUTH_SECRET),
+    ("auth-secret-type", AUTH_SECRET_TYPE),
+    ("auth-realm", AUTH_REALM),
     ("rewrite-target", REWRITE_TARGET),
     ("use-regex", USE_REGEX),
     ("upstream-vhost", UPSTREAM_VHOST),
@@ -507,6 +521,218 @@ pub fn settings(
         }
     }
     s
+}
+
+/// The Secret an Ingress's basic authentication reads (`auth-secret`, under either name, in
+/// the Ingress's namespace), if it names one: the Kubernetes source delivers these Opaque
+/// Secrets and no others.
+pub fn auth_secret_ref(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Option<ObjectRef> {
+    let annotations = ingress.metadata.annotations.as_ref()?;
+    let name = annotations
+        .get(AUTH_SECRET)
+        .or_else(|| annotations.get(&format!("{NGINX}auth-secret")))?
+        .trim();
+    let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
+    let name = match name.split_once('/') {
+        Some((ns, n)) if ns == namespace => n,
+        Some(_) => return None,
+        None => name,
+    };
+    (!name.is_empty()).then(|| ObjectRef::new(namespace, name))
+}
+
+/// Basic authentication (`auth-type: basic`, `auth-secret`, `auth-secret-type`,
+/// `auth-realm`), with the Secret looked up by `secret`. Anything that keeps it from being
+/// honoured closes the Ingress (503): a missing or unreadable Secret, a Secret of another
+/// namespace, an authentication type other than `basic`, a Secret with no usable user. Lines
+/// of the file that do not parse are reported (warning) and their users cannot log in.
+pub fn basic_auth<'s>(
+    ingress: &ObjectRef,
+    annotations: Option<&BTreeMap<String, String>>,
+    secret: &dyn Fn(&ObjectRef) -> Option<&'s k8s_openapi::api::core::v1::Secret>,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(annotations) = annotations else {
+        return;
+    };
+    let get = |ours: &'static str| -> Option<(String, &String)> {
+        if let Some(v) = annotations.get(ours) {
+            return Some((ours.to_string(), v));
+        }
+        NGINX_MAPPED
+            .iter()
+            .filter(|(_, o)| *o == ours)
+            .find_map(|(theirs, _)| {
+                let key = format!("{NGINX}{theirs}");
+                annotations.get(&key).map(|v| (key, v))
+            })
+    };
+    let close =
+        |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message: String| {
+            s.closed = true;
+            diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!("{message}; every route of this Ingress answers 503 until it is fixed"),
+            ));
+        };
+    let Some((type_key, kind)) = get(AUTH_TYPE) else {
+        for ours in [AUTH_SECRET, AUTH_SECRET_TYPE, AUTH_REALM] {
+            if let Some((key, _)) = get(ours) {
+                diags.push(Diagnostic::warning(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    "has no effect without auth-type: basic: ignored".to_string(),
+                ));
+            }
+        }
+        return;
+    };
+    match kind.trim() {
+        "basic" => {}
+        "digest" => {
+            return close(
+                s,
+                diags,
+                &type_key,
+                "\"digest\": digest authentication is not implemented (use basic over HTTPS, \
+                 or auth-url)"
+                    .to_string(),
+            );
+        }
+        other => {
+            return close(
+                s,
+                diags,
+                &type_key,
+                format!("{other:?} is not valid: expected basic"),
+            );
+        }
+    }
+    let Some((secret_key, name)) = get(AUTH_SECRET) else {
+        return close(
+            s,
+            diags,
+            &type_key,
+            "basic authentication needs auth-secret (the Secret with the users)".to_string(),
+        );
+    };
+    let name = name.trim();
+    let secret_ref = match name.split_once('/') {
+        None => ObjectRef::new(ingress.namespace.clone(), name),
+        Some((ns, n)) if ns == ingress.namespace => ObjectRef::new(ns, n),
+        Some((ns, _)) => {
+            return close(
+                s,
+                diags,
+                &secret_key,
+                format!(
+                    "{name:?}: the Secret must be in the Ingress's namespace ({:?}, not {ns:?}): \
+                     sluice never reads another namespace's credentials for an Ingress",
+                    ingress.namespace
+                ),
+            );
+        }
+    };
+    if secret_ref.name.is_empty() {
+        return close(
+            s,
+            diags,
+            &secret_key,
+            format!("{name:?} is not a Secret name"),
+        );
+    }
+    let map = match get(AUTH_SECRET_TYPE) {
+        None => false,
+        Some((key, v)) => match v.trim() {
+            "auth-file" => false,
+            "auth-map" => true,
+            other => {
+                return close(
+                    s,
+                    diags,
+                    &key,
+                    format!("{other:?} is not valid: expected auth-file or auth-map"),
+                );
+            }
+        },
+    };
+    let Some(found) = secret(&secret_ref) else {
+        return close(
+            s,
+            diags,
+            &secret_key,
+            format!("Secret {secret_ref} not found"),
+        );
+    };
+    let data = found.data.as_ref();
+    let text_of = |v: &k8s_openapi::ByteString| String::from_utf8_lossy(&v.0).into_owned();
+    let (users, errors) = if map {
+        let mut users = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (user, v) in data.into_iter().flatten() {
+            match crate::model::htpasswd::PasswordHash::parse(&text_of(v)) {
+                Ok(h) => {
+                    users.insert(user.clone(), h);
+                }
+                Err(message) => errors.push(crate::model::htpasswd::LineError {
+                    line: 0,
+                    user: Some(user.clone()),
+                    message,
+                }),
+            }
+        }
+        (users, errors)
+    } else {
+        let Some(file) = data.and_then(|d| d.get("auth")) else {
+            return close(
+                s,
+                diags,
+                &secret_key,
+                format!(
+                    "Secret {secret_ref} has no key \"auth\" (the htpasswd file; with one key \
+                     per user set auth-secret-type: auth-map)"
+                ),
+            );
+        };
+        crate::model::htpasswd::parse_file(&text_of(file))
+    };
+    for e in &errors {
+        let at = match (&e.user, e.line) {
+            (Some(u), 0) => format!("user {u:?}"),
+            (Some(u), line) => format!("line {line} (user {u:?})"),
+            (None, line) => format!("line {line}"),
+        };
+        diags.push(Diagnostic::warning(
+            Reason::InvalidAnnotation,
+            Kind::Ingress,
+            ingress,
+            format!("metadata.annotations[{secret_key}]"),
+            format!(
+                "Secret {secret_ref}: {at}: {}; that user cannot log in",
+                e.message
+            ),
+        ));
+    }
+    if users.is_empty() {
+        return close(
+            s,
+            diags,
+            &secret_key,
+            format!("Secret {secret_ref} holds no user sluice can check"),
+        );
+    }
+    let realm = get(AUTH_REALM).map(|(_, v)| v.clone()).unwrap_or_default();
+    s.basic_auth = Some(Arc::new(crate::model::BasicAuth {
+        realm,
+        secret: secret_ref,
+        users,
+    }));
 }
 
 /// `force-ssl-redirect`, `temporal-redirect` / `permanent-redirect` (with their codes) and
@@ -1140,9 +1366,8 @@ mod foreign_tests {
     #[test]
     fn unimplemented_protections_close_the_ingress() {
         for key in [
-            "nginx.ingress.kubernetes.io/auth-type",
-            "nginx.ingress.kubernetes.io/auth-secret",
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
+            "nginx.ingress.kubernetes.io/auth-tls-secret",
             "nginx.ingress.kubernetes.io/limit-connections",
             "nginx.ingress.kubernetes.io/global-rate-limit",
             "nginx.ingress.kubernetes.io/enable-modsecurity",

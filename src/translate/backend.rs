@@ -320,6 +320,11 @@ impl<'a> Resolver<'a> {
     }
 
     /// Whether the Secret exists (of any type).
+    /// The Secret `secret`, if it exists.
+    pub(super) fn secret(&self, secret: &ObjectRef) -> Option<&'a Secret> {
+        self.secrets.get(secret).copied()
+    }
+
     pub(super) fn has_secret(&self, secret: &ObjectRef) -> bool {
         self.secrets.contains_key(secret)
     }

@@ -275,9 +275,17 @@ impl Translator<'_> {
         let Some(spec) = ingress.spec.as_ref() else {
             return;
         };
-        let settings = annotations::settings(
+        let mut settings = annotations::settings(
             &me,
             ingress.metadata.annotations.as_ref(),
+            &mut self.diagnostics,
+        );
+        let resolver = &self.resolver;
+        annotations::basic_auth(
+            &me,
+            ingress.metadata.annotations.as_ref(),
+            &|r| resolver.secret(r),
+            &mut settings,
             &mut self.diagnostics,
         );
         let mut backends: backend::BackendCache<'_> = HashMap::new();

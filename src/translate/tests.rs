@@ -1817,7 +1817,7 @@ fn an_ingress_with_a_snippet_is_not_served_at_all() {
 fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
     let state = world(vec![
         ing("ns/private")
-            .annotate("nginx.ingress.kubernetes.io/auth-type", "basic")
+            .annotate("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on")
             .rule("a.com", [prefix("/"), prefix("/api")])
             .default_backend(to("web", 80))
             .build(),
@@ -1834,7 +1834,7 @@ fn an_unimplemented_protection_closes_every_route_of_its_ingress_only() {
         Error,
         Reason::UnsupportedAnnotation,
         "ns/private",
-        "metadata.annotations[nginx.ingress.kubernetes.io/auth-type]",
+        "metadata.annotations[nginx.ingress.kubernetes.io/auth-tls-verify-client]",
     );
 }
 
@@ -1941,4 +1941,106 @@ fn invalid_expressions_and_targets_are_named() {
     );
     assert!(d.message.contains("permanent-redirect"), "{d}");
     assert!(t.model.routes.iter().all(|r| r.backend.settings.closed));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Basic authentication
+// ---------------------------------------------------------------------------------------------
+
+fn opaque(id: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: meta(id),
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn basic(secret: &str) -> Ing {
+    ing("ns/private")
+        .annotate("nginx.ingress.kubernetes.io/auth-type", "basic")
+        .annotate("nginx.ingress.kubernetes.io/auth-secret", secret)
+        .rule("a.com", [prefix("/")])
+}
+
+#[test]
+fn basic_authentication_reads_the_htpasswd_secret() {
+    let mut state = world(vec![basic("users").build()]);
+    state.secrets.push(opaque(
+        "ns/users",
+        &[("auth", "foo:{PLAIN}bar\nold:qWqBQm7Y39ZUk\n")],
+    ));
+    let t = run(&state);
+    let r = route(&t, "a.com/");
+    assert!(!r.backend.settings.closed);
+    let auth = r.backend.settings.basic_auth.as_ref().expect("basic auth");
+    assert_eq!(auth.secret, ObjectRef::new("ns", "users"));
+    assert_eq!(auth.users.keys().collect::<Vec<_>>(), ["foo"]);
+    assert_eq!(auth.realm, "");
+    // The DES line is reported, and only its user is left out.
+    let d = only(
+        &t,
+        Severity::Warning,
+        Reason::InvalidAnnotation,
+        "ns/private",
+        "metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]",
+    );
+    assert!(
+        d.message.contains("line 2 (user \"old\")") && d.message.contains("DES"),
+        "{d}"
+    );
+}
+
+#[test]
+fn basic_authentication_that_cannot_be_honoured_closes_the_ingress() {
+    for (ing, secret, field, needle) in [
+        (
+            basic("missing"),
+            None,
+            "auth-secret",
+            "Secret ns/missing not found",
+        ),
+        (
+            basic("other/users"),
+            Some(opaque("other/users", &[("auth", "foo:{PLAIN}bar")])),
+            "auth-secret",
+            "Ingress's namespace",
+        ),
+        (
+            basic("users"),
+            Some(opaque("ns/users", &[("htpasswd", "foo:{PLAIN}bar")])),
+            "auth-secret",
+            "no key \"auth\"",
+        ),
+        (
+            basic("users"),
+            Some(opaque("ns/users", &[("auth", "foo:$6$x$y")])),
+            "auth-secret",
+            "no user sluice can check",
+        ),
+        (
+            basic("users").annotate("nginx.ingress.kubernetes.io/auth-type", "digest"),
+            Some(opaque("ns/users", &[("auth", "foo:{PLAIN}bar")])),
+            "auth-type",
+            "digest authentication is not implemented",
+        ),
+    ] {
+        let mut state = world(vec![ing.build()]);
+        state.secrets.extend(secret);
+        let t = run(&state);
+        assert!(route(&t, "a.com/").backend.settings.closed, "{needle}");
+        let field = format!("metadata.annotations[nginx.ingress.kubernetes.io/{field}]");
+        assert!(
+            t.diagnostics.iter().any(|d| d.severity == Severity::Error
+                && d.field == field
+                && d.message.contains(needle)
+                && d.message.contains("503")),
+            "{needle}: {:#?}",
+            t.diagnostics
+        );
+    }
 }

@@ -46,7 +46,7 @@ fn post(host: &str, len: usize) -> Request<Full<Bytes>> {
 }
 
 #[tokio::test]
-async fn an_unimplemented_basic_authentication_answers_503_and_forwards_nothing() {
+async fn an_unimplemented_client_certificate_check_answers_503_and_forwards_nothing() {
     let raw = RawBackend::start(true).await;
     let h = Harness::start(&[
         (
@@ -55,7 +55,7 @@ async fn an_unimplemented_basic_authentication_answers_503_and_forwards_nothing(
                 "private",
                 "private.test",
                 &[("/", "Prefix", "web", 80)],
-                &[("nginx.ingress.kubernetes.io/auth-type", "basic")],
+                &[("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on")],
             ),
         ),
         (
@@ -82,7 +82,9 @@ async fn an_unimplemented_basic_authentication_answers_503_and_forwards_nothing(
     assert_eq!(raw.with(|l| l.requests.len()), 1);
     assert_eq!(
         diagnostics(&h, "UnsupportedAnnotation").await,
-        ["default/private metadata.annotations[nginx.ingress.kubernetes.io/auth-type]"]
+        [
+            "default/private metadata.annotations[nginx.ingress.kubernetes.io/auth-tls-verify-client]"
+        ]
     );
     let (_, metrics) = request(h.running.admin_addr, "GET", "admin", "/metrics")
         .await

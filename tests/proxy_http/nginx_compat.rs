@@ -183,3 +183,127 @@ async fn invalid_rewrites_and_expressions_are_reported() {
         "{found:?}"
     );
 }
+
+/// A `GET` with an `Authorization: Basic` header for `user:password` (none when `None`).
+async fn get_as(h: &Harness, host: &str, path: &str, creds: Option<&str>) -> Reply {
+    use base64::Engine as _;
+    let mut req = http::Request::get(path).header(http::header::HOST, host);
+    if let Some(c) = creds {
+        let token = base64::engine::general_purpose::STANDARD.encode(c);
+        req = req.header(http::header::AUTHORIZATION, format!("Basic {token}"));
+    }
+    h1_send(
+        h.running.http_addr,
+        req.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    )
+    .await
+}
+
+/// docs/examples/auth/basic: an htpasswd file made with `htpasswd -c auth foo` (password
+/// `bar`) in a Secret `basic-auth` under the key `auth`, and the `auth-map` form with one key
+/// per user.
+#[tokio::test]
+async fn basic_authentication_from_an_htpasswd_secret() {
+    let web = echo([127, 0, 0, 1], "http-svc").await;
+    // htpasswd -nbB -C 4 foo bar; htpasswd -nbm foo bar (Apache htpasswd 2.4).
+    let secrets = "\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: basic-auth
+  namespace: default
+type: Opaque
+stringData:
+  auth: |
+    foo:$2y$04$TnbsZ9ygA/gZVsC8P4zFmecAw87pICRgxgS4cSbjk48HboZYL9nk6
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: basic-auth-map
+  namespace: default
+type: Opaque
+stringData:
+  foo: $apr1$Tqo8avdV$Upzse8pC.Hy2wCNFWFPJh/
+";
+    let h = Harness::start(&[
+        (
+            "ingress.yaml",
+            doc_ingress(
+                "ingress-with-auth",
+                "    nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: basic-auth\n    nginx.ingress.kubernetes.io/auth-realm: 'Authentication Required - foo'\n",
+                "foo.bar.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "map.yaml",
+            doc_ingress(
+                "ingress-with-auth-map",
+                "    nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: basic-auth-map\n    nginx.ingress.kubernetes.io/auth-secret-type: auth-map\n",
+                "map.bar.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        ("secrets.yaml", secrets.to_string()),
+        ("svc.yaml", service("http-svc", &[(web, true)])),
+    ])
+    .await;
+    let r = get_as(&h, "foo.bar.com", "/", None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"Authentication Required - foo\"")
+    );
+    assert_eq!(
+        get_as(&h, "foo.bar.com", "/", Some("foo:baz")).await.status,
+        401
+    );
+    assert_eq!(
+        get_as(&h, "foo.bar.com", "/", Some("bob:bar")).await.status,
+        401
+    );
+    // The right password, twice (the second is answered from the success cache).
+    for _ in 0..2 {
+        let r = get_as(&h, "foo.bar.com", "/", Some("foo:bar")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(echo_service(&r.body), "http-svc");
+        // nginx passes the credentials on, and so does sluice.
+        assert_eq!(echoed(&r.body, "authorization").len(), 1, "{}", r.body);
+    }
+    assert_eq!(get_as(&h, "map.bar.com", "/", None).await.status, 401);
+    assert_eq!(
+        get_as(&h, "map.bar.com", "/", Some("foo:bar")).await.status,
+        200
+    );
+    assert_eq!(
+        get_as(&h, "map.bar.com", "/", Some("foo:bad")).await.status,
+        401
+    );
+
+    // A changed Secret applies at once: the old password stops working.
+    h.write(
+        "secrets.yaml",
+        &secrets.replace(
+            "foo:$2y$04$TnbsZ9ygA/gZVsC8P4zFmecAw87pICRgxgS4cSbjk48HboZYL9nk6",
+            "foo:{PLAIN}new",
+        ),
+    )
+    .await;
+    assert_eq!(
+        get_as(&h, "foo.bar.com", "/", Some("foo:bar")).await.status,
+        401
+    );
+    assert_eq!(
+        get_as(&h, "foo.bar.com", "/", Some("foo:new")).await.status,
+        200
+    );
+
+    // The Secret removed: the Ingress closes (503), it never serves open.
+    h.remove("secrets.yaml").await;
+    let r = get_as(&h, "foo.bar.com", "/", Some("foo:new")).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = get_as(&h, "foo.bar.com", "/", None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+}
