@@ -77,6 +77,7 @@ fn snapshot() -> Arc<Snapshot> {
                     path: i % 2,
                 },
                 redirect_to_https: false,
+                canary: None,
             }
         })
         .collect();

@@ -74,6 +74,7 @@ fn model(hosts: usize) -> Model {
                     path: pi,
                 },
                 redirect_to_https: false,
+                canary: None,
             });
         }
     }

@@ -43,6 +43,7 @@ fn table(backend: std::net::SocketAddr) -> RoutingTable {
             path: 0,
         },
         redirect_to_https: false,
+        canary: None,
     };
     RoutingTable::compile(&Model {
         routes: vec![route].into(),

@@ -286,6 +286,7 @@ fn model(rules: &[GenRule], default_backend: Option<usize>) -> Result<Model, Tes
                 path: i,
             },
             redirect_to_https: false,
+            canary: None,
         });
     }
     Ok(Model {
@@ -524,6 +525,7 @@ proptest! {
                 backend: backend(&format!("route-{i}")),
                 source: RouteSource { ingress: ObjectRef::new("ns", "ing"), rule: 0, path: i },
                 redirect_to_https: false,
+                canary: None,
             })
             .collect();
         let table = RoutingTable::compile(&Model { routes: routes.into(), ..Model::default() });

@@ -213,7 +213,16 @@ pub fn report(
                 r.path.path.clone(),
                 r.path.kind.to_string(),
                 r.source.ingress.to_string(),
-                r.backend.label(),
+                match &r.canary {
+                    None => r.backend.label(),
+                    Some(c) => format!(
+                        "{} + canary {} from {} ({})",
+                        r.backend.label(),
+                        c.backend.label(),
+                        c.ingress,
+                        c.rule
+                    ),
+                },
                 endpoints(&r.backend),
             ]
         })

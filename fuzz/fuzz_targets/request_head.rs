@@ -64,6 +64,7 @@ fn table() -> &'static RoutingTable {
                     path: 0,
                 },
                 redirect_to_https: false,
+                canary: None,
             })
             .collect();
         RoutingTable::compile(&Model {

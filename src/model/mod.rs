@@ -4,6 +4,7 @@
 //! [`crate::routing::RoutingTable::compile`]. It holds no Kubernetes types: every field has
 //! already been validated, defaulted and resolved (Service ports to endpoint addresses).
 
+mod canary;
 mod cidr;
 mod diagnostic;
 pub mod host;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use canary::{Canary, CanaryRule};
 pub use cidr::Cidr;
 pub use settings::{
     BackendSettings, BasicAuth, Cors, ForwardAuth, LoadBalancer, RateLimit, Redirect,
@@ -167,6 +169,8 @@ pub struct Route {
     /// Plain-HTTP requests for this route are redirected to HTTPS (308): the host has TLS and
     /// the Ingress does not set `sluice.io/ssl-redirect: "false"`.
     pub redirect_to_https: bool,
+    /// A canary Ingress's share of this route's requests (`canary: "true"`).
+    pub canary: Option<Arc<Canary>>,
 }
 
 impl Route {

@@ -18,6 +18,7 @@
 //!  "defaultBackend": null, "continue": "7.500"}
 //! ```
 //!
+//! A route with a canary also has `"canary": {"ingress", "backend", "rule", "endpoints"}`.
 //! `continue` is `null` on the last page. A token from an older table (another generation)
 //! is refused with 410 Gone, as the Kubernetes API does for an expired continue token: the
 //! client starts again.
@@ -309,6 +310,16 @@ struct RouteJson<'a> {
     backend: String,
     endpoints: Vec<EndpointJson>,
     redirect_to_https: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<CanaryJson>,
+}
+
+#[derive(Serialize)]
+struct CanaryJson {
+    ingress: String,
+    backend: String,
+    rule: String,
+    endpoints: Vec<EndpointJson>,
 }
 
 impl<'a> RouteJson<'a> {
@@ -325,6 +336,12 @@ impl<'a> RouteJson<'a> {
             backend: r.backend.label(),
             endpoints: endpoints(&r.backend),
             redirect_to_https: r.redirect_to_https,
+            canary: r.canary.as_ref().map(|c| CanaryJson {
+                ingress: c.ingress.to_string(),
+                backend: c.backend.label(),
+                rule: c.rule.to_string(),
+                endpoints: endpoints(&c.backend),
+            }),
         }
     }
 }
@@ -368,6 +385,7 @@ mod tests {
                     path: i % 2,
                 },
                 redirect_to_https: false,
+                canary: None,
             })
             .collect();
         let table = RoutingTable::compile(&Model {

@@ -155,6 +155,19 @@ impl Proxy {
             let origin = parts.headers.get(header::ORIGIN)?.to_str().ok();
             Some((cors, cors.allow_origin(origin)?.to_owned()))
         });
+        // A canary takes its share only once the main route's checks have passed: it inherits
+        // them (as in ingress-nginx).
+        let upstream = match routed.matched.canary {
+            Some((canary, index))
+                if canary
+                    .rule
+                    .choose(&parts.headers, fastrand::u32(0..canary.rule.total.max(1))) =>
+            {
+                labels.upstream = Some(index);
+                &snap.upstreams[index]
+            }
+            _ => upstream,
+        };
         let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
         if let Some((auth, set)) = granted {
             // The client's own values of these never reach the upstream.

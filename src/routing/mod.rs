@@ -49,6 +49,9 @@ pub struct RoutingTable {
     default_backend: Option<Arc<Backend>>,
     /// `rewrites[i]` is route `i`'s rewrite; empty when no route has one.
     rewrites: Vec<Option<Rewrite>>,
+    /// `canary_backend[i]` indexes route `i`'s canary backend in `backends` (`usize::MAX`: no
+    /// canary); empty when no route has one.
+    canary_backend: Vec<usize>,
 }
 
 /// The routes of one host of one tier: the host followed by every path in `text`, and entries
@@ -162,6 +165,8 @@ pub struct RouteMatch<'a> {
     pub backend_index: usize,
     /// The route's rewrite (`rewrite-target`), if it has one.
     pub rewrite: Option<&'a Rewrite>,
+    /// The route's canary and the index of its backend in [`RoutingTable::backends`].
+    pub canary: Option<(&'a crate::model::Canary, usize)>,
 }
 
 impl RoutingTable {
@@ -192,6 +197,17 @@ impl RoutingTable {
         }
         if let Some(b) = &t.default_backend {
             t.default_index = index_of(b, &mut t.backends);
+        }
+        if t.routes.iter().any(|r| r.canary.is_some()) {
+            t.canary_backend = t
+                .routes
+                .iter()
+                .map(|r| {
+                    r.canary
+                        .as_ref()
+                        .map_or(usize::MAX, |c| index_of(&c.backend, &mut t.backends))
+                })
+                .collect();
         }
         type Group<'a> = HashMap<&'a str, Vec<(PathKind, &'a str, usize)>>;
         let (mut exact, mut wildcard): (Group<'_>, Group<'_>) = (HashMap::new(), HashMap::new());
@@ -258,6 +274,10 @@ impl RoutingTable {
                     backend: &route.backend,
                     backend_index: self.route_backend[i],
                     rewrite: self.rewrites.get(i).and_then(Option::as_ref),
+                    canary: route.canary.as_deref().and_then(|c| {
+                        let b = *self.canary_backend.get(i)?;
+                        (b != usize::MAX).then_some((c, b))
+                    }),
                 })
             }
             None => self.default_backend.as_ref().map(|backend| RouteMatch {
@@ -265,6 +285,7 @@ impl RoutingTable {
                 backend,
                 backend_index: self.default_index,
                 rewrite: None,
+                canary: None,
             }),
         }
     }

@@ -108,6 +108,19 @@ pub const AUTH_SECRET: &str = "sluice.io/auth-secret";
 pub const AUTH_SECRET_TYPE: &str = "sluice.io/auth-secret-type";
 /// `sluice.io/auth-realm`: the realm of the 401 answer.
 pub const AUTH_REALM: &str = "sluice.io/auth-realm";
+/// `sluice.io/canary`: `"true"` makes this Ingress the canary of the main Ingress with the
+/// same host and path (ingress-nginx's).
+pub const CANARY: &str = "sluice.io/canary";
+/// `sluice.io/canary-by-header`: the request header that sends a request to the canary.
+pub const CANARY_BY_HEADER: &str = "sluice.io/canary-by-header";
+/// `sluice.io/canary-by-header-value`: the header value that means canary.
+pub const CANARY_BY_HEADER_VALUE: &str = "sluice.io/canary-by-header-value";
+/// `sluice.io/canary-by-cookie`: the cookie (`always`/`never`) that decides.
+pub const CANARY_BY_COOKIE: &str = "sluice.io/canary-by-cookie";
+/// `sluice.io/canary-weight`: the share of the other requests sent to the canary.
+pub const CANARY_WEIGHT: &str = "sluice.io/canary-weight";
+/// `sluice.io/canary-weight-total`: what the weight is out of (default 100).
+pub const CANARY_WEIGHT_TOTAL: &str = "sluice.io/canary-weight-total";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
 pub const USE_REGEX: &str = "sluice.io/use-regex";
 
@@ -118,7 +131,13 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 40] = [
+const NGINX_MAPPED: [(&str, &str); 46] = [
+    ("canary", CANARY),
+    ("canary-by-header", CANARY_BY_HEADER),
+    ("canary-by-header-value", CANARY_BY_HEADER_VALUE),
+    ("canary-by-cookie", CANARY_BY_COOKIE),
+    ("canary-weight", CANARY_WEIGHT),
+    ("canary-weight-total", CANARY_WEIGHT_TOTAL),
     ("auth-type", AUTH_TYPE),
     ("auth-secret", AUTH_SECRET),
     ("auth-secret-type", AUTH_SECRET_TYPE),
@@ -521,6 +540,145 @@ pub fn settings(
         }
     }
     s
+}
+
+/// What an Ingress is for canary releases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CanaryRole {
+    /// An ordinary (main) Ingress.
+    Main,
+    /// A canary (`canary: "true"`) with its rule.
+    Canary(crate::model::CanaryRule),
+    /// A canary whose settings do not parse (reported): it gets no traffic.
+    Invalid,
+}
+
+/// The canary rule of an Ingress marked `canary: "true"`; `Main` for a main Ingress (its
+/// `canary-*` settings are reported as having no effect) and for a canary whose settings do
+/// not parse, `Invalid` (reported; it then gets no traffic, the main Ingress keeps it all).
+pub fn canary_rule(
+    ingress: &ObjectRef,
+    annotations: Option<&BTreeMap<String, String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> CanaryRole {
+    let Some(annotations) = annotations else {
+        return CanaryRole::Main;
+    };
+    let get = |ours: &'static str| -> Option<(String, &String)> {
+        if let Some(v) = annotations.get(ours) {
+            return Some((ours.to_string(), v));
+        }
+        NGINX_MAPPED
+            .iter()
+            .filter(|(_, o)| *o == ours)
+            .find_map(|(theirs, _)| {
+                let key = format!("{NGINX}{theirs}");
+                annotations.get(&key).map(|v| (key, v))
+            })
+    };
+    let settings = [
+        CANARY_BY_HEADER,
+        CANARY_BY_HEADER_VALUE,
+        CANARY_BY_COOKIE,
+        CANARY_WEIGHT,
+        CANARY_WEIGHT_TOTAL,
+    ];
+    let is_canary = match get(CANARY) {
+        None => false,
+        Some((key, v)) => match v.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                diags.push(Diagnostic::error(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    format!(
+                        "{v:?} is not valid: expected \"true\" or \"false\"; this Ingress is \
+                         not served until it is fixed (as a main Ingress it would take \
+                         all of its paths' traffic)"
+                    ),
+                ));
+                return CanaryRole::Invalid;
+            }
+        },
+    };
+    if !is_canary {
+        for ours in settings {
+            if let Some((key, _)) = get(ours) {
+                diags.push(Diagnostic::warning(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    "has no effect without canary: \"true\": ignored".to_string(),
+                ));
+            }
+        }
+        return CanaryRole::Main;
+    }
+    let mut problems = Vec::new();
+    let header = match get(CANARY_BY_HEADER) {
+        None => None,
+        Some((key, v)) => match http::HeaderName::from_bytes(v.trim().as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                problems.push((key, v.clone(), "expected a header name".to_string()));
+                None
+            }
+        },
+    };
+    let header_value = get(CANARY_BY_HEADER_VALUE).map(|(_, v)| v.trim().to_string());
+    let cookie = get(CANARY_BY_COOKIE).map(|(_, v)| v.trim().to_string());
+    let mut number = |ours: &'static str, default: u32| match get(ours) {
+        None => default,
+        Some((key, v)) => match v.trim().parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                problems.push((key, v.clone(), "expected a whole number".to_string()));
+                0
+            }
+        },
+    };
+    let weight = number(CANARY_WEIGHT, 0);
+    let total = number(CANARY_WEIGHT_TOTAL, 100);
+    let key_of = |ours: &'static str| get(ours).map_or_else(|| ours.to_string(), |(k, _)| k);
+    if total == 0 {
+        problems.push((
+            key_of(CANARY_WEIGHT_TOTAL),
+            "0".into(),
+            "must be at least 1".into(),
+        ));
+    } else if weight > total {
+        problems.push((
+            key_of(CANARY_WEIGHT),
+            weight.to_string(),
+            format!("must be at most the total ({total})"),
+        ));
+    }
+    if !problems.is_empty() {
+        for (key, value, message) in problems {
+            diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!(
+                    "{value:?} is not valid: {message}; this canary gets no traffic until it \
+                     is fixed (the main Ingress keeps all of it)"
+                ),
+            ));
+        }
+        return CanaryRole::Invalid;
+    }
+    CanaryRole::Canary(crate::model::CanaryRule {
+        header,
+        header_value,
+        cookie,
+        weight,
+        total,
+    })
 }
 
 /// The Secret an Ingress's basic authentication reads (`auth-secret`, under either name, in

@@ -116,10 +116,12 @@ pub fn translate_with_acme(
         claimed_tls: HashMap::new(),
         default_owner: None,
         acme,
+        canaries: Vec::new(),
     };
     for ingress in owned {
         t.ingress(ingress);
     }
+    t.attach_canaries();
     let tls_hosts: Vec<&HostMatch> = t.model.tls.iter().map(|h| &h.host).collect();
     for route in &mut t.routes {
         let settings = &route.backend.settings;
@@ -256,6 +258,18 @@ struct Translator<'a> {
     claimed_tls: HashMap<HostMatch, (ObjectRef, Claim)>,
     default_owner: Option<ObjectRef>,
     acme: Option<&'a crate::acme::AcmeOptions>,
+    /// Paths of canary Ingresses, attached to their main routes once every Ingress is read.
+    canaries: Vec<PendingCanary>,
+}
+
+/// One path of a canary Ingress, waiting for its main route.
+struct PendingCanary {
+    ingress: ObjectRef,
+    field: PathField,
+    host: HostMatch,
+    path: PathMatch,
+    backend: std::sync::Arc<crate::model::Backend>,
+    rule: crate::model::CanaryRule,
 }
 
 impl Translator<'_> {
@@ -288,9 +302,32 @@ impl Translator<'_> {
             &mut settings,
             &mut self.diagnostics,
         );
+        // A canary's paths split their main routes' traffic instead of being routes of their
+        // own; a canary whose settings do not parse gets no traffic at all.
+        let canary = match annotations::canary_rule(
+            &me,
+            ingress.metadata.annotations.as_ref(),
+            &mut self.diagnostics,
+        ) {
+            annotations::CanaryRole::Main => None,
+            annotations::CanaryRole::Canary(rule) => Some(rule),
+            annotations::CanaryRole::Invalid => return,
+        };
         let mut backends: backend::BackendCache<'_> = HashMap::new();
 
-        if let Some(default) = spec.default_backend.as_ref() {
+        if let Some(default) = spec.default_backend.as_ref().filter(|_| {
+            canary.is_none() || {
+                self.diagnostics.push(Diagnostic::warning(
+                    Reason::InvalidBackend,
+                    Kind::Ingress,
+                    &me,
+                    "spec.defaultBackend",
+                    "a canary Ingress only splits its main Ingress's paths: its default \
+                         backend is ignored",
+                ));
+                false
+            }
+        }) {
             let field = "spec.defaultBackend";
             match &self.default_owner {
                 Some(owner) => self.diagnostics.push(Diagnostic::error(
@@ -344,6 +381,26 @@ impl Translator<'_> {
                 ) else {
                     continue;
                 };
+                if let Some(rule) = &canary {
+                    if let Some(backend) = self.resolver.backend(
+                        &me,
+                        &BackendField::Path(field),
+                        &p.backend,
+                        &settings,
+                        &mut backends,
+                        &mut self.diagnostics,
+                    ) {
+                        self.canaries.push(PendingCanary {
+                            ingress: me.clone(),
+                            field,
+                            host: host.clone(),
+                            path,
+                            backend,
+                            rule: rule.clone(),
+                        });
+                    }
+                    continue;
+                }
                 let hash = self
                     .claim_hasher
                     .hash_one((&host, path.kind, path.path.as_str()));
@@ -405,6 +462,7 @@ impl Translator<'_> {
                         path: pi,
                     },
                     redirect_to_https: false,
+                    canary: None,
                 });
             }
         }
@@ -415,6 +473,65 @@ impl Translator<'_> {
         });
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
             self.tls(&me, ti, tls, &rule_hosts, acme_managed);
+        }
+    }
+
+    /// Gives each main route the canary written for its host and path (the oldest canary
+    /// Ingress, if several: ingress-nginx allows one per path).
+    fn attach_canaries(&mut self) {
+        for c in std::mem::take(&mut self.canaries) {
+            let hash = self
+                .claim_hasher
+                .hash_one((&c.host, c.path.kind, c.path.path.as_str()));
+            let routes = &self.routes;
+            let main = self.claimed_paths.find(hash, |&i| {
+                let r = &routes[i];
+                r.path.kind == c.path.kind && r.path.path == c.path.path && r.host == c.host
+            });
+            let Some(&i) = main else {
+                self.diagnostics.push(Diagnostic::warning(
+                    Reason::InvalidBackend,
+                    Kind::Ingress,
+                    &c.ingress,
+                    c.field.to_string(),
+                    format!(
+                        "canary for {} {} on host {}: no main Ingress serves this host and \
+                         path, so the canary gets no traffic",
+                        c.path.kind, c.path.path, c.host
+                    ),
+                ));
+                continue;
+            };
+            let route = &mut self.routes[i];
+            if let Some(other) = &route.canary {
+                self.diagnostics.push(Diagnostic::error(
+                    Reason::PathConflict,
+                    Kind::Ingress,
+                    &c.ingress,
+                    c.field.to_string(),
+                    format!(
+                        "{} {} on host {} already has the canary of the older Ingress {}; this \
+                         one gets no traffic",
+                        c.path.kind, c.path.path, c.host, other.ingress
+                    ),
+                ));
+                continue;
+            }
+            // As ingress-nginx: the canary inherits the main Ingress's settings, except its
+            // own load balancing.
+            let main_settings = &route.backend.settings;
+            let backend = std::sync::Arc::new(crate::model::Backend {
+                settings: crate::model::BackendSettings {
+                    load_balancer: c.backend.settings.load_balancer,
+                    ..main_settings.clone()
+                },
+                ..(*c.backend).clone()
+            });
+            route.canary = Some(std::sync::Arc::new(crate::model::Canary {
+                ingress: c.ingress,
+                backend,
+                rule: c.rule,
+            }));
         }
     }
 

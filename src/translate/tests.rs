@@ -2044,3 +2044,79 @@ fn basic_authentication_that_cannot_be_honoured_closes_the_ingress() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Canaries
+// ---------------------------------------------------------------------------------------------
+
+fn canary(id: &str, weight: &str) -> Ing {
+    ing(id)
+        .annotate("nginx.ingress.kubernetes.io/canary", "true")
+        .annotate("nginx.ingress.kubernetes.io/canary-weight", weight)
+        .annotate("nginx.ingress.kubernetes.io/load-balance", "ewma")
+        .rule("a.com", [prefix("/")])
+}
+
+#[test]
+fn a_canary_splits_its_main_route_and_inherits_its_settings() {
+    let t = run(&world(vec![
+        ing("ns/main")
+            .annotate("nginx.ingress.kubernetes.io/proxy-body-size", "2m")
+            .rule("a.com", [prefix("/")])
+            .created(1)
+            .build(),
+        canary("ns/first", "30").created(2).build(),
+        canary("ns/second", "60").created(3).build(),
+        canary("ns/bad", "300").created(4).build(),
+        ing("ns/plain")
+            .annotate("nginx.ingress.kubernetes.io/canary-weight", "10")
+            .rule("b.com", [prefix("/")])
+            .build(),
+    ]));
+    // The canaries' own paths are not routes.
+    assert_eq!(
+        routes(&t),
+        ["a.com/ Prefix -> ns/web:80", "b.com/ Prefix -> ns/web:80"]
+    );
+    let c = route(&t, "a.com/")
+        .canary
+        .as_ref()
+        .expect("canary attached");
+    assert_eq!(c.ingress, ObjectRef::new("ns", "first"));
+    assert_eq!(c.rule.weight, 30);
+    assert_eq!(c.backend.settings.max_body_bytes, Some(2 << 20));
+    assert_eq!(
+        c.backend.settings.load_balancer,
+        crate::model::LoadBalancer::LeastRequest
+    );
+    let found: Vec<(Severity, Reason, String, String)> = t
+        .diagnostics
+        .iter()
+        .map(|d| (d.severity, d.reason, d.object.to_string(), d.field.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                Error,
+                Reason::InvalidAnnotation,
+                "ns/bad".to_string(),
+                "metadata.annotations[nginx.ingress.kubernetes.io/canary-weight]".to_string()
+            ),
+            (
+                Warning,
+                Reason::InvalidAnnotation,
+                "ns/plain".to_string(),
+                "metadata.annotations[nginx.ingress.kubernetes.io/canary-weight]".to_string()
+            ),
+            (
+                Error,
+                Reason::PathConflict,
+                "ns/second".to_string(),
+                "spec.rules[0].http.paths[0]".to_string()
+            ),
+        ],
+        "{:#?}",
+        t.diagnostics
+    );
+}

@@ -307,3 +307,170 @@ stringData:
     let r = get_as(&h, "foo.bar.com", "/", None).await;
     assert_eq!(r.status, 503, "{}", r.body);
 }
+
+/// `GET /` on `host` with extra headers; which echo service answered (or the status).
+async fn who(h: &Harness, host: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = http::Request::get("/").header(http::header::HOST, host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = h1_send(
+        h.running.http_addr,
+        req.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    )
+    .await;
+    if r.status == 200 {
+        echo_service(&r.body).to_string()
+    } else {
+        r.status.as_u16().to_string()
+    }
+}
+
+/// docs/examples/canary and the canary section of the annotations reference: a main Ingress
+/// and a canary Ingress for the same host and path; header, then cookie, then weight decide.
+#[tokio::test]
+async fn canary_by_header_cookie_and_weight() {
+    let prod = echo([127, 0, 0, 1], "production").await;
+    let canary = echo([127, 0, 0, 1], "canary").await;
+    let main = |host: &str, extra: &str| {
+        doc_ingress(
+            &format!("production-{}", host.split('.').next().unwrap()),
+            &format!("    nginx.ingress.kubernetes.io/ssl-redirect: \"false\"\n{extra}"),
+            host,
+            &[("/", "Prefix", "production")],
+        )
+    };
+    let canary_of = |host: &str, annotations: &str| {
+        doc_ingress(
+            &format!("canary-{}", host.split('.').next().unwrap()),
+            &format!("    nginx.ingress.kubernetes.io/canary: \"true\"\n{annotations}"),
+            host,
+            &[("/", "Prefix", "canary")],
+        )
+    };
+    let files = [
+        ("main-a.yaml", main("header.test", "")),
+        (
+            "canary-a.yaml",
+            canary_of(
+                "header.test",
+                "    nginx.ingress.kubernetes.io/canary-by-header: canary\n    nginx.ingress.kubernetes.io/canary-by-cookie: canary\n",
+            ),
+        ),
+        ("main-b.yaml", main("value.test", "")),
+        (
+            "canary-b.yaml",
+            canary_of(
+                "value.test",
+                "    nginx.ingress.kubernetes.io/canary-by-header: region\n    nginx.ingress.kubernetes.io/canary-by-header-value: us-east\n    nginx.ingress.kubernetes.io/canary-weight: \"100\"\n",
+            ),
+        ),
+        ("main-c.yaml", main("half.test", "")),
+        (
+            "canary-c.yaml",
+            canary_of(
+                "half.test",
+                "    nginx.ingress.kubernetes.io/canary-weight: \"50\"\n",
+            ),
+        ),
+        (
+            "main-d.yaml",
+            main(
+                "locked.test",
+                "    nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8\n",
+            ),
+        ),
+        (
+            "canary-d.yaml",
+            canary_of(
+                "locked.test",
+                "    nginx.ingress.kubernetes.io/canary-weight: \"100\"\n",
+            ),
+        ),
+        (
+            "orphan.yaml",
+            canary_of(
+                "orphan.test",
+                "    nginx.ingress.kubernetes.io/canary-weight: \"100\"\n",
+            ),
+        ),
+        (
+            "svc.yaml",
+            services(&[
+                service("production", &[(prod, true)]),
+                service("canary", &[(canary, true)]),
+            ]),
+        ),
+    ];
+    let files: Vec<(&str, String)> = files.iter().map(|(n, y)| (*n, y.clone())).collect();
+    let h = Harness::start(&files).await;
+
+    // By header: always / never; any other value falls through to the cookie, then the
+    // weight (0 here).
+    assert_eq!(who(&h, "header.test", &[]).await, "production");
+    assert_eq!(
+        who(&h, "header.test", &[("canary", "always")]).await,
+        "canary"
+    );
+    assert_eq!(
+        who(&h, "header.test", &[("canary", "never")]).await,
+        "production"
+    );
+    assert_eq!(
+        who(
+            &h,
+            "header.test",
+            &[("canary", "yes"), ("cookie", "canary=always")]
+        )
+        .await,
+        "canary"
+    );
+    assert_eq!(
+        who(
+            &h,
+            "header.test",
+            &[("canary", "never"), ("cookie", "canary=always")]
+        )
+        .await,
+        "production"
+    );
+    assert_eq!(
+        who(&h, "header.test", &[("cookie", "a=b; canary=never")]).await,
+        "production"
+    );
+    // By header value: only that value; with weight 100 everything else goes to the canary
+    // unless the header says otherwise... which with a value set it cannot: "never" is just
+    // another value.
+    assert_eq!(
+        who(&h, "value.test", &[("region", "us-east")]).await,
+        "canary"
+    );
+    assert_eq!(
+        who(&h, "value.test", &[("region", "never")]).await,
+        "canary"
+    );
+    assert_eq!(who(&h, "value.test", &[]).await, "canary");
+    // By weight: 50 out of 100, over 200 requests both get some (the chance that one gets none
+    // is 2^-199).
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        *seen.entry(who(&h, "half.test", &[]).await).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["canary", "production"],
+        "{seen:?}"
+    );
+    // The canary inherits the main Ingress's protections: the source range still applies.
+    assert_eq!(who(&h, "locked.test", &[]).await, "403");
+    // A canary with no main Ingress serves nothing and is reported.
+    assert_eq!(who(&h, "orphan.test", &[]).await, "404");
+    let (_, body) = request(h.running.admin_addr, "GET", "admin", "/api/diagnostics")
+        .await
+        .unwrap();
+    assert!(
+        body.contains("no main Ingress serves this host and path"),
+        "{body}"
+    );
+}
