@@ -518,38 +518,16 @@ fn precedence(tier: Tier, m: Option<&PathMatch>) -> PrecedenceKey {
     }
 }
 
-/// Explains where `url` goes. `now` is in Unix seconds (certificate expiry).
-///
-/// The winner is always [`RoutingTable::lookup`]'s on the compiled `translation`, so the
-/// explanation agrees with the proxy.
-pub fn explain(
-    state: &ClusterState,
+/// Every rule path of every Ingress in `state`, with the route translation made of it.
+fn rule_paths<'a>(
+    state: &'a ClusterState,
     options: &Options,
-    translation: &Translation,
-    url: &str,
-    now: i64,
-) -> Result<Explanation, ExplainError> {
-    let u = parse_url(url)?;
-    let table = RoutingTable::compile(&translation.model);
-    let hit = table.lookup(&u.authority, &u.path);
-    let winner_route = hit.and_then(|m| m.route);
-    let outcome = match hit {
-        Some(m) if m.route.is_some() => Outcome::Route,
-        Some(_) => Outcome::DefaultBackend,
-        None => Outcome::NoRoute,
-    };
-    let host = u.host.as_deref();
-
+    translation: &'a Translation,
+) -> Vec<Written<'a>> {
     let mut by_source: HashMap<(&ObjectRef, usize, usize), &Route> = HashMap::new();
     for r in translation.model.routes.iter() {
         by_source.insert((&r.source.ingress, r.source.rule, r.source.path), r);
     }
-    let ingresses: HashMap<ObjectRef, &Ingress> = state
-        .ingresses
-        .iter()
-        .map(|i| (object_ref(&i.metadata), i))
-        .collect();
-
     let mut written = Vec::new();
     for ingress in &state.ingresses {
         let me = object_ref(&ingress.metadata);
@@ -578,26 +556,47 @@ pub fn explain(
             }
         }
     }
+    written
+}
 
-    let winner_tier = winner_route.map(|r| Tier::of(&r.host, host));
-    let mut listed: Vec<(Candidate, PrecedenceKey)> = Vec::new();
-    let mut closest: Vec<(u8, usize, Closest)> = Vec::new();
-    for w in &written {
-        if let (Some(r), Some(win)) = (w.route, winner_route)
-            && std::ptr::eq(r, win)
-        {
-            continue;
-        }
+/// What is known for judging candidates: the request and the winner.
+struct Judge<'a> {
+    state: &'a ClusterState,
+    options: &'a Options,
+    diagnostics: &'a [Diagnostic],
+    host: Option<&'a str>,
+    path: &'a str,
+    winner: Option<&'a Route>,
+    winner_tier: Option<Tier>,
+}
+
+/// One candidate judged: its tier and matcher, why it did not win, the field that would
+/// make it win (ranked: lower is nearer), and the diagnostic that dropped it.
+struct Judged<'a> {
+    matcher: Option<PathMatch>,
+    tier: Tier,
+    path_matches: bool,
+    verdict: Verdict,
+    reason: String,
+    change: Option<(u8, String)>,
+    diagnostic: Option<&'a Diagnostic>,
+}
+
+impl<'a> Judge<'a> {
+    fn judge(&self, w: &Written<'_>) -> Judged<'a> {
+        let (state, options, host) = (self.state, self.options, self.host);
+        let (winner_route, winner_tier) = (self.winner, self.winner_tier);
+
         let matcher = w.matcher();
         let tier = w
             .host
             .as_ref()
             .map_or(Tier::OtherHost, |h| Tier::of(h, host));
-        let path_matches = matcher.as_ref().is_some_and(|m| m.matches(&u.path));
+        let path_matches = matcher.as_ref().is_some_and(|m| m.matches(self.path));
         let field = w.field();
         let dropped = if w.owned && w.route.is_none() {
             Some(dropping_diagnostic(
-                &translation.diagnostics,
+                self.diagnostics,
                 &w.me,
                 w.rule,
                 w.index,
@@ -631,12 +630,15 @@ pub fn explain(
             match matcher.as_ref().map(|m| m.kind) {
                 Some(PathKind::Regex) => (
                     Verdict::RegexMismatch,
-                    format!("the expression {:?} does not match {}", w.path_raw, u.path),
+                    format!(
+                        "the expression {:?} does not match {}",
+                        w.path_raw, self.path
+                    ),
                 ),
                 Some(kind) => {
                     let rule = matcher.as_ref().map_or("", |m| m.path.as_str());
                     let hint = if kind == PathKind::Exact
-                        && crate::model::path::prefix_matches(rule, &u.path)
+                        && crate::model::path::prefix_matches(rule, self.path)
                     {
                         " (pathType Prefix would match)"
                     } else {
@@ -644,7 +646,7 @@ pub fn explain(
                     };
                     (
                         Verdict::PathMismatch,
-                        format!("{kind} {rule} does not match {}{hint}", u.path),
+                        format!("{kind} {rule} does not match {}{hint}", self.path),
                     )
                 }
                 None => (Verdict::PathMismatch, "the path does not parse".to_string()),
@@ -667,6 +669,74 @@ pub fn explain(
             }
             _ => None,
         };
+        Judged {
+            matcher,
+            tier,
+            path_matches,
+            verdict,
+            reason,
+            change,
+            diagnostic: dropped.flatten(),
+        }
+    }
+}
+
+/// Explains where `url` goes. `now` is in Unix seconds (certificate expiry).
+///
+/// The winner is always [`RoutingTable::lookup`]'s on the compiled `translation`, so the
+/// explanation agrees with the proxy.
+pub fn explain(
+    state: &ClusterState,
+    options: &Options,
+    translation: &Translation,
+    url: &str,
+    now: i64,
+) -> Result<Explanation, ExplainError> {
+    let u = parse_url(url)?;
+    let table = RoutingTable::compile(&translation.model);
+    let hit = table.lookup(&u.authority, &u.path);
+    let winner_route = hit.and_then(|m| m.route);
+    let outcome = match hit {
+        Some(m) if m.route.is_some() => Outcome::Route,
+        Some(_) => Outcome::DefaultBackend,
+        None => Outcome::NoRoute,
+    };
+    let host = u.host.as_deref();
+    let written = rule_paths(state, options, translation);
+    let ingresses: HashMap<ObjectRef, &Ingress> = state
+        .ingresses
+        .iter()
+        .map(|i| (object_ref(&i.metadata), i))
+        .collect();
+
+    let winner_tier = winner_route.map(|r| Tier::of(&r.host, host));
+    let judge = Judge {
+        state,
+        options,
+        diagnostics: &translation.diagnostics,
+        host,
+        path: &u.path,
+        winner: winner_route,
+        winner_tier,
+    };
+    let mut listed: Vec<(Candidate, PrecedenceKey)> = Vec::new();
+    let mut closest: Vec<(u8, usize, Closest)> = Vec::new();
+    for w in &written {
+        if let (Some(r), Some(win)) = (w.route, winner_route)
+            && std::ptr::eq(r, win)
+        {
+            continue;
+        }
+        let Judged {
+            matcher,
+            tier,
+            path_matches,
+            verdict,
+            reason,
+            change,
+            diagnostic,
+        } = judge.judge(w);
+        let field = w.field();
         if outcome != Outcome::Route
             && let Some((rank, change_field)) = change
         {
@@ -712,7 +782,7 @@ pub fn explain(
                 path: w.path_raw.to_string(),
                 verdict,
                 reason,
-                diagnostic: dropped.flatten().map(DiagnosticView::from),
+                diagnostic: diagnostic.map(DiagnosticView::from),
             },
             key,
         ));
