@@ -23,6 +23,7 @@
 pub mod acme;
 pub mod cluster;
 pub mod dns;
+pub mod explain;
 pub mod lease;
 pub mod model;
 pub mod pace;

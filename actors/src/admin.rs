@@ -2,7 +2,7 @@
 //! and a JSON API: `/api/routes` (the live table, paged and streamed by
 //! [`sluice::proxy::inspect::routes_response`]), `/api/actors` (the supervision tree),
 //! `/api/diagnostics`, `/api/certificates`, `/api/dns` (zones, records, last sync; records
-//! paged with `?limit=&offset=`). With `--chaos`, `POST /debug/crash/{actor}` makes
+//! paged with `?limit=&offset=`), `/api/explain?url=URL` (see docs/explain.md). With `--chaos`, `POST /debug/crash/{actor}` makes
 //! that actor panic in its message handler, and `POST /debug/crash/{actor}?in=task` inside its
 //! background task.
 //!
@@ -89,6 +89,8 @@ pub struct AdminArgs {
     pub acme: watch::Receiver<Arc<crate::topics::AcmeReport>>,
     /// `/api/dns` and `/api/diagnostics`.
     pub dns: watch::Receiver<Arc<crate::topics::DnsReport>>,
+    /// Which Ingresses are ours (`/api/explain` explains other classes by them).
+    pub classes: sluice::translate::Options,
     /// Chaos routes enabled.
     pub chaos: bool,
 }
@@ -220,6 +222,7 @@ async fn handle(req: Request<Incoming>, args: Arc<AdminArgs>) -> Response<AdminB
         (&Method::GET, "/api/actors") => json_reply(&args.tree.to_json()),
         (&Method::GET, "/api/diagnostics") => json_reply(&diagnostics(&args)),
         (&Method::GET, "/api/certificates") => json_reply(&certificates(&args)),
+        (&Method::GET, "/api/explain") => explain(&args, req.uri().query()),
         (&Method::GET, "/api/dns") => match Page::from_query(req.uri().query()) {
             Ok(page) => json_reply(&dns(&args, &page)),
             Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
@@ -255,7 +258,7 @@ async fn handle(req: Request<Incoming>, args: Arc<AdminArgs>) -> Response<AdminB
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors, /api/diagnostics, /api/certificates or /api/dns\n",
+            "not found: try /healthz, /readyz, /metrics, /api/routes, /api/actors, /api/diagnostics, /api/certificates, /api/dns or /api/explain?url=URL\n",
         ),
     }
 }
@@ -338,6 +341,107 @@ fn certificates(args: &AdminArgs) -> serde_json::Value {
         },
         "certificates": list,
     })
+}
+
+/// `/api/explain?url=URL` (URL percent-encoded): [`sluice::explain::explain`] against the
+/// live state, with the host's DNS records and the chosen Secret's ACME state added. 400
+/// names a missing or unusable URL; 503 until the first configuration is translated.
+fn explain(args: &AdminArgs, query: Option<&str>) -> Response<AdminBody> {
+    let url = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix("url="))
+        .and_then(percent_decode);
+    let Some(url) = url else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "/api/explain needs ?url=URL (percent-encoded), e.g. ?url=https%3A//app.example.com/api\n",
+        );
+    };
+    let Some(desired) = args.desired.borrow().clone() else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "no configuration is translated yet\n",
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut e = match sluice::explain::explain(
+        &desired.loaded.state,
+        &args.classes,
+        &desired.translation,
+        &url,
+        now,
+    ) {
+        Ok(e) => e,
+        Err(err) => return reply(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),
+    };
+    let host = e.request.host.clone().unwrap_or_default();
+    let dns = args.dns.borrow().clone();
+    if dns.enabled {
+        e.dns = Some(
+            dns.records
+                .iter()
+                .filter(|r| r.name == host)
+                .map(|r| sluice::explain::DnsView {
+                    record_type: r.rtype.as_str().to_string(),
+                    desired: r.desired.clone(),
+                    current: r.current.clone(),
+                    owner: r.owner.as_ref().map(|o| o.label().to_string()),
+                    pending: r.pending.iter().map(|a| a.as_str().to_string()).collect(),
+                    blocked: r.blocked.as_ref().map(ToString::to_string),
+                })
+                .collect(),
+        );
+    }
+    let secret = e.tls.as_ref().and_then(|t| t.secret.clone());
+    let acme = args.acme.borrow().clone();
+    e.certificate = acme
+        .certificates
+        .iter()
+        .find(|c| {
+            secret.as_deref() == Some(c.wanted.secret.to_string().as_str())
+                || (secret.is_none() && c.wanted.hosts.contains(&host))
+        })
+        .map(|c| {
+            use sluice::acme::CertState;
+            sluice::explain::AcmeView {
+                secret: c.wanted.secret.to_string(),
+                hosts: c.wanted.hosts.clone(),
+                state: c.managed.state.as_str().to_string(),
+                not_after: c.managed.not_after,
+                last_error: match &c.managed.state {
+                    CertState::Failed { error, .. } => Some(error.clone()),
+                    _ => None,
+                },
+            }
+        });
+    reply(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec_pretty(&e).unwrap_or_default(),
+    )
+}
+
+/// A percent-decoded query value (`None`: a malformed escape or not UTF-8).
+fn percent_decode(v: &str) -> Option<String> {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
 }
 
 /// A Prometheus label value: backslash, double quote and newline escaped.

@@ -15,6 +15,7 @@ pub mod certificate;
 pub mod check;
 pub mod demo;
 pub mod dns;
+pub mod explain;
 pub mod leader;
 pub mod listener;
 pub mod metrics_listener;

@@ -85,6 +85,38 @@ enum Command {
         #[command(flatten)]
         dns_run: DnsRunFlags,
     },
+    /// Explain where a URL goes and why: the route that takes it (or the nearest miss and the
+    /// field to change), every other candidate and why it lost, the backend and its endpoints,
+    /// the certificate for https, and the filters of the route. Exit 0 when a rule routes the
+    /// URL, 1 when the default backend or nothing (404) takes it, 2 when the URL or the source
+    /// cannot be used. See docs/explain.md.
+    Explain {
+        /// The URL: http://HOST/PATH or https://HOST/PATH (https: TLS with SNI = HOST).
+        url: String,
+        /// Explain against a folder of manifests (as `sluice check` reads it).
+        #[arg(long, required_unless_present_any = ["kube", "server"], conflicts_with_all = ["kube", "server"])]
+        manifests: Option<PathBuf>,
+        /// Explain against the cluster: one list of Ingresses, IngressClasses, Services,
+        /// EndpointSlices and TLS Secrets (in-cluster configuration, KUBECONFIG or
+        /// --kubeconfig).
+        #[arg(long, conflicts_with = "server")]
+        kube: bool,
+        /// Kubeconfig file for --kube.
+        #[arg(long, requires = "kube")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace to list with --kube (repeatable); default: every namespace.
+        #[arg(long = "watch-namespace", requires = "kube")]
+        watch_namespaces: Vec<String>,
+        /// Ask a running sluice (its --admin-addr, e.g. 127.0.0.1:9090): its live state, its
+        /// own class options, and also its DNS records and ACME certificate states.
+        #[arg(long)]
+        server: Option<String>,
+        #[command(flatten)]
+        classes: ClassArgs,
+        /// Print JSON (the fields are listed in docs/explain.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Start built-in echo backends and the proxy in front of them, and print curl lines to try.
     Demo {
         #[command(flatten)]
@@ -424,6 +456,31 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Explain {
+            url,
+            manifests,
+            kube,
+            kubeconfig,
+            watch_namespaces,
+            server,
+            classes,
+            json,
+        } => {
+            use sluice_actors::explain::{Source, run};
+            let source = match (manifests, server) {
+                (Some(dir), _) => Source::Manifests(dir),
+                (None, Some(addr)) => Source::Server(addr),
+                (None, None) if kube => Source::Kube {
+                    kubeconfig,
+                    namespaces: watch_namespaces,
+                },
+                (None, None) => {
+                    eprintln!("sluice explain: give --manifests DIR, --kube or --server ADDR");
+                    return ExitCode::from(2);
+                }
+            };
+            run(&source, &classes.options(), &url, json)
+        }
         Command::Run {
             manifests,
             kube,

@@ -587,6 +587,7 @@ impl Runtime {
             cert_diagnostics: self.topics.cert_diagnostics.subscribe(),
             acme: self.topics.acme.subscribe(),
             dns: self.topics.dns.subscribe(),
+            classes: self.opts.classes.clone(),
             chaos: self.opts.chaos,
         };
         ChildSpec::new("admin", Restart::Permanent, move || (Admin, args.clone()))

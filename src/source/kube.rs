@@ -154,6 +154,69 @@ pub fn client_from_config(config: kube::Config) -> Result<Client, Error> {
     Client::try_from(config).map_err(Error::Client)
 }
 
+/// Lists every kind sluice reads once, without watching (what `sluice explain --kube`
+/// explains): Ingresses, IngressClasses, Services, EndpointSlices, `kubernetes.io/tls`
+/// Secrets and the Secrets Ingresses name in `auth-secret`, in `namespaces` (empty: every namespace). The first error ends it: a state with a
+/// kind missing would explain wrongly.
+pub async fn list_once(
+    client: &Client,
+    namespaces: &[String],
+) -> Result<ClusterState, kube::Error> {
+    async fn list<K>(
+        client: &Client,
+        namespaces: &[String],
+        fields: Option<&str>,
+    ) -> Result<Vec<K>, kube::Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        K::DynamicType: Default,
+    {
+        let mut params = kube::api::ListParams::default();
+        if let Some(f) = fields {
+            params = params.fields(f);
+        }
+        if namespaces.is_empty() {
+            return Ok(Api::<K>::all(client.clone()).list(&params).await?.items);
+        }
+        let mut all = Vec::new();
+        for ns in namespaces {
+            all.extend(
+                Api::<K>::namespaced(client.clone(), ns)
+                    .list(&params)
+                    .await?
+                    .items,
+            );
+        }
+        Ok(all)
+    }
+    let params = kube::api::ListParams::default();
+    let ingresses: Vec<Ingress> = list(client, namespaces, None).await?;
+    let mut secrets: Vec<Secret> = list(client, namespaces, Some(TLS_SECRET_SELECTOR)).await?;
+    // The htpasswd Secrets of basic authentication: only the ones an Ingress names, by name.
+    let wanted: BTreeSet<crate::model::ObjectRef> = ingresses
+        .iter()
+        .filter_map(crate::translate::annotations::auth_secret_ref)
+        .collect();
+    for r in wanted {
+        if let Some(s) = Api::<Secret>::namespaced(client.clone(), &r.namespace)
+            .get_opt(&r.name)
+            .await?
+        {
+            secrets.push(s);
+        }
+    }
+    Ok(ClusterState {
+        ingresses,
+        ingress_classes: Api::<IngressClass>::all(client.clone())
+            .list(&params)
+            .await?
+            .items,
+        services: list(client, namespaces, None).await?,
+        endpoint_slices: list(client, namespaces, None).await?,
+        secrets,
+    })
+}
+
 /// Starts the watchers (tasks owned by the returned watch) and returns the source (see the
 /// [module documentation](self)). Its states are published by [`SourceWatch::next`], in the
 /// caller's task. Never fails: an unreachable or refusing API server only delays the first

@@ -282,6 +282,19 @@ pub fn snippet_diagnostic(ingress: &ObjectRef, key: &str) -> Diagnostic {
     )
 }
 
+/// The annotation a setting is read from on an Ingress: `ours` (a `sluice.io/` key) when
+/// present, else the first ingress-nginx name of the same meaning that is present.
+pub fn present_key(annotations: &BTreeMap<String, String>, ours: &str) -> Option<String> {
+    if annotations.contains_key(ours) {
+        return Some(ours.to_string());
+    }
+    NGINX_MAPPED
+        .iter()
+        .filter(|(_, o)| *o == ours)
+        .map(|(theirs, _)| format!("{NGINX}{theirs}"))
+        .find(|key| annotations.contains_key(key))
+}
+
 /// Parses the settings annotations of one Ingress, and reports the annotations sluice does
 /// not implement (see [`support`]).
 pub fn settings(
@@ -295,16 +308,8 @@ pub fn settings(
     };
     // The value of a setting: its `sluice.io/` annotation, else ingress-nginx's.
     let get = |ours: &'static str| -> Option<(String, &String)> {
-        if let Some(v) = annotations.get(ours) {
-            return Some((ours.to_string(), v));
-        }
-        NGINX_MAPPED
-            .iter()
-            .filter(|(_, o)| *o == ours)
-            .find_map(|(theirs, _)| {
-                let key = format!("{NGINX}{theirs}");
-                annotations.get(&key).map(|v| (key, v))
-            })
+        let key = present_key(annotations, ours)?;
+        annotations.get(&key).map(|v| (key, v))
     };
     let mut bad = |key: &str, value: &str, expected: &str| {
         diags.push(Diagnostic::error(

@@ -36,6 +36,7 @@ use crate::model::{
 };
 
 use backend::Resolver;
+pub use backend::SERVICE_NAME_LABEL;
 
 /// The controller name sluice claims IngressClasses for by default.
 pub const DEFAULT_CONTROLLER_NAME: &str = "sluice.io/ingress-controller";
@@ -142,6 +143,29 @@ pub fn translate_with_acme(
     }
 }
 
+/// Whether `ingress` is ours under `options` and the cluster's IngressClasses, as
+/// [`translate`] decides it (see the module documentation).
+pub fn is_owned(classes: &[IngressClass], options: &Options, ingress: &Ingress) -> bool {
+    ClassIndex::new(classes, options).owns(ingress)
+}
+
+/// The class an Ingress names: `spec.ingressClassName`, else the legacy annotation
+/// `kubernetes.io/ingress.class`; `None` when it names none.
+pub fn class_of(ingress: &Ingress) -> Option<&str> {
+    ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+        .or_else(|| {
+            ingress
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+                .map(String::as_str)
+        })
+}
+
 /// Is every host `route` answers for covered by one of the TLS hosts?
 fn tls_covers(tls: &[&HostMatch], route: &HostMatch) -> bool {
     match route {
@@ -189,19 +213,7 @@ impl<'a> ClassIndex<'a> {
     }
 
     fn owns(&self, ingress: &Ingress) -> bool {
-        let class = ingress
-            .spec
-            .as_ref()
-            .and_then(|s| s.ingress_class_name.as_deref())
-            .or_else(|| {
-                ingress
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
-                    .map(String::as_str)
-            });
-        match class {
+        match class_of(ingress) {
             Some(name) => {
                 self.ours.contains(name)
                     || (!self.all.contains(name) && name == self.options.ingress_class)
