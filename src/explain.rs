@@ -1338,6 +1338,22 @@ fn filters(
             format!("request bodies over {limit} bytes get 413{why}"),
         );
     }
+    if let Some(aff) = &s.affinity {
+        push(
+            a::AFFINITY,
+            key(a::AFFINITY),
+            format!(
+                "session affinity: cookie {:?} pins a client to the endpoint that first answered",
+                aff.cookie
+            ),
+        );
+    } else if s.hash_by.is_some() {
+        push(
+            a::UPSTREAM_HASH_BY,
+            key(a::UPSTREAM_HASH_BY),
+            "requests with the same key go to the same endpoint (rendezvous hashing)".to_string(),
+        );
+    }
     if let Some(basic) = &s.basic_auth {
         push(
             a::AUTH_TYPE,

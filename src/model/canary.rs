@@ -73,7 +73,7 @@ impl std::fmt::Display for CanaryRule {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (the first one).
-fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()

@@ -16,11 +16,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use canary::{Canary, CanaryRule};
+pub use canary::{Canary, CanaryRule, cookie};
 pub use cidr::Cidr;
 pub use settings::{
-    BackendSettings, BasicAuth, Cors, ForwardAuth, LoadBalancer, RateLimit, Redirect,
-    UpstreamProtocol,
+    Affinity, BackendSettings, BasicAuth, Cors, ForwardAuth, HashPart, LoadBalancer, RateLimit,
+    Redirect, UpstreamProtocol,
 };
 
 pub use diagnostic::{Diagnostic, Reason, Severity};

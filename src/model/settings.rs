@@ -62,6 +62,46 @@ pub struct BasicAuth {
     pub users: std::collections::BTreeMap<String, super::htpasswd::PasswordHash>,
 }
 
+/// Session affinity by cookie (ingress-nginx's `affinity: cookie`): the first response sets a
+/// cookie naming the endpoint that answered, and later requests carrying it go to that
+/// endpoint while it exists and is not marked down.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Affinity {
+    /// `session-cookie-name` (default `INGRESSCOOKIE`).
+    pub cookie: String,
+    /// `session-cookie-path` (default: the route's path; `/` for a regular expression).
+    pub path: Option<String>,
+    /// `session-cookie-max-age` (or `session-cookie-expires`), seconds; none: a session cookie.
+    pub max_age: Option<u64>,
+    /// `session-cookie-secure`: always `Secure` (it is on HTTPS requests anyway).
+    pub secure: bool,
+    /// `session-cookie-samesite`: `None`, `Lax` or `Strict`.
+    pub samesite: Option<String>,
+    /// `session-cookie-domain`.
+    pub domain: Option<String>,
+}
+
+/// One piece of an `upstream-hash-by` key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HashPart {
+    /// Text as written.
+    Literal(String),
+    /// `$request_uri`: path and query as received.
+    RequestUri,
+    /// `$uri`: the normalised path.
+    Uri,
+    /// `$host`: the request host without its port.
+    Host,
+    /// `$remote_addr` / `$binary_remote_addr`: the client address (as source ranges see it).
+    RemoteAddr,
+    /// `$http_<name>`: a request header (`_` read as `-`).
+    Header(http::HeaderName),
+    /// `$cookie_<name>`.
+    Cookie(String),
+    /// `$arg_<name>`: a query parameter.
+    Arg(String),
+}
+
 /// Request rate limits per client address, as ingress-nginx's `limit-rps` and `limit-rpm`
 /// (nginx's `limit_req` with `nodelay`): each client address gets a bucket of `rate x
 /// burst_multiplier` requests refilled at `rate`; a request over it is refused (503).
@@ -178,6 +218,11 @@ pub struct BackendSettings {
     pub upstream_vhost: Option<String>,
     /// `sluice.io/x-forwarded-prefix`: an `X-Forwarded-Prefix` header sent upstream.
     pub forwarded_prefix: Option<String>,
+    /// `sluice.io/affinity: cookie` and the `session-cookie-*` settings.
+    pub affinity: Option<Arc<Affinity>>,
+    /// `sluice.io/upstream-hash-by`: requests with the same key go to the same endpoint
+    /// (rendezvous hashing, stable across replicas).
+    pub hash_by: Option<Arc<[HashPart]>>,
     /// `sluice.io/use-regex` (ingress-nginx's): the Ingress's paths are regular expressions.
     pub use_regex: bool,
     /// `sluice.io/rewrite-target` (ingress-nginx's): each path of the Ingress is a regular
@@ -209,6 +254,8 @@ impl Default for BackendSettings {
             cors: None,
             upstream_vhost: None,
             forwarded_prefix: None,
+            affinity: None,
+            hash_by: None,
             use_regex: false,
             rewrite_target: None,
             closed: false,

@@ -25,6 +25,9 @@ pub struct EndpointState {
     /// The address as a URI authority, built once so that a request only bumps a reference
     /// count.
     authority: http::uri::Authority,
+    /// [`stable_hash`] of the address: the value of an affinity cookie naming this endpoint,
+    /// and its identity in rendezvous hashing (the same on every replica).
+    key: u64,
     /// Idle HTTP/1.1 connections to this endpoint.
     pool: Arc<ConnPool>,
     outstanding: AtomicUsize,
@@ -38,6 +41,7 @@ impl EndpointState {
                 .expect("a socket address is a valid URI authority");
         EndpointState {
             addr,
+            key: stable_hash(addr.to_string().as_bytes()),
             authority,
             pool: Arc::new(ConnPool::new(addr)),
             outstanding: AtomicUsize::new(0),
@@ -48,6 +52,11 @@ impl EndpointState {
     /// The address as a URI authority (`10.0.0.1:8080`, `[fd00::1]:8080`).
     pub fn authority(&self) -> &http::uri::Authority {
         &self.authority
+    }
+
+    /// The endpoint's stable key (see [`stable_hash`]).
+    pub fn key(&self) -> u64 {
+        self.key
     }
 
     /// The pool of idle HTTP/1.1 connections to this endpoint.
@@ -147,6 +156,24 @@ impl EndpointRegistry {
     }
 }
 
+/// FNV-1a, 64 bits: a hash that is the same in every process and release, for keys that
+/// several replicas must agree on (affinity cookies, `upstream-hash-by`).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// splitmix64's finaliser: mixes a key and an endpoint's key into a rendezvous score.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Chooses endpoints for one backend.
 #[derive(Debug)]
 pub struct Balancer {
@@ -200,6 +227,28 @@ impl Balancer {
         // Everything is marked down: try one anyway rather than refuse the request.
         chosen.or_else(|| eps.iter().find(usable))
     }
+
+    /// The endpoint an affinity cookie names (its [`EndpointState::key`] in hex), if it is
+    /// still one of this backend's, is not `avoid` and is not marked down.
+    pub fn by_cookie(&self, value: &str, avoid: Option<SocketAddr>) -> Option<&Arc<EndpointState>> {
+        let key = u64::from_str_radix(value, 16).ok()?;
+        self.endpoints
+            .iter()
+            .find(|e| e.key == key && Some(e.addr) != avoid && !e.is_down())
+    }
+
+    /// The endpoint for a hash key (`upstream-hash-by`): rendezvous hashing, so a key keeps
+    /// its endpoint while that endpoint stays, and only the keys of an endpoint that goes move.
+    /// Endpoints marked down or equal to `avoid` are passed over.
+    pub fn pick_hashed(&self, key: u64, avoid: Option<SocketAddr>) -> Option<&Arc<EndpointState>> {
+        let best = |healthy_only: bool| {
+            self.endpoints
+                .iter()
+                .filter(|e| Some(e.addr) != avoid && !(healthy_only && e.is_down()))
+                .max_by_key(|e| mix(key ^ e.key))
+        };
+        best(true).or_else(|| best(false))
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +272,63 @@ mod tests {
                 ..BackendSettings::default()
             },
         })
+    }
+
+    #[test]
+    fn hashing_keeps_keys_on_their_endpoint_and_moves_only_a_removed_ones_keys() {
+        let reg = EndpointRegistry::default();
+        let four = &reg.balancers(&[backend(4, LoadBalancer::RoundRobin)])[0];
+        let before: Vec<u16> = (0..400u64)
+            .map(|k| {
+                four.pick_hashed(stable_hash(&k.to_be_bytes()), None)
+                    .unwrap()
+                    .addr
+                    .port()
+            })
+            .collect();
+        // Every endpoint gets some keys, and the same key always gets the same one.
+        for p in 1000..1004 {
+            assert!(before.iter().filter(|&&x| x == p).count() > 40, "{p}");
+        }
+        assert_eq!(
+            four.pick_hashed(stable_hash(b"7"), None).unwrap().addr,
+            four.pick_hashed(stable_hash(b"7"), None).unwrap().addr
+        );
+        // Endpoint 1003 gone: only its keys move.
+        let three = &reg.balancers(&[backend(3, LoadBalancer::RoundRobin)])[0];
+        for (k, was) in (0..400u64).zip(&before) {
+            let now = three
+                .pick_hashed(stable_hash(&k.to_be_bytes()), None)
+                .unwrap()
+                .addr
+                .port();
+            if *was != 1003 {
+                assert_eq!(now, *was, "key {k} moved");
+            }
+        }
+        // A down endpoint is passed over.
+        let key = stable_hash(b"x");
+        let first = four.pick_hashed(key, None).unwrap().clone();
+        first.mark_down();
+        assert_ne!(four.pick_hashed(key, None).unwrap().addr, first.addr);
+        first.mark_up();
+    }
+
+    #[test]
+    fn a_cookie_names_its_endpoint_while_it_is_usable() {
+        let reg = EndpointRegistry::default();
+        let bal = &reg.balancers(&[backend(3, LoadBalancer::RoundRobin)])[0];
+        let e = bal.endpoints()[2].clone();
+        let value = format!("{:016x}", e.key());
+        assert_eq!(bal.by_cookie(&value, None).unwrap().addr, e.addr);
+        assert!(bal.by_cookie(&value, Some(e.addr)).is_none());
+        assert!(bal.by_cookie("zz", None).is_none());
+        e.mark_down();
+        assert!(bal.by_cookie(&value, None).is_none());
+        e.mark_up();
+        // The key is the same in every process: FNV-1a of the address text.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -40,6 +40,61 @@ pub(super) struct Outgoing {
     pub(super) client_upgrade: Option<OnUpgrade>,
     /// Whether a second attempt on another endpoint is allowed (nothing to resend).
     pub(super) retryable: bool,
+    /// How the endpoint is chosen when not by the balancer alone.
+    pub(super) sticky: Sticky,
+}
+
+/// Endpoint choice bound to the request (`affinity: cookie`, `upstream-hash-by`).
+pub(super) enum Sticky {
+    /// The balancer decides.
+    None,
+    /// Rendezvous hashing of this key.
+    Hash(u64),
+    /// The endpoint the affinity cookie names, if usable; a response from another endpoint
+    /// sets the cookie.
+    Cookie {
+        affinity: std::sync::Arc<crate::model::Affinity>,
+        /// The cookie's value in the request.
+        current: Option<String>,
+        /// `Path` of the cookie.
+        path: String,
+        /// Send it `Secure`.
+        secure: bool,
+    },
+}
+
+impl Sticky {
+    /// The `Set-Cookie` to add when `endpoint` answered, if the client's cookie does not
+    /// already name it.
+    fn set_cookie(&self, endpoint: &EndpointState) -> Option<HeaderValue> {
+        let Sticky::Cookie {
+            affinity: a,
+            current,
+            path,
+            secure,
+        } = self
+        else {
+            return None;
+        };
+        let value = format!("{:016x}", endpoint.key());
+        if current.as_deref() == Some(value.as_str()) {
+            return None;
+        }
+        let mut c = format!("{}={value}; Path={path}; HttpOnly", a.cookie);
+        if let Some(age) = a.max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if let Some(d) = &a.domain {
+            c.push_str(&format!("; Domain={d}"));
+        }
+        if *secure || a.samesite.as_deref() == Some("None") {
+            c.push_str("; Secure");
+        }
+        if let Some(s) = &a.samesite {
+            c.push_str(&format!("; SameSite={s}"));
+        }
+        HeaderValue::from_str(&c).ok()
+    }
 }
 
 impl Proxy {
@@ -61,7 +116,17 @@ impl Proxy {
         let mut avoid = None;
         let mut last_error = None;
         for attempt in 0..2 {
-            let Some(endpoint) = upstream.balancer.pick(avoid) else {
+            let chosen = match &out.sticky {
+                Sticky::Cookie {
+                    current: Some(v), ..
+                } => upstream
+                    .balancer
+                    .by_cookie(v, avoid)
+                    .or_else(|| upstream.balancer.pick(avoid)),
+                Sticky::Hash(key) => upstream.balancer.pick_hashed(*key, avoid),
+                _ => upstream.balancer.pick(avoid),
+            };
+            let Some(endpoint) = chosen else {
                 // No other endpoint to retry on: answer with what the first attempt got.
                 return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
             };
@@ -92,7 +157,12 @@ impl Proxy {
                 }
             };
             endpoint.mark_up();
-            return respond(conn, out, resp, inflight, checkout);
+            let cookie = out.sticky.set_cookie(endpoint);
+            let mut resp = respond(conn, out, resp, inflight, checkout)?;
+            if let Some(c) = cookie {
+                resp.headers_mut().append(http::header::SET_COOKIE, c);
+            }
+            return Ok(resp);
         }
         Err(last_error.unwrap_or(ProxyError::NoEndpoints))
     }

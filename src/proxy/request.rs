@@ -168,7 +168,9 @@ impl Proxy {
             }
             _ => upstream,
         };
+        let sticky = self.sticky(conn, upstream, &routed, &parts);
         let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+        outgoing.sticky = sticky;
         if let Some((auth, set)) = granted {
             // The client's own values of these never reach the upstream.
             for name in &auth.response_headers {
@@ -381,7 +383,87 @@ impl Proxy {
             request_id,
             client_upgrade,
             retryable,
+            sticky: super::forward::Sticky::None,
         })
+    }
+
+    /// How the endpoint of this request is bound: the affinity cookie, else the
+    /// `upstream-hash-by` key, else not at all.
+    fn sticky(
+        &self,
+        conn: &ConnInfo,
+        upstream: &Upstream,
+        routed: &Routed<'_>,
+        parts: &http::request::Parts,
+    ) -> super::forward::Sticky {
+        use super::forward::Sticky;
+        let settings = &upstream.settings;
+        if let Some(a) = &settings.affinity {
+            let path = a.path.clone().unwrap_or_else(|| {
+                routed
+                    .matched
+                    .route
+                    .filter(|r| r.path.kind != crate::model::PathKind::Regex)
+                    .map_or_else(|| "/".to_string(), |r| r.path.path.clone())
+            });
+            return Sticky::Cookie {
+                current: crate::model::cookie(&parts.headers, &a.cookie).map(str::to_owned),
+                affinity: a.clone(),
+                path,
+                secure: a.secure || conn.entrypoint == Entrypoint::Https,
+            };
+        }
+        let Some(parts_of_key) = &settings.hash_by else {
+            return Sticky::None;
+        };
+        let host = routed.host_value.to_str().unwrap_or_default();
+        let mut key = Vec::with_capacity(64);
+        for part in parts_of_key.iter() {
+            use crate::model::HashPart;
+            match part {
+                HashPart::Literal(t) => key.extend_from_slice(t.as_bytes()),
+                HashPart::RequestUri => key.extend_from_slice(
+                    parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/", PathAndQuery::as_str)
+                        .as_bytes(),
+                ),
+                HashPart::Uri => key.extend_from_slice(routed.target.path().as_bytes()),
+                HashPart::Host => key.extend_from_slice(host_without_port(host).as_bytes()),
+                HashPart::RemoteAddr => {
+                    let ip = headers::client_ip(
+                        conn.peer.ip(),
+                        &parts.headers,
+                        &self.config.trusted_proxies,
+                    )
+                    .unwrap_or(conn.peer.ip());
+                    key.extend_from_slice(ip.to_string().as_bytes());
+                }
+                HashPart::Header(name) => {
+                    if let Some(v) = parts.headers.get(name) {
+                        key.extend_from_slice(v.as_bytes());
+                    }
+                }
+                HashPart::Cookie(name) => {
+                    if let Some(v) = crate::model::cookie(&parts.headers, name) {
+                        key.extend_from_slice(v.as_bytes());
+                    }
+                }
+                HashPart::Arg(name) => {
+                    let value = routed.target.query().and_then(|q| {
+                        q.split('&').find_map(|kv| {
+                            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                            (k == name).then_some(v)
+                        })
+                    });
+                    if let Some(v) = value {
+                        key.extend_from_slice(v.as_bytes());
+                    }
+                }
+            }
+        }
+        Sticky::Hash(super::balance::stable_hash(&key))
     }
 
     /// 308 to the same host (without its port) on the HTTPS port, same path and query.

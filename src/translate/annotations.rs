@@ -121,6 +121,30 @@ pub const CANARY_BY_COOKIE: &str = "sluice.io/canary-by-cookie";
 pub const CANARY_WEIGHT: &str = "sluice.io/canary-weight";
 /// `sluice.io/canary-weight-total`: what the weight is out of (default 100).
 pub const CANARY_WEIGHT_TOTAL: &str = "sluice.io/canary-weight-total";
+/// `sluice.io/affinity`: `cookie` pins a client to an endpoint with a cookie.
+pub const AFFINITY: &str = "sluice.io/affinity";
+/// `sluice.io/affinity-mode`: `balanced` or `persistent` (both keep the endpoint while it
+/// exists).
+pub const AFFINITY_MODE: &str = "sluice.io/affinity-mode";
+/// `sluice.io/session-cookie-name` (default `INGRESSCOOKIE`).
+pub const SESSION_COOKIE_NAME: &str = "sluice.io/session-cookie-name";
+/// `sluice.io/session-cookie-path`.
+pub const SESSION_COOKIE_PATH: &str = "sluice.io/session-cookie-path";
+/// `sluice.io/session-cookie-max-age`, seconds.
+pub const SESSION_COOKIE_MAX_AGE: &str = "sluice.io/session-cookie-max-age";
+/// `sluice.io/session-cookie-expires`, seconds (sent as `Max-Age`).
+pub const SESSION_COOKIE_EXPIRES: &str = "sluice.io/session-cookie-expires";
+/// `sluice.io/session-cookie-secure`.
+pub const SESSION_COOKIE_SECURE: &str = "sluice.io/session-cookie-secure";
+/// `sluice.io/session-cookie-samesite`: `None`, `Lax` or `Strict`.
+pub const SESSION_COOKIE_SAMESITE: &str = "sluice.io/session-cookie-samesite";
+/// `sluice.io/session-cookie-domain`.
+pub const SESSION_COOKIE_DOMAIN: &str = "sluice.io/session-cookie-domain";
+/// `sluice.io/session-cookie-change-on-failure`: accepted; a cookie naming an endpoint that
+/// is gone or marked down is always replaced.
+pub const SESSION_COOKIE_CHANGE_ON_FAILURE: &str = "sluice.io/session-cookie-change-on-failure";
+/// `sluice.io/upstream-hash-by`: the key (nginx variables and text) that picks the endpoint.
+pub const UPSTREAM_HASH_BY: &str = "sluice.io/upstream-hash-by";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
 pub const USE_REGEX: &str = "sluice.io/use-regex";
 
@@ -131,7 +155,21 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 46] = [
+const NGINX_MAPPED: [(&str, &str); 57] = [
+    ("affinity", AFFINITY),
+    ("affinity-mode", AFFINITY_MODE),
+    ("session-cookie-name", SESSION_COOKIE_NAME),
+    ("session-cookie-path", SESSION_COOKIE_PATH),
+    ("session-cookie-max-age", SESSION_COOKIE_MAX_AGE),
+    ("session-cookie-expires", SESSION_COOKIE_EXPIRES),
+    ("session-cookie-secure", SESSION_COOKIE_SECURE),
+    ("session-cookie-samesite", SESSION_COOKIE_SAMESITE),
+    ("session-cookie-domain", SESSION_COOKIE_DOMAIN),
+    (
+        "session-cookie-change-on-failure",
+        SESSION_COOKIE_CHANGE_ON_FAILURE,
+    ),
+    ("upstream-hash-by", UPSTREAM_HASH_BY),
     ("canary", CANARY),
     ("canary-by-header", CANARY_BY_HEADER),
     ("canary-by-header-value", CANARY_BY_HEADER_VALUE),
@@ -483,6 +521,7 @@ pub fn settings(
             }
         }
     }
+    affinity(ingress, &get, &mut s, diags);
     rate_limit(ingress, &get, &mut s, diags);
     redirects(ingress, &get, &mut s, diags);
     cors(ingress, &get, &mut s, diags);
@@ -896,6 +935,208 @@ pub fn basic_auth<'s>(
         secret: secret_ref,
         users,
     }));
+}
+
+/// `affinity: cookie` with its `session-cookie-*` settings, and `upstream-hash-by`. Values
+/// that do not parse are reported and not applied (they choose endpoints, they protect
+/// nothing): requests are then balanced as usual.
+fn affinity<'a>(
+    ingress: &ObjectRef,
+    get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut bad = |key: &str, value: &str, expected: &str| {
+        diags.push(Diagnostic::error(
+            Reason::InvalidAnnotation,
+            Kind::Ingress,
+            ingress,
+            format!("metadata.annotations[{key}]"),
+            format!("{value:?} is not valid: {expected}"),
+        ));
+    };
+    if let Some((key, v)) = get(UPSTREAM_HASH_BY) {
+        match parse_hash_by(v) {
+            Ok(parts) => s.hash_by = Some(parts.into()),
+            Err(e) => bad(&key, v, &format!("{e}; requests are balanced as usual")),
+        }
+    }
+    let cookie_settings = [
+        AFFINITY_MODE,
+        SESSION_COOKIE_NAME,
+        SESSION_COOKIE_PATH,
+        SESSION_COOKIE_MAX_AGE,
+        SESSION_COOKIE_EXPIRES,
+        SESSION_COOKIE_SECURE,
+        SESSION_COOKIE_SAMESITE,
+        SESSION_COOKIE_DOMAIN,
+        SESSION_COOKIE_CHANGE_ON_FAILURE,
+    ];
+    match get(AFFINITY) {
+        None => {
+            for ours in cookie_settings {
+                if let Some((key, _)) = get(ours) {
+                    diags.push(Diagnostic::warning(
+                        Reason::InvalidAnnotation,
+                        Kind::Ingress,
+                        ingress,
+                        format!("metadata.annotations[{key}]"),
+                        "has no effect without affinity: cookie: ignored".to_string(),
+                    ));
+                }
+            }
+            return;
+        }
+        Some((_, v)) if v.trim() == "cookie" => {}
+        Some((key, v)) => {
+            return bad(
+                &key,
+                v,
+                "expected cookie (the only affinity ingress-nginx has); requests are balanced \
+                 as usual",
+            );
+        }
+    }
+    let token = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    };
+    let mut a = crate::model::Affinity {
+        cookie: "INGRESSCOOKIE".to_string(),
+        path: None,
+        max_age: None,
+        secure: false,
+        samesite: None,
+        domain: None,
+    };
+    if let Some((key, v)) = get(SESSION_COOKIE_NAME) {
+        if token(v.trim()) {
+            a.cookie = v.trim().to_string();
+        } else {
+            bad(&key, v, "expected a cookie name; INGRESSCOOKIE is used");
+        }
+    }
+    if let Some((key, v)) = get(SESSION_COOKIE_PATH) {
+        let p = v.trim();
+        if p.starts_with('/') && p.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            a.path = Some(p.to_string());
+        } else {
+            bad(
+                &key,
+                v,
+                "expected a path such as /app; the route's path is used",
+            );
+        }
+    }
+    for ours in [SESSION_COOKIE_MAX_AGE, SESSION_COOKIE_EXPIRES] {
+        if a.max_age.is_some() {
+            break;
+        }
+        if let Some((key, v)) = get(ours) {
+            match v.trim().parse::<u64>() {
+                Ok(n) => a.max_age = Some(n),
+                Err(_) => bad(&key, v, "expected seconds; a session cookie is set"),
+            }
+        }
+    }
+    if let Some((key, v)) = get(SESSION_COOKIE_SECURE) {
+        match v.trim() {
+            "true" => a.secure = true,
+            "false" => {}
+            _ => bad(&key, v, "expected \"true\" or \"false\""),
+        }
+    }
+    if let Some((key, v)) = get(SESSION_COOKIE_SAMESITE) {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "none" => a.samesite = Some("None".into()),
+            "lax" => a.samesite = Some("Lax".into()),
+            "strict" => a.samesite = Some("Strict".into()),
+            _ => bad(&key, v, "expected None, Lax or Strict; not sent"),
+        }
+    }
+    if let Some((key, v)) = get(SESSION_COOKIE_DOMAIN) {
+        let d = v.trim().trim_start_matches('.');
+        if crate::model::host::is_valid_request_host(d) && !d.contains(':') {
+            a.domain = Some(d.to_ascii_lowercase());
+        } else {
+            bad(&key, v, "expected a domain; not sent");
+        }
+    }
+    for ours in [AFFINITY_MODE, SESSION_COOKIE_CHANGE_ON_FAILURE] {
+        if let Some((key, v)) = get(ours) {
+            let ok = match ours {
+                AFFINITY_MODE => matches!(v.trim(), "balanced" | "persistent"),
+                _ => matches!(v.trim(), "true" | "false"),
+            };
+            if !ok {
+                bad(&key, v, "ignored");
+            }
+        }
+    }
+    s.affinity = Some(Arc::new(a));
+}
+
+/// The nginx variables `upstream-hash-by` may use.
+pub const HASH_BY_VARIABLES: &str = "$request_uri, $uri, $host, $remote_addr, \
+    $binary_remote_addr, $http_<header>, $cookie_<name>, $arg_<name>";
+
+/// Parses an `upstream-hash-by` key: text and nginx variables (`$request_uri`, `${host}`).
+pub fn parse_hash_by(v: &str) -> Result<Vec<crate::model::HashPart>, String> {
+    use crate::model::HashPart;
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let mut parts = Vec::new();
+    let mut rest = v;
+    let mut literal = String::new();
+    while let Some(i) = rest.find('$') {
+        literal.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        let (name, after) = if let Some(inner) = rest.strip_prefix('{') {
+            let end = inner.find('}').ok_or("an unclosed ${")?;
+            (&inner[..end], &inner[end + 1..])
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        let part = match name {
+            "request_uri" => HashPart::RequestUri,
+            "uri" | "document_uri" => HashPart::Uri,
+            "host" => HashPart::Host,
+            "remote_addr" | "binary_remote_addr" => HashPart::RemoteAddr,
+            n => {
+                if let Some(h) = n.strip_prefix("http_") {
+                    let h = h.replace('_', "-");
+                    HashPart::Header(
+                        http::HeaderName::from_bytes(h.as_bytes())
+                            .map_err(|_| format!("${n} is not a header variable"))?,
+                    )
+                } else if let Some(c) = n.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                    HashPart::Cookie(c.to_string())
+                } else if let Some(a) = n.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                    HashPart::Arg(a.to_string())
+                } else {
+                    return Err(format!(
+                        "${n} is not a variable sluice knows (it knows {HASH_BY_VARIABLES})"
+                    ));
+                }
+            }
+        };
+        if !literal.is_empty() {
+            parts.push(HashPart::Literal(std::mem::take(&mut literal)));
+        }
+        parts.push(part);
+        rest = after;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(HashPart::Literal(literal));
+    }
+    Ok(parts)
 }
 
 /// `force-ssl-redirect`, `temporal-redirect` / `permanent-redirect` (with their codes) and
@@ -1475,6 +1716,53 @@ mod foreign_tests {
         let mut diags = Vec::new();
         let s = settings(&ObjectRef::new("default", "web"), Some(&ann), &mut diags);
         (s, diags)
+    }
+
+    #[test]
+    fn affinity_and_hash_keys() {
+        use crate::model::HashPart;
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            ("nginx.ingress.kubernetes.io/session-cookie-name", "route"),
+            ("nginx.ingress.kubernetes.io/session-cookie-samesite", "lax"),
+            ("nginx.ingress.kubernetes.io/session-cookie-expires", "60"),
+            ("nginx.ingress.kubernetes.io/affinity-mode", "persistent"),
+            (
+                "nginx.ingress.kubernetes.io/upstream-hash-by",
+                "$host-${arg_id}$http_x_user",
+            ),
+        ]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let a = s.affinity.expect("affinity");
+        assert_eq!(
+            (a.cookie.as_str(), a.samesite.as_deref(), a.max_age),
+            ("route", Some("Lax"), Some(60))
+        );
+        assert_eq!(
+            &*s.hash_by.expect("hash key"),
+            [
+                HashPart::Host,
+                HashPart::Literal("-".into()),
+                HashPart::Arg("id".into()),
+                HashPart::Header(http::HeaderName::from_static("x-user")),
+            ]
+        );
+        for bad in ["", "$server_name", "${uri", "$http_"] {
+            assert!(parse_hash_by(bad).is_err(), "{bad:?}");
+        }
+        let (s, diags) = parse(&[
+            ("nginx.ingress.kubernetes.io/affinity", "ip"),
+            ("nginx.ingress.kubernetes.io/session-cookie-name", "x"),
+        ]);
+        assert!(s.affinity.is_none());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("expected cookie"), "{}", diags[0]);
+        let (_, diags) = parse(&[("nginx.ingress.kubernetes.io/session-cookie-name", "x")]);
+        assert!(
+            diags[0].message.contains("without affinity"),
+            "{}",
+            diags[0]
+        );
     }
 
     #[test]

@@ -474,3 +474,95 @@ async fn canary_by_header_cookie_and_weight() {
         "{body}"
     );
 }
+
+/// docs/examples/affinity/cookie: `affinity: cookie` with `session-cookie-name: route` and
+/// the expiry settings; and `upstream-hash-by` from the annotations reference.
+#[tokio::test]
+async fn session_affinity_by_cookie_and_consistent_hashing() {
+    // A Service's endpoints share one port: three loopback addresses.
+    let eps: Vec<_> = crate::backends::echo_same_port(
+        &[[127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]],
+        "http-svc",
+    )
+    .await
+    .into_iter()
+    .map(|a| (a, true))
+    .collect();
+    let h = Harness::start(&[
+        (
+            "nginx-test.yaml",
+            doc_ingress(
+                "nginx-test",
+                "    nginx.ingress.kubernetes.io/affinity: cookie\n    nginx.ingress.kubernetes.io/session-cookie-name: route\n    nginx.ingress.kubernetes.io/session-cookie-expires: \"172800\"\n    nginx.ingress.kubernetes.io/session-cookie-max-age: \"172800\"\n",
+                "stickyingress.example.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "hashed.yaml",
+            doc_ingress(
+                "hashed",
+                "    nginx.ingress.kubernetes.io/upstream-hash-by: \"$arg_user\"\n",
+                "hashed.example.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        ("svc.yaml", service("http-svc", &eps)),
+    ])
+    .await;
+    let endpoint_of = |r: &Reply| echo_endpoint(&r.body).to_string();
+    // Without the cookie: balanced, and each answer sets it.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cookie = String::new();
+    for _ in 0..3 {
+        let r = get(&h, "stickyingress.example.com", "/").await;
+        seen.insert(endpoint_of(&r));
+        let set = r.header("set-cookie").expect("affinity cookie").to_string();
+        assert!(set.starts_with("route="), "{set}");
+        assert!(set.ends_with("; Path=/; HttpOnly; Max-Age=172800"), "{set}");
+        cookie = set.split(';').next().unwrap().to_string();
+    }
+    assert_eq!(seen.len(), 3, "round robin without the cookie: {seen:?}");
+    // With it: the same endpoint every time, and no new cookie.
+    let mut pinned = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let r = who_with_cookie(&h, "stickyingress.example.com", &cookie).await;
+        assert_eq!(r.header("set-cookie"), None);
+        pinned.insert(endpoint_of(&r));
+    }
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+    // A cookie naming no endpoint (an old one, or made up) is replaced.
+    let r = who_with_cookie(&h, "stickyingress.example.com", "route=0123456789abcdef").await;
+    assert!(
+        r.header("set-cookie")
+            .is_some_and(|c| c.starts_with("route="))
+    );
+
+    // upstream-hash-by: the same user always reaches the same endpoint, users spread.
+    let mut by_user = std::collections::BTreeMap::new();
+    for round in 0..2 {
+        for user in 0..30 {
+            let r = get(&h, "hashed.example.com", &format!("/?user=u{user}")).await;
+            let ep = endpoint_of(&r);
+            if round == 0 {
+                by_user.insert(user, ep);
+            } else {
+                assert_eq!(by_user[&user], ep, "user {user} moved");
+            }
+        }
+    }
+    let spread: std::collections::BTreeSet<_> = by_user.values().collect();
+    assert_eq!(spread.len(), 3, "{by_user:?}");
+}
+
+async fn who_with_cookie(h: &Harness, host: &str, cookie: &str) -> Reply {
+    h1_send(
+        h.running.http_addr,
+        http::Request::get("/")
+            .header(http::header::HOST, host)
+            .header(http::header::COOKIE, cookie)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    )
+    .await
+}
