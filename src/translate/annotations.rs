@@ -16,8 +16,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::model::{
-    BackendSettings, Cidr, Cors, Diagnostic, ForwardAuth, Kind, LoadBalancer, ObjectRef, RateLimit,
-    Reason, Redirect, UpstreamProtocol,
+    BackendSettings, Cidr, Cors, Diagnostic, ForwardAuth, HostMatch, Kind, LoadBalancer, ObjectRef,
+    RateLimit, Reason, Redirect, UpstreamProtocol,
 };
 
 /// `round-robin` (default) or `least-request`.
@@ -145,6 +145,8 @@ pub const SESSION_COOKIE_DOMAIN: &str = "sluice.io/session-cookie-domain";
 pub const SESSION_COOKIE_CHANGE_ON_FAILURE: &str = "sluice.io/session-cookie-change-on-failure";
 /// `sluice.io/upstream-hash-by`: the key (nginx variables and text) that picks the endpoint.
 pub const UPSTREAM_HASH_BY: &str = "sluice.io/upstream-hash-by";
+/// `sluice.io/server-alias`: more host names served with the rules of this Ingress's hosts.
+pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
 pub const USE_REGEX: &str = "sluice.io/use-regex";
 
@@ -155,7 +157,8 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 57] = [
+const NGINX_MAPPED: [(&str, &str); 58] = [
+    ("server-alias", SERVER_ALIAS),
     ("affinity", AFFINITY),
     ("affinity-mode", AFFINITY_MODE),
     ("session-cookie-name", SESSION_COOKIE_NAME),
@@ -595,6 +598,40 @@ pub enum CanaryRole {
     Canary(crate::model::CanaryRule),
     /// A canary whose settings do not parse (reported): it gets no traffic.
     Invalid,
+}
+
+/// The annotation key and hosts of `server-alias` (comma-separated; exact or `*.` wildcard names). A name that is
+/// not a valid host is reported and left out.
+pub fn server_aliases(
+    ingress: &ObjectRef,
+    annotations: Option<&BTreeMap<String, String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> (String, Vec<HostMatch>) {
+    let Some(annotations) = annotations else {
+        return (String::new(), Vec::new());
+    };
+    let Some(key) = present_key(annotations, SERVER_ALIAS) else {
+        return (String::new(), Vec::new());
+    };
+    let mut out = Vec::new();
+    for name in annotations[&key]
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        match HostMatch::parse(name) {
+            Ok(HostMatch::Any) => {}
+            Ok(h) => out.push(h),
+            Err(e) => diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!("{name:?}: {e}; this alias is left out"),
+            )),
+        }
+    }
+    (key, out)
 }
 
 /// The canary rule of an Ingress marked `canary: "true"`; `Main` for a main Ingress (its

@@ -118,10 +118,12 @@ pub fn translate_with_acme(
         default_owner: None,
         acme,
         canaries: Vec::new(),
+        aliases: Vec::new(),
     };
     for ingress in owned {
         t.ingress(ingress);
     }
+    t.add_aliases();
     t.attach_canaries();
     let tls_hosts: Vec<&HostMatch> = t.model.tls.iter().map(|h| &h.host).collect();
     for route in &mut t.routes {
@@ -272,6 +274,9 @@ struct Translator<'a> {
     acme: Option<&'a crate::acme::AcmeOptions>,
     /// Paths of canary Ingresses, attached to their main routes once every Ingress is read.
     canaries: Vec<PendingCanary>,
+    /// Routes for `server-alias` hosts, added once every Ingress is read (a host some
+    /// Ingress has a rule for is never an alias).
+    aliases: Vec<(HostMatch, std::rc::Rc<str>, Route)>,
 }
 
 /// One path of a canary Ingress, waiting for its main route.
@@ -358,6 +363,12 @@ impl Translator<'_> {
             }
         }
 
+        let (alias_key, aliases) = annotations::server_aliases(
+            &me,
+            ingress.metadata.annotations.as_ref(),
+            &mut self.diagnostics,
+        );
+        let alias_key: std::rc::Rc<str> = alias_key.into();
         let mut rule_hosts = Vec::new();
         for (ri, rule) in spec.rules.iter().flatten().enumerate() {
             let host = match HostMatch::parse(rule.host.as_deref().unwrap_or("")) {
@@ -464,7 +475,7 @@ impl Translator<'_> {
                     let r = &routes[i];
                     hasher.hash_one((&r.host, r.path.kind, r.path.path.as_str()))
                 });
-                self.routes.push(Route {
+                let route = Route {
                     host: host.clone(),
                     path,
                     backend,
@@ -475,7 +486,20 @@ impl Translator<'_> {
                     },
                     redirect_to_https: false,
                     canary: None,
-                });
+                };
+                if host != HostMatch::Any {
+                    for alias in &aliases {
+                        self.aliases.push((
+                            alias.clone(),
+                            alias_key.clone(),
+                            Route {
+                                host: alias.clone(),
+                                ..route.clone()
+                            },
+                        ));
+                    }
+                }
+                self.routes.push(route);
             }
         }
 
@@ -485,6 +509,57 @@ impl Translator<'_> {
         });
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
             self.tls(&me, ti, tls, &rule_hosts, acme_managed);
+        }
+    }
+
+    /// Adds the routes of `server-alias` hosts: not for a host any Ingress has a rule for (as
+    /// ingress-nginx, an alias never takes over a server), nor for a path an earlier alias
+    /// route already holds.
+    fn add_aliases(&mut self) {
+        let rule_hosts: HashSet<HostMatch> = self.routes.iter().map(|r| r.host.clone()).collect();
+        let mut reported = HashSet::new();
+        for (alias, key, route) in std::mem::take(&mut self.aliases) {
+            if rule_hosts.contains(&alias) {
+                if reported.insert((route.source.ingress.clone(), alias.clone())) {
+                    self.diagnostics.push(Diagnostic::warning(
+                        Reason::InvalidAnnotation,
+                        Kind::Ingress,
+                        &route.source.ingress,
+                        format!("metadata.annotations[{key}]"),
+                        format!(
+                            "alias {alias} is a host of an Ingress rule: that rule serves it, \
+                             the alias is not used"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let hash = self.claim_hasher.hash_one((
+                &route.host,
+                route.path.kind,
+                route.path.path.as_str(),
+            ));
+            let routes = &self.routes;
+            if self
+                .claimed_paths
+                .find(hash, |&i| {
+                    let r = &routes[i];
+                    r.path.kind == route.path.kind
+                        && r.path.path == route.path.path
+                        && r.host == route.host
+                })
+                .is_some()
+            {
+                continue;
+            }
+            let index = self.routes.len();
+            let hasher = &self.claim_hasher;
+            let routes = &self.routes;
+            self.claimed_paths.insert_unique(hash, index, |&i| {
+                let r = &routes[i];
+                hasher.hash_one((&r.host, r.path.kind, r.path.path.as_str()))
+            });
+            self.routes.push(route);
         }
     }
 

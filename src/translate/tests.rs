@@ -2120,3 +2120,49 @@ fn a_canary_splits_its_main_route_and_inherits_its_settings() {
         t.diagnostics
     );
 }
+
+#[test]
+fn server_aliases_serve_the_ingress_rules_unless_a_rule_has_the_host() {
+    let t = run(&world(vec![
+        ing("ns/app")
+            .annotate(
+                "nginx.ingress.kubernetes.io/server-alias",
+                "www.a.com, *.old.com, taken.com, not a host",
+            )
+            .rule("a.com", [prefix("/"), prefix("/api")])
+            .build(),
+        ing("ns/other").rule("taken.com", [prefix("/")]).build(),
+    ]));
+    assert_eq!(
+        routes(&t),
+        [
+            "*.old.com/ Prefix -> ns/web:80",
+            "*.old.com/api Prefix -> ns/web:80",
+            "a.com/ Prefix -> ns/web:80",
+            "a.com/api Prefix -> ns/web:80",
+            "taken.com/ Prefix -> ns/web:80",
+            "www.a.com/ Prefix -> ns/web:80",
+            "www.a.com/api Prefix -> ns/web:80",
+        ]
+    );
+    assert_eq!(
+        route(&t, "www.a.com/api").source.ingress,
+        ObjectRef::new("ns", "app")
+    );
+    let found: Vec<(Severity, &str)> = t
+        .diagnostics
+        .iter()
+        .map(|d| (d.severity, d.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(s, m)| *s == Error && m.contains("\"not a host\""))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(s, m)| *s == Warning && m.contains("alias taken.com"))
+    );
+}

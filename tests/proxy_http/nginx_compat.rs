@@ -566,3 +566,113 @@ async fn who_with_cookie(h: &Harness, host: &str, cookie: &str) -> Reply {
     )
     .await
 }
+
+/// docs/examples/rewrite (app-root), the annotations reference's CORS, rate-limit, redirect and
+/// server-alias examples.
+#[tokio::test]
+async fn app_root_cors_rate_limit_redirect_and_server_alias_examples() {
+    let web = echo([127, 0, 0, 1], "http-svc").await;
+    let files = [
+        (
+            "approot.yaml",
+            doc_ingress(
+                "approot",
+                "    nginx.ingress.kubernetes.io/app-root: /app1\n",
+                "approot.bar.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "cors.yaml",
+            doc_ingress(
+                "cors",
+                "    nginx.ingress.kubernetes.io/enable-cors: \"true\"\n    nginx.ingress.kubernetes.io/cors-allow-methods: \"PUT, GET, POST, OPTIONS\"\n    nginx.ingress.kubernetes.io/cors-allow-headers: \"X-Forwarded-For, X-app123-XPTO\"\n    nginx.ingress.kubernetes.io/cors-expose-headers: \"*, X-CustomResponseHeader\"\n    nginx.ingress.kubernetes.io/cors-max-age: \"600\"\n    nginx.ingress.kubernetes.io/cors-allow-credentials: \"false\"\n    nginx.ingress.kubernetes.io/cors-allow-origin: \"https://origin-site.com:4443, http://origin-site.com\"\n",
+                "cors.bar.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "limited.yaml",
+            doc_ingress(
+                "limited",
+                "    nginx.ingress.kubernetes.io/limit-rps: \"1\"\n    nginx.ingress.kubernetes.io/limit-burst-multiplier: \"3\"\n",
+                "limited.bar.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "moved.yaml",
+            doc_ingress(
+                "moved",
+                "    nginx.ingress.kubernetes.io/permanent-redirect: https://www.google.com\n    nginx.ingress.kubernetes.io/permanent-redirect-code: \"308\"\n",
+                "moved.bar.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "alias.yaml",
+            doc_ingress(
+                "alias",
+                "    nginx.ingress.kubernetes.io/server-alias: \"www.foo.com, *.foo.org\"\n",
+                "foo.com",
+                &[("/", "Prefix", "http-svc")],
+            ),
+        ),
+        ("svc.yaml", service("http-svc", &[(web, true)])),
+    ];
+    let files: Vec<(&str, String)> = files.iter().map(|(n, y)| (*n, y.clone())).collect();
+    let h = Harness::start(&files).await;
+
+    let r = get(&h, "approot.bar.com", "/").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://approot.bar.com/app1"));
+
+    let preflight = h1_send(
+        h.running.http_addr,
+        http::Request::options("/")
+            .header(http::header::HOST, "cors.bar.com")
+            .header(http::header::ORIGIN, "http://origin-site.com")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("http://origin-site.com")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("PUT, GET, POST, OPTIONS")
+    );
+    assert_eq!(preflight.header("access-control-max-age"), Some("600"));
+    assert_eq!(preflight.header("access-control-allow-credentials"), None);
+    let other = h1_send(
+        h.running.http_addr,
+        http::Request::options("/")
+            .header(http::header::HOST, "cors.bar.com")
+            .header(http::header::ORIGIN, "https://evil.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    // 1 request per second with a burst of 3: of six in a row, the first three pass and at
+    // most one more can (were the machine slow enough for a second to pass), the rest 503.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(get(&h, "limited.bar.com", "/").await.status.as_u16());
+    }
+    assert_eq!(statuses[..3], [200, 200, 200]);
+    assert!(statuses.contains(&503), "{statuses:?}");
+
+    let r = get(&h, "moved.bar.com", "/x").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("https://www.google.com"));
+
+    for host in ["foo.com", "www.foo.com", "a.foo.org"] {
+        assert_eq!(seen(&h, host, "/x").await.1, "http-svc", "{host}");
+    }
+    assert_eq!(seen(&h, "b.www.foo.com", "/").await.0, 404);
+}
