@@ -78,6 +78,7 @@ fn snapshot() -> Arc<Snapshot> {
                 },
                 redirect_to_https: false,
                 canary: None,
+                fallback: None,
             }
         })
         .collect();

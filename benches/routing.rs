@@ -75,6 +75,7 @@ fn model(hosts: usize) -> Model {
                 },
                 redirect_to_https: false,
                 canary: None,
+                fallback: None,
             });
         }
     }

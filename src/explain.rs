@@ -1354,6 +1354,16 @@ fn filters(
             "requests with the same key go to the same endpoint (rendezvous hashing)".to_string(),
         );
     }
+    if !s.custom_errors.is_empty() {
+        push(
+            a::CUSTOM_HTTP_ERRORS,
+            key(a::CUSTOM_HTTP_ERRORS),
+            format!(
+                "answers {:?} are replaced by the default-backend Service's error page",
+                s.custom_errors
+            ),
+        );
+    }
     if let Some(basic) = &s.basic_auth {
         push(
             a::AUTH_TYPE,

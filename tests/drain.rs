@@ -44,6 +44,7 @@ fn table(backend: std::net::SocketAddr) -> RoutingTable {
         },
         redirect_to_https: false,
         canary: None,
+        fallback: None,
     };
     RoutingTable::compile(&Model {
         routes: vec![route].into(),

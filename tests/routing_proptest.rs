@@ -287,6 +287,7 @@ fn model(rules: &[GenRule], default_backend: Option<usize>) -> Result<Model, Tes
             },
             redirect_to_https: false,
             canary: None,
+            fallback: None,
         });
     }
     Ok(Model {
@@ -526,6 +527,7 @@ proptest! {
                 source: RouteSource { ingress: ObjectRef::new("ns", "ing"), rule: 0, path: i },
                 redirect_to_https: false,
                 canary: None,
+                fallback: None,
             })
             .collect();
         let table = RoutingTable::compile(&Model { routes: routes.into(), ..Model::default() });

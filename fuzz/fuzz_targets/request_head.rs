@@ -65,6 +65,7 @@ fn table() -> &'static RoutingTable {
                 },
                 redirect_to_https: false,
                 canary: None,
+                fallback: None,
             })
             .collect();
         RoutingTable::compile(&Model {

@@ -171,6 +171,9 @@ pub struct Route {
     pub redirect_to_https: bool,
     /// A canary Ingress's share of this route's requests (`canary: "true"`).
     pub canary: Option<Arc<Canary>>,
+    /// The Ingress's `default-backend` Service: it answers when the route's Service has no
+    /// endpoint, and serves the error pages of `custom-http-errors`.
+    pub fallback: Option<Arc<Backend>>,
 }
 
 impl Route {

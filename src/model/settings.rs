@@ -223,6 +223,9 @@ pub struct BackendSettings {
     /// `sluice.io/upstream-hash-by`: requests with the same key go to the same endpoint
     /// (rendezvous hashing, stable across replicas).
     pub hash_by: Option<Arc<[HashPart]>>,
+    /// `sluice.io/custom-http-errors`: upstream answers with these statuses are replaced by
+    /// the `default-backend` Service's answer (its error page).
+    pub custom_errors: Vec<u16>,
     /// `sluice.io/use-regex` (ingress-nginx's): the Ingress's paths are regular expressions.
     pub use_regex: bool,
     /// `sluice.io/rewrite-target` (ingress-nginx's): each path of the Ingress is a regular
@@ -256,6 +259,7 @@ impl Default for BackendSettings {
             forwarded_prefix: None,
             affinity: None,
             hash_by: None,
+            custom_errors: Vec::new(),
             use_regex: false,
             rewrite_target: None,
             closed: false,

@@ -386,6 +386,7 @@ mod tests {
                 },
                 redirect_to_https: false,
                 canary: None,
+                fallback: None,
             })
             .collect();
         let table = RoutingTable::compile(&Model {

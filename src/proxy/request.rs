@@ -51,6 +51,17 @@ pub(super) struct Routed<'s> {
     matched: RouteMatch<'s>,
 }
 
+/// What an error page of `custom-http-errors` needs from the original request.
+struct ErrorPage {
+    /// The `default-backend` upstream.
+    fallback: usize,
+    /// The backend the request was routed to (for the `X-Namespace`... headers).
+    backend: Option<std::sync::Arc<crate::model::Backend>>,
+    accept: Option<HeaderValue>,
+    uri: Option<PathAndQuery>,
+    host: HeaderValue,
+}
+
 /// Labels of one request's metrics, filled in as the phases learn them.
 #[derive(Default)]
 struct RequestLabels {
@@ -157,7 +168,7 @@ impl Proxy {
         });
         // A canary takes its share only once the main route's checks have passed: it inherits
         // them (as in ingress-nginx).
-        let upstream = match routed.matched.canary {
+        let mut upstream = match routed.matched.canary {
             Some((canary, index))
                 if canary
                     .rule
@@ -168,9 +179,36 @@ impl Proxy {
             }
             _ => upstream,
         };
+        // `default-backend`: it answers for a Service with no endpoint, and serves the error
+        // pages of `custom-http-errors`.
+        let fallback = routed.matched.fallback;
+        if let Some(fb) = fallback
+            && upstream.balancer.endpoints().is_empty()
+        {
+            labels.upstream = Some(fb);
+            upstream = &snap.upstreams[fb];
+        }
+        let error_page = match fallback {
+            // Not when the default backend itself answers (its errors are its pages).
+            Some(fb)
+                if !upstream.settings.custom_errors.is_empty() && labels.upstream != Some(fb) =>
+            {
+                Some(Box::new(ErrorPage {
+                    fallback: fb,
+                    backend: labels
+                        .upstream
+                        .and_then(|i| snap.table.backends().get(i).cloned()),
+                    accept: parts.headers.get(header::ACCEPT).cloned(),
+                    uri: parts.uri.path_and_query().cloned(),
+                    host: routed.host_value.clone(),
+                }))
+            }
+            _ => None,
+        };
         let sticky = self.sticky(conn, upstream, &routed, &parts);
         let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
         outgoing.sticky = sticky;
+        let request_id = error_page.as_ref().map(|_| outgoing.request_id.clone());
         if let Some((auth, set)) = granted {
             // The client's own values of these never reach the upstream.
             for name in &auth.response_headers {
@@ -180,7 +218,23 @@ impl Proxy {
                 outgoing.headers.append(name, value);
             }
         }
-        let mut resp = self.forward(conn, upstream, outgoing).await?;
+        let result = self.forward(conn, upstream, outgoing).await;
+        let status = match &result {
+            Ok(r) => r.status(),
+            Err(e) => e.status(),
+        };
+        let mut resp = match (error_page, request_id) {
+            (Some(page), Some(id))
+                if upstream.settings.custom_errors.contains(&status.as_u16()) =>
+            {
+                labels.upstream = Some(page.fallback);
+                match self.error_page(conn, snap, &page, status, id).await {
+                    Some(r) => r,
+                    None => result?,
+                }
+            }
+            _ => result?,
+        };
         if let Some((cors, origin)) = cors {
             cors_headers(resp.headers_mut(), cors, &origin);
         }
@@ -385,6 +439,62 @@ impl Proxy {
             retryable,
             sticky: super::forward::Sticky::None,
         })
+    }
+
+    /// The error page of `custom-http-errors`: a GET for the original URI to the
+    /// `default-backend` Service with ingress-nginx's headers (`X-Code`, `X-Format`,
+    /// `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`,
+    /// `X-Request-ID`); its answer replaces the upstream's. `None` when it fails (the
+    /// original answer is returned).
+    async fn error_page(
+        &self,
+        conn: &ConnInfo,
+        snap: &Snapshot,
+        page: &ErrorPage,
+        status: StatusCode,
+        request_id: HeaderValue,
+    ) -> Option<Response<ProxyBody>> {
+        let upstream = snap.upstreams.get(page.fallback)?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::HOST, page.host.clone());
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(http::HeaderName::from_static(name), v);
+            }
+        };
+        set("x-code", status.as_str());
+        set(
+            "x-format",
+            page.accept
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/html"),
+        );
+        set(
+            "x-original-uri",
+            page.uri.as_ref().map_or("/", PathAndQuery::as_str),
+        );
+        if let Some(b) = &page.backend {
+            set("x-namespace", &b.ingress.namespace);
+            set("x-ingress-name", &b.ingress.name);
+            set("x-service-name", &b.service.name);
+            set("x-service-port", &b.port.to_string());
+        }
+        headers.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+        let out = Outgoing {
+            method: Method::GET,
+            path_and_query: page
+                .uri
+                .clone()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            headers,
+            body: Some(body::empty()),
+            request_id,
+            client_upgrade: None,
+            retryable: upstream.balancer.endpoints().len() > 1,
+            sticky: super::forward::Sticky::None,
+        };
+        self.forward(conn, upstream, out).await.ok()
     }
 
     /// How the endpoint of this request is bound: the affinity cookie, else the

@@ -49,6 +49,9 @@ pub struct RoutingTable {
     default_backend: Option<Arc<Backend>>,
     /// `rewrites[i]` is route `i`'s rewrite; empty when no route has one.
     rewrites: Vec<Option<Rewrite>>,
+    /// `fallback_backend[i]` indexes route `i`'s `default-backend` Service in `backends`
+    /// (`usize::MAX`: none); empty when no route has one.
+    fallback_backend: Vec<usize>,
     /// `canary_backend[i]` indexes route `i`'s canary backend in `backends` (`usize::MAX`: no
     /// canary); empty when no route has one.
     canary_backend: Vec<usize>,
@@ -167,6 +170,8 @@ pub struct RouteMatch<'a> {
     pub rewrite: Option<&'a Rewrite>,
     /// The route's canary and the index of its backend in [`RoutingTable::backends`].
     pub canary: Option<(&'a crate::model::Canary, usize)>,
+    /// The index in [`RoutingTable::backends`] of the route's `default-backend` Service.
+    pub fallback: Option<usize>,
 }
 
 impl RoutingTable {
@@ -197,6 +202,17 @@ impl RoutingTable {
         }
         if let Some(b) = &t.default_backend {
             t.default_index = index_of(b, &mut t.backends);
+        }
+        if t.routes.iter().any(|r| r.fallback.is_some()) {
+            t.fallback_backend = t
+                .routes
+                .iter()
+                .map(|r| {
+                    r.fallback
+                        .as_ref()
+                        .map_or(usize::MAX, |b| index_of(b, &mut t.backends))
+                })
+                .collect();
         }
         if t.routes.iter().any(|r| r.canary.is_some()) {
             t.canary_backend = t
@@ -274,6 +290,11 @@ impl RoutingTable {
                     backend: &route.backend,
                     backend_index: self.route_backend[i],
                     rewrite: self.rewrites.get(i).and_then(Option::as_ref),
+                    fallback: self
+                        .fallback_backend
+                        .get(i)
+                        .copied()
+                        .filter(|&b| b != usize::MAX),
                     canary: route.canary.as_deref().and_then(|c| {
                         let b = *self.canary_backend.get(i)?;
                         (b != usize::MAX).then_some((c, b))
@@ -286,6 +307,7 @@ impl RoutingTable {
                 backend_index: self.default_index,
                 rewrite: None,
                 canary: None,
+                fallback: None,
             }),
         }
     }

@@ -145,6 +145,12 @@ pub const SESSION_COOKIE_DOMAIN: &str = "sluice.io/session-cookie-domain";
 pub const SESSION_COOKIE_CHANGE_ON_FAILURE: &str = "sluice.io/session-cookie-change-on-failure";
 /// `sluice.io/upstream-hash-by`: the key (nginx variables and text) that picks the endpoint.
 pub const UPSTREAM_HASH_BY: &str = "sluice.io/upstream-hash-by";
+/// `sluice.io/default-backend`: a Service of the Ingress's namespace that answers when a
+/// route's Service has no endpoint, and serves `custom-http-errors` pages.
+pub const DEFAULT_BACKEND: &str = "sluice.io/default-backend";
+/// `sluice.io/custom-http-errors`: comma-separated statuses whose upstream answers are
+/// replaced by the `default-backend` Service's.
+pub const CUSTOM_HTTP_ERRORS: &str = "sluice.io/custom-http-errors";
 /// `sluice.io/server-alias`: more host names served with the rules of this Ingress's hosts.
 pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
@@ -157,7 +163,9 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 58] = [
+const NGINX_MAPPED: [(&str, &str); 60] = [
+    ("default-backend", DEFAULT_BACKEND),
+    ("custom-http-errors", CUSTOM_HTTP_ERRORS),
     ("server-alias", SERVER_ALIAS),
     ("affinity", AFFINITY),
     ("affinity-mode", AFFINITY_MODE),
@@ -525,6 +533,33 @@ pub fn settings(
         }
     }
     affinity(ingress, &get, &mut s, diags);
+    if let Some((key, v)) = get(CUSTOM_HTTP_ERRORS) {
+        let codes: Result<Vec<u16>, _> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                c.parse::<u16>()
+                    .ok()
+                    .filter(|n| (400..=599).contains(n))
+                    .ok_or(c)
+            })
+            .collect();
+        match codes {
+            Ok(list) if !list.is_empty() => s.custom_errors = list,
+            Ok(_) => {}
+            Err(c) => diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!(
+                    "{c:?} is not valid: expected comma-separated statuses from 400 to 599; \
+                     upstream errors are passed through as they are"
+                ),
+            )),
+        }
+    }
     rate_limit(ingress, &get, &mut s, diags);
     redirects(ingress, &get, &mut s, diags);
     cors(ingress, &get, &mut s, diags);

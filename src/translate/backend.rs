@@ -320,6 +320,18 @@ impl<'a> Resolver<'a> {
     }
 
     /// Whether the Secret exists (of any type).
+    /// The number of the first port of Service `service`, if it exists and has one.
+    pub(super) fn first_port(&self, service: &ObjectRef) -> Option<i32> {
+        self.services
+            .get(service)?
+            .spec
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .first()
+            .map(|p| p.port)
+    }
+
     /// The Secret `secret`, if it exists.
     pub(super) fn secret(&self, secret: &ObjectRef) -> Option<&'a Secret> {
         self.secrets.get(secret).copied()

@@ -331,6 +331,7 @@ impl Translator<'_> {
             annotations::CanaryRole::Invalid => return,
         };
         let mut backends: backend::BackendCache<'_> = HashMap::new();
+        let fallback = self.fallback(&me, ingress.metadata.annotations.as_ref(), &settings);
 
         if let Some(default) = spec.default_backend.as_ref().filter(|_| {
             canary.is_none() || {
@@ -486,6 +487,7 @@ impl Translator<'_> {
                     },
                     redirect_to_https: false,
                     canary: None,
+                    fallback: fallback.clone(),
                 };
                 if host != HostMatch::Any {
                     for alias in &aliases {
@@ -510,6 +512,63 @@ impl Translator<'_> {
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
             self.tls(&me, ti, tls, &rule_hosts, acme_managed);
         }
+    }
+
+    /// The Ingress's `default-backend` Service (port: its first), resolved as a path's backend
+    /// is; `custom-http-errors` without it is reported (sluice has no global error backend).
+    fn fallback(
+        &mut self,
+        me: &ObjectRef,
+        annotations: Option<&std::collections::BTreeMap<String, String>>,
+        settings: &crate::model::BackendSettings,
+    ) -> Option<std::sync::Arc<crate::model::Backend>> {
+        let annotations = annotations?;
+        let Some(key) = annotations::present_key(annotations, annotations::DEFAULT_BACKEND) else {
+            if let Some(k) = annotations::present_key(annotations, annotations::CUSTOM_HTTP_ERRORS)
+            {
+                self.diagnostics.push(Diagnostic::warning(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    me,
+                    format!("metadata.annotations[{k}]"),
+                    "has no effect without default-backend (the Service that serves the error \
+                     pages): upstream errors are passed through",
+                ));
+            }
+            return None;
+        };
+        let name = annotations[&key].trim().to_string();
+        let service = ObjectRef::new(me.namespace.clone(), name.clone());
+        let field = format!("metadata.annotations[{key}]");
+        let Some(port) = self.resolver.first_port(&service) else {
+            self.diagnostics.push(Diagnostic::error(
+                Reason::ServiceNotFound,
+                Kind::Ingress,
+                me,
+                field,
+                format!("Service {service} not found (or has no port): not used"),
+            ));
+            return None;
+        };
+        let written = k8s_openapi::api::networking::v1::IngressBackend {
+            service: Some(k8s_openapi::api::networking::v1::IngressServiceBackend {
+                name,
+                port: Some(k8s_openapi::api::networking::v1::ServiceBackendPort {
+                    number: Some(port),
+                    name: None,
+                }),
+            }),
+            resource: None,
+        };
+        let mut cache = HashMap::new();
+        self.resolver.backend(
+            me,
+            &field,
+            &written,
+            settings,
+            &mut cache,
+            &mut self.diagnostics,
+        )
     }
 
     /// Adds the routes of `server-alias` hosts: not for a host any Ingress has a rule for (as

@@ -2166,3 +2166,44 @@ fn server_aliases_serve_the_ingress_rules_unless_a_rule_has_the_host() {
             .any(|(s, m)| *s == Warning && m.contains("alias taken.com"))
     );
 }
+
+#[test]
+fn default_backend_annotation_resolves_its_service_or_reports_it() {
+    let t = run(&world(vec![
+        ing("ns/a")
+            .annotate("nginx.ingress.kubernetes.io/default-backend", "web")
+            .annotate("nginx.ingress.kubernetes.io/custom-http-errors", "404, 503")
+            .rule("a.com", [prefix("/")])
+            .build(),
+        ing("ns/b")
+            .annotate("nginx.ingress.kubernetes.io/default-backend", "gone")
+            .rule("b.com", [prefix("/")])
+            .build(),
+        ing("ns/c")
+            .annotate("nginx.ingress.kubernetes.io/custom-http-errors", "404")
+            .rule("c.com", [prefix("/")])
+            .build(),
+    ]));
+    let a = route(&t, "a.com/");
+    assert_eq!(a.backend.settings.custom_errors, [404, 503]);
+    assert_eq!(a.fallback.as_ref().unwrap().label(), "ns/web:80");
+    assert!(route(&t, "b.com/").fallback.is_none());
+    let fields: Vec<(Severity, String)> = t
+        .diagnostics
+        .iter()
+        .map(|d| (d.severity, format!("{} {}", d.object, d.field)))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (
+                Error,
+                "ns/b metadata.annotations[nginx.ingress.kubernetes.io/default-backend]".into()
+            ),
+            (
+                Warning,
+                "ns/c metadata.annotations[nginx.ingress.kubernetes.io/custom-http-errors]".into()
+            ),
+        ]
+    );
+}

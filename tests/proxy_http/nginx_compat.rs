@@ -676,3 +676,99 @@ async fn app_root_cors_rate_limit_redirect_and_server_alias_examples() {
     }
     assert_eq!(seen(&h, "b.www.foo.com", "/").await.0, 404);
 }
+
+/// docs/examples/customization/custom-errors: `custom-http-errors` with a `default-backend`
+/// Service that renders error pages from the `X-Code`... headers; the same Service answers
+/// for a route whose Service has no endpoint.
+#[tokio::test]
+async fn custom_errors_from_the_default_backend() {
+    use crate::backends::{Proto, handler, hyper_backend, text};
+    let app = hyper_backend(
+        Proto::Http1,
+        handler(|req: http::Request<hyper::body::Incoming>| async move {
+            match req.uri().path() {
+                "/missing" => text(http::StatusCode::NOT_FOUND, "app's own 404"),
+                "/teapot" => text(http::StatusCode::IM_A_TEAPOT, "app's 418"),
+                _ => text(http::StatusCode::OK, "app ok"),
+            }
+        }),
+    )
+    .await;
+    let pages = hyper_backend(
+        Proto::Http1,
+        handler(|req: http::Request<hyper::body::Incoming>| async move {
+            let h = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            let code = h("x-code").parse::<u16>().unwrap_or(404);
+            text(
+                http::StatusCode::from_u16(code).unwrap(),
+                format!(
+                    "page {} for {} {} {}/{} {}:{} format {} id {}",
+                    code,
+                    req.method(),
+                    h("x-original-uri"),
+                    h("x-namespace"),
+                    h("x-ingress-name"),
+                    h("x-service-name"),
+                    h("x-service-port"),
+                    h("x-format"),
+                    if h("x-request-id").len() > 8 {
+                        "set"
+                    } else {
+                        "missing"
+                    },
+                ),
+            )
+        }),
+    )
+    .await;
+    let h = Harness::start(&[
+        (
+            "app.yaml",
+            doc_ingress(
+                "app",
+                "    nginx.ingress.kubernetes.io/custom-http-errors: \"404,503\"\n    nginx.ingress.kubernetes.io/default-backend: error-pages\n",
+                "app.example.com",
+                &[("/", "Prefix", "app"), ("/down", "Prefix", "nobody")],
+            ),
+        ),
+        (
+            "svc.yaml",
+            services(&[
+                service("app", &[(app.addr, true)]),
+                service("error-pages", &[(pages.addr, true)]),
+                service("nobody", &[]),
+            ]),
+        ),
+    ])
+    .await;
+    let r = get(&h, "app.example.com", "/ok").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "app ok"));
+    // A listed status from the app: the error backend's page, with ingress-nginx's headers.
+    let r = h1_send(
+        h.running.http_addr,
+        http::Request::post("/missing?q=1")
+            .header(http::header::HOST, "app.example.com")
+            .header(http::header::ACCEPT, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body,
+        "page 404 for GET /missing?q=1 default/app app:80 format application/json id set"
+    );
+    // Not listed: the app's answer as it is.
+    let r = get(&h, "app.example.com", "/teapot").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (418, "app's 418"));
+    // A Service without endpoints: the default backend answers the request itself.
+    let r = get(&h, "app.example.com", "/down/x").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.starts_with("page 404 for GET -"), "{}", r.body);
+}
