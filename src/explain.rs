@@ -1311,6 +1311,16 @@ fn filters(
             ),
         );
     }
+    if let Some(l) = &s.conn_limit {
+        push(
+            a::LIMIT_CONNECTIONS,
+            key(a::LIMIT_CONNECTIONS),
+            format!(
+                "at most {} requests in progress per client address (over it: 503)",
+                l.max
+            ),
+        );
+    }
     if s.force_ssl_redirect {
         push(
             a::FORCE_SSL_REDIRECT,

@@ -119,6 +119,18 @@ pub struct RateLimit {
     pub exempt: Vec<Cidr>,
 }
 
+/// Concurrent requests per client address, as ingress-nginx's `limit-connections` (nginx's
+/// `limit_conn`): a request over `max` in progress from one address is refused (503).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnLimit {
+    /// The Ingress: its routes share the count.
+    pub zone: super::ObjectRef,
+    /// Requests in progress allowed per client address.
+    pub max: u32,
+    /// Client networks the limit does not apply to (`limit-whitelist`).
+    pub exempt: Vec<Cidr>,
+}
+
 /// A redirect answered instead of forwarding (ingress-nginx's `permanent-redirect` and
 /// `temporal-redirect`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -204,6 +216,8 @@ pub struct BackendSettings {
     pub basic_auth: Option<Arc<BasicAuth>>,
     /// `sluice.io/limit-rps` / `limit-rpm` (ingress-nginx's): requests per client address.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// `sluice.io/limit-connections` (ingress-nginx's): requests in progress per client address.
+    pub conn_limit: Option<Arc<ConnLimit>>,
     /// `sluice.io/force-ssl-redirect`: redirect plain HTTP to HTTPS even for hosts without
     /// TLS in this Ingress (TLS terminated elsewhere, or by another Ingress).
     pub force_ssl_redirect: bool,
@@ -251,6 +265,7 @@ impl Default for BackendSettings {
             auth: None,
             basic_auth: None,
             rate_limit: None,
+            conn_limit: None,
             force_ssl_redirect: false,
             redirect: None,
             app_root: None,

@@ -32,3 +32,39 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// A body that keeps `guard` alive until the body ends or is dropped (a connection-limit
+/// permit held for as long as the answer streams).
+struct Hold<T> {
+    inner: ProxyBody,
+    _guard: T,
+}
+
+impl<T: Unpin> Body for Hold<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `body`, keeping `guard` alive as long as it is.
+pub fn hold<T: Send + Unpin + 'static>(body: ProxyBody, guard: T) -> ProxyBody {
+    Hold {
+        inner: body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}

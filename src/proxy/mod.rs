@@ -75,6 +75,8 @@ pub struct Proxy {
     clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
     /// Per-client request budgets (`limit-rps`, `limit-rpm`).
     limiters: ratelimit::Limiters,
+    /// Requests in progress per client (`limit-connections`).
+    conn_counts: ratelimit::ConnCounts,
     /// Remembered basic-authentication successes (`auth-type: basic`).
     basic: basic::BasicCache,
     /// The client of external authentication services (`auth-url`), made on first use.
@@ -132,6 +134,7 @@ impl Proxy {
             clients: Mutex::new(Vec::new()),
             auth_client: std::sync::OnceLock::new(),
             basic: basic::BasicCache::default(),
+            conn_counts: ratelimit::ConnCounts::default(),
             limiters: ratelimit::Limiters::default(),
             generation: AtomicU64::new(0),
             unrouted: RequestStats::new(

@@ -119,6 +119,73 @@ impl Limiters {
     }
 }
 
+/// Requests in progress per (Ingress, client address), for [`ConnLimit`](crate::model::ConnLimit).
+#[derive(Default)]
+pub struct ConnCounts {
+    counts: std::sync::Arc<Mutex<HashMap<(ObjectRef, IpAddr), u32>>>,
+}
+
+impl std::fmt::Debug for ConnCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnCounts").finish_non_exhaustive()
+    }
+}
+
+/// One request in progress under a connection limit; the count goes down when it is dropped
+/// (with the response body, so a streaming answer counts until it ends).
+#[must_use]
+pub struct ConnPermit {
+    counts: std::sync::Arc<Mutex<HashMap<(ObjectRef, IpAddr), u32>>>,
+    key: (ObjectRef, IpAddr),
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl ConnCounts {
+    /// A permit for one more request from `client` under `limit`; `None` when the client has
+    /// `limit.max` in progress already (exempt clients always get one), or when
+    /// [`MAX_CLIENTS`] addresses are counted already.
+    pub fn enter(
+        &self,
+        limit: &crate::model::ConnLimit,
+        client: IpAddr,
+    ) -> Option<Option<ConnPermit>> {
+        if limit.exempt.iter().any(|c| c.contains(client)) {
+            return Some(None);
+        }
+        let key = (limit.zone.clone(), client);
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.len() >= MAX_CLIENTS && !counts.contains_key(&key) {
+            return None;
+        }
+        let n = counts.entry(key.clone()).or_insert(0);
+        if *n >= limit.max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(ConnPermit {
+            counts: self.counts.clone(),
+            key,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +270,34 @@ mod tests {
         // Once the others have been idle long enough, they make room.
         assert_eq!(admitted(&l, &lim, new, t0 + IDLE, 1), 1);
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn connection_permits_count_down_when_dropped() {
+        let counts = ConnCounts::default();
+        let limit = crate::model::ConnLimit {
+            zone: ObjectRef::new("d", "i"),
+            max: 2,
+            exempt: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = counts.enter(&limit, a).unwrap();
+        let second = counts.enter(&limit, a).unwrap();
+        assert!(counts.enter(&limit, a).is_none(), "a third is refused");
+        assert!(counts.enter(&limit, "192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        let third = counts.enter(&limit, a).unwrap();
+        drop((second, third));
+        assert!(
+            counts.counts.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
+        // Exempt clients are not counted.
+        for _ in 0..5 {
+            assert!(matches!(
+                counts.enter(&limit, "10.1.2.3".parse().unwrap()),
+                Some(None)
+            ));
+        }
     }
 }

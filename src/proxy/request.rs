@@ -136,6 +136,21 @@ impl Proxy {
         if let Some(answer) = self.admit(conn, &routed, upstream, &parts)? {
             return Ok(answer);
         }
+        // `limit-connections`: counted from here until the answer has streamed.
+        let permit = match &upstream.settings.conn_limit {
+            None => None,
+            Some(limit) => {
+                let client = headers::client_ip(
+                    conn.peer.ip(),
+                    &parts.headers,
+                    &self.config.trusted_proxies,
+                )
+                .unwrap_or(conn.peer.ip());
+                self.conn_counts
+                    .enter(limit, client)
+                    .ok_or(ProxyError::RateLimited)?
+            }
+        };
         if let Some(basic) = &upstream.settings.basic_auth
             && !self
                 .basic
@@ -237,6 +252,9 @@ impl Proxy {
         };
         if let Some((cors, origin)) = cors {
             cors_headers(resp.headers_mut(), cors, &origin);
+        }
+        if let Some(permit) = permit {
+            resp = resp.map(|b| body::hold(b, permit));
         }
         Ok(resp)
     }

@@ -151,6 +151,8 @@ pub const DEFAULT_BACKEND: &str = "sluice.io/default-backend";
 /// `sluice.io/custom-http-errors`: comma-separated statuses whose upstream answers are
 /// replaced by the `default-backend` Service's.
 pub const CUSTOM_HTTP_ERRORS: &str = "sluice.io/custom-http-errors";
+/// `sluice.io/limit-connections`: requests in progress per client address.
+pub const LIMIT_CONNECTIONS: &str = "sluice.io/limit-connections";
 /// `sluice.io/server-alias`: more host names served with the rules of this Ingress's hosts.
 pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
@@ -163,7 +165,8 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 60] = [
+const NGINX_MAPPED: [(&str, &str); 61] = [
+    ("limit-connections", LIMIT_CONNECTIONS),
     ("default-backend", DEFAULT_BACKEND),
     ("custom-http-errors", CUSTOM_HTTP_ERRORS),
     ("server-alias", SERVER_ALIAS),
@@ -1525,6 +1528,29 @@ fn rate_limit<'a>(
             ),
         }
     }
+    let mut connections = None;
+    if let Some((key, v)) = get(LIMIT_CONNECTIONS) {
+        match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => connections = Some(n),
+            _ => {
+                s.closed = true;
+                error(
+                    &key,
+                    format!(
+                        "{v:?} is not valid: expected a positive number of connections; every \
+                         route of this Ingress answers 503 until it is fixed"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(max) = connections {
+        s.conn_limit = Some(Arc::new(crate::model::ConnLimit {
+            zone: ingress.clone(),
+            max,
+            exempt: exempt.clone(),
+        }));
+    }
     let [rps, rpm] = rates;
     if rps.is_some() || rpm.is_some() {
         s.rate_limit = Some(Arc::new(RateLimit {
@@ -1535,14 +1561,20 @@ fn rate_limit<'a>(
             exempt,
         }));
     } else if !s.closed {
+        let exempt_used = s.conn_limit.is_some();
         for ours in [LIMIT_BURST_MULTIPLIER, LIMIT_EXEMPT_RANGE] {
+            if ours == LIMIT_EXEMPT_RANGE && exempt_used {
+                continue;
+            }
             if let Some((key, _)) = get(ours) {
                 diags.push(Diagnostic::warning(
                     Reason::InvalidAnnotation,
                     Kind::Ingress,
                     ingress,
                     format!("metadata.annotations[{key}]"),
-                    "has no effect without limit-rps or limit-rpm: ignored".to_string(),
+                    "has no effect without limit-rps or limit-rpm (or, for the exempt ranges, \
+                     limit-connections): ignored"
+                        .to_string(),
                 ));
             }
         }
@@ -1891,7 +1923,6 @@ mod foreign_tests {
         for key in [
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
             "nginx.ingress.kubernetes.io/auth-tls-secret",
-            "nginx.ingress.kubernetes.io/limit-connections",
             "nginx.ingress.kubernetes.io/global-rate-limit",
             "nginx.ingress.kubernetes.io/enable-modsecurity",
             "traefik.ingress.kubernetes.io/router.middlewares",

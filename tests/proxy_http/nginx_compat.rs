@@ -772,3 +772,71 @@ async fn custom_errors_from_the_default_backend() {
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body.starts_with("page 404 for GET -"), "{}", r.body);
 }
+
+/// The annotations reference's `limit-connections`: requests in progress per client address
+/// (503 over it), counted until the answer has streamed.
+#[tokio::test]
+async fn limit_connections_counts_requests_in_progress() {
+    let held = held_backend().await;
+    let web = echo([127, 0, 0, 1], "http-svc").await;
+    let h = Harness::start(&[
+        (
+            "limited.yaml",
+            doc_ingress(
+                "limited",
+                "    nginx.ingress.kubernetes.io/limit-connections: \"2\"\n",
+                "conn.bar.com",
+                &[("/held", "Prefix", "held"), ("/", "Prefix", "http-svc")],
+            ),
+        ),
+        (
+            "svc.yaml",
+            services(&[
+                service("held", &[(held.addr, true)]),
+                service("http-svc", &[(web, true)]),
+            ]),
+        ),
+    ])
+    .await;
+    let addr = h.running.http_addr;
+    let in_progress: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(async move {
+                h1_send(
+                    addr,
+                    http::Request::get("/held")
+                        .header(http::header::HOST, "conn.bar.com")
+                        .body(http_body_util::Empty::<bytes::Bytes>::new())
+                        .unwrap(),
+                )
+                .await
+            })
+        })
+        .collect();
+    eventually("two requests held at the backend", || held.started() == 2).await;
+    // A third request from the same address, to any route of the Ingress: 503.
+    let r = get(&h, "conn.bar.com", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    held.release();
+    for t in in_progress {
+        let r = t.await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.body.len()),
+            (200, HeldBackend::BODY_LEN)
+        );
+    }
+    // Both answers streamed: the count goes down (once the proxy has dropped the bodies,
+    // which may be just after the client read their last byte).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let status = get(&h, "conn.bar.com", "/").await.status;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still limited: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
