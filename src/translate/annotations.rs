@@ -347,6 +347,16 @@ pub fn present_key(annotations: &BTreeMap<String, String>, ours: &str) -> Option
         .find(|key| annotations.contains_key(key))
 }
 
+/// The key and value a setting is read from (see [`present_key`]).
+fn lookup<'a>(
+    annotations: &'a BTreeMap<String, String>,
+    ours: &str,
+) -> Option<(String, &'a String)> {
+    let key = present_key(annotations, ours)?;
+    let value = annotations.get(&key)?;
+    Some((key, value))
+}
+
 /// Parses the settings annotations of one Ingress, and reports the annotations sluice does
 /// not implement (see [`support`]).
 pub fn settings(
@@ -359,10 +369,7 @@ pub fn settings(
         return s;
     };
     // The value of a setting: its `sluice.io/` annotation, else ingress-nginx's.
-    let get = |ours: &'static str| -> Option<(String, &String)> {
-        let key = present_key(annotations, ours)?;
-        annotations.get(&key).map(|v| (key, v))
-    };
+    let get = |ours: &'static str| lookup(annotations, ours);
     let mut bad = |key: &str, value: &str, expected: &str| {
         diags.push(Diagnostic::error(
             Reason::InvalidAnnotation,
@@ -465,7 +472,7 @@ pub fn settings(
         }
     }
     match get(AUTH_URL) {
-        Some((_, v)) => match forward_auth(v, &get) {
+        Some((url_key, v)) => match forward_auth(&url_key, v, &get) {
             Ok((auth, problems)) => {
                 s.auth = Some(Arc::new(auth));
                 for (key, value, message) in problems {
@@ -683,18 +690,7 @@ pub fn canary_rule(
     let Some(annotations) = annotations else {
         return CanaryRole::Main;
     };
-    let get = |ours: &'static str| -> Option<(String, &String)> {
-        if let Some(v) = annotations.get(ours) {
-            return Some((ours.to_string(), v));
-        }
-        NGINX_MAPPED
-            .iter()
-            .filter(|(_, o)| *o == ours)
-            .find_map(|(theirs, _)| {
-                let key = format!("{NGINX}{theirs}");
-                annotations.get(&key).map(|v| (key, v))
-            })
-    };
+    let get = |ours: &'static str| lookup(annotations, ours);
     let settings = [
         CANARY_BY_HEADER,
         CANARY_BY_HEADER_VALUE,
@@ -833,18 +829,7 @@ pub fn basic_auth<'s>(
     let Some(annotations) = annotations else {
         return;
     };
-    let get = |ours: &'static str| -> Option<(String, &String)> {
-        if let Some(v) = annotations.get(ours) {
-            return Some((ours.to_string(), v));
-        }
-        NGINX_MAPPED
-            .iter()
-            .filter(|(_, o)| *o == ours)
-            .find_map(|(theirs, _)| {
-                let key = format!("{NGINX}{theirs}");
-                annotations.get(&key).map(|v| (key, v))
-            })
-    };
+    let get = |ours: &'static str| lookup(annotations, ours);
     let close =
         |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message: String| {
             s.closed = true;
@@ -1588,20 +1573,20 @@ type Problem = (String, String, String);
 /// `Err`: the authentication cannot be honoured (the Ingress fails closed); `Ok` with
 /// problems: settings that fell back to their default (authentication still applies).
 fn forward_auth<'a>(
+    url_key: &str,
     url: &str,
     get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
 ) -> Result<(ForwardAuth, Vec<Problem>), Problem> {
-    let (url_key, _) = get(AUTH_URL).expect("auth-url is set");
     let fail = |key: &str, value: &str, message: &str| {
         (key.to_string(), value.to_string(), message.to_string())
     };
     let uri: http::Uri = url
         .trim()
         .parse()
-        .map_err(|_| fail(&url_key, url, "expected an http:// URL"))?;
+        .map_err(|_| fail(url_key, url, "expected an http:// URL"))?;
     if url.contains('$') {
         return Err(fail(
-            &url_key,
+            url_key,
             url,
             "nginx variables are not expanded in the authentication URL; use the \
              authentication Service's in-cluster http:// URL",
@@ -1611,13 +1596,13 @@ fn forward_auth<'a>(
         Some("http") if uri.host().is_some() => {}
         Some("https") => {
             return Err(fail(
-                &url_key,
+                url_key,
                 url,
                 "TLS to the authentication service is not supported yet; use the \
                  authentication Service's in-cluster http:// URL",
             ));
         }
-        _ => return Err(fail(&url_key, url, "expected an http:// URL with a host")),
+        _ => return Err(fail(url_key, url, "expected an http:// URL with a host")),
     }
     let method = match get(AUTH_METHOD) {
         None => http::Method::GET,
