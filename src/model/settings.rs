@@ -283,6 +283,26 @@ impl Default for BackendSettings {
 }
 
 impl BackendSettings {
+    /// Whether a request needs more than routing, the redirect to HTTPS, the body limit and
+    /// the Host and prefix headers: a closed route, a redirect, CORS, source ranges,
+    /// authentication, limits, affinity or error pages. Routes without any take the proxy's
+    /// short path.
+    pub fn has_request_filters(&self) -> bool {
+        self.closed
+            || self.redirect.is_some()
+            || self.app_root.is_some()
+            || self.cors.is_some()
+            || !self.allow.is_empty()
+            || !self.deny.is_empty()
+            || self.auth.is_some()
+            || self.basic_auth.is_some()
+            || self.rate_limit.is_some()
+            || self.conn_limit.is_some()
+            || self.affinity.is_some()
+            || self.hash_by.is_some()
+            || !self.custom_errors.is_empty()
+    }
+
     /// Whether a client at `ip` may be served under the source ranges (`None`: the client's
     /// address is unknown, e.g. a malformed `X-Forwarded-For` from a trusted proxy, which only
     /// routes without source ranges serve).

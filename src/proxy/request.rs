@@ -136,6 +136,27 @@ impl Proxy {
         if let Some(answer) = self.admit(conn, &routed, upstream, &parts)? {
             return Ok(answer);
         }
+        if upstream.plain && routed.matched.canary.is_none() && routed.matched.fallback.is_none() {
+            // The short path: nothing but routing. Its future stays small, which every
+            // request pays for in moves; the filters' state is boxed below.
+            let outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+            return self.forward(conn, upstream, outgoing).await;
+        }
+        Box::pin(self.filtered(snap, conn, routed, parts, body, labels)).await
+    }
+
+    /// The rest of [`Proxy::route`] for a route with filters (authentication, limits, CORS,
+    /// canary, affinity, error pages).
+    async fn filtered(
+        &self,
+        snap: &Snapshot,
+        conn: &ConnInfo,
+        routed: Routed<'_>,
+        parts: http::request::Parts,
+        body: Incoming,
+        labels: &mut RequestLabels,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let upstream = &snap.upstreams[routed.matched.backend_index];
         // `limit-connections`: counted from here until the answer has streamed.
         let permit = match &upstream.settings.conn_limit {
             None => None,

@@ -38,6 +38,9 @@ pub(super) struct Upstream {
     pub(super) h2c: Option<Client<Connector, ProxyBody>>,
     pub(super) connect_timeout: Duration,
     pub(super) settings: BackendSettings,
+    /// No request filter (see [`BackendSettings::has_request_filters`]): requests take the
+    /// short path.
+    pub(super) plain: bool,
     /// Request metrics, with labels built and handles cached per backend.
     pub(super) stats: RequestStats,
 }
@@ -65,6 +68,7 @@ impl Proxy {
                         .then(|| self.client((connect, b.settings.protocol))),
                     connect_timeout: connect,
                     settings: b.settings.clone(),
+                    plain: !b.settings.has_request_filters(),
                     stats: RequestStats::new(
                         metrics::SharedString::from(b.ingress.to_string()),
                         metrics::SharedString::from(b.service.to_string()),
