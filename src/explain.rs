@@ -1364,6 +1364,28 @@ fn filters(
             "requests with the same key go to the same endpoint (rendezvous hashing)".to_string(),
         );
     }
+    if !s.request_headers.is_empty() {
+        push(
+            a::REQUEST_HEADERS,
+            key(a::REQUEST_HEADERS),
+            format!("sets {} request header(s) upstream", s.request_headers.len()),
+        );
+    }
+    if !s.response_headers.is_empty() || s.hsts.is_some() {
+        push(
+            a::RESPONSE_HEADERS,
+            key(a::RESPONSE_HEADERS).or_else(|| key(a::HSTS)),
+            format!(
+                "sets {} response header(s){}",
+                s.response_headers.len(),
+                if s.hsts.is_some() {
+                    ", and Strict-Transport-Security over HTTPS"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     if !s.custom_errors.is_empty() {
         push(
             a::CUSTOM_HTTP_ERRORS,

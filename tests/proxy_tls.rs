@@ -966,3 +966,52 @@ async fn a_rotated_certificate_is_served_to_new_connections() {
     .await;
     assert!(fresh.is_ok(), "{fresh:?}");
 }
+
+#[tokio::test]
+async fn header_annotations_and_hsts_on_https_only() {
+    let ca = Ca::new("sluice test CA");
+    let leaf = ca.leaf(&["headers.test"]);
+    let web = echo([127, 0, 0, 1], "web").await;
+    let h = Harness::start(&[
+        (
+            "headers.yaml",
+            tls_ingress(
+                "headers",
+                &[(&["headers.test"], "headers-tls")],
+                &[("headers.test", "web")],
+                &[
+                    ("sluice.io/ssl-redirect", "false"),
+                    ("sluice.io/hsts", "max-age=31536000; includeSubDomains"),
+                    ("sluice.io/request-headers", "X-Team: payments\nX-Env: prod"),
+                    (
+                        "sluice.io/response-headers",
+                        "X-Frame-Options: DENY\nX-Content-Type-Options: nosniff",
+                    ),
+                ],
+            ),
+        ),
+        ("secret.yaml", leaf_secret("headers-tls", &leaf)),
+        ("svc.yaml", service("web", &[(web, true)])),
+    ])
+    .await;
+    let addr = h.running.https_addr;
+    wait_for_leaf(addr, "headers.test", &leaf.der).await;
+    let verified = client_config(&Trust::Ca(&ca), ALL_VERSIONS, &[b"http/1.1"]);
+    let tls = tls_connect(addr, "headers.test", verified).await.unwrap();
+    let r = h1_get(tls, "headers.test", "/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(echoed(&r.body, "x-team"), ["payments"], "{}", r.body);
+    assert_eq!(echoed(&r.body, "x-env"), ["prod"]);
+    assert_eq!(
+        r.headers.get("strict-transport-security").unwrap(),
+        "max-age=31536000; includeSubDomains"
+    );
+    assert_eq!(r.headers.get("x-frame-options").unwrap(), "DENY");
+    assert_eq!(r.headers.get("x-content-type-options").unwrap(), "nosniff");
+    // Plain HTTP: the same headers, but never HSTS (RFC 6797 section 7.2).
+    let r = http_get(h.running.http_addr, "headers.test", "/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(echoed(&r.body, "x-team"), ["payments"]);
+    assert!(r.headers.get("strict-transport-security").is_none());
+    assert_eq!(r.headers.get("x-frame-options").unwrap(), "DENY");
+}

@@ -1,7 +1,8 @@
 //! Arbitrary text as the values of the annotations whose parsers are not covered by
 //! `request_head`: a regular-expression path (`use-regex`), a `rewrite-target`, and a request
 //! path to rewrite, separated by newlines; the whole text also as an htpasswd file (every
-//! user's hash checked against the first line) and as an `Authorization` header. Nothing may panic; a path expression that is
+//! user's hash checked against the first line), an `Authorization` header, a header list
+//! (`request-headers`) and an `upstream-hash-by` key. Nothing may panic; a path expression that is
 //! accepted compiles into a routing table that looks it up; a rewrite that applies gives a
 //! normalised absolute path (no `//`, no dot segment) that is a valid request target.
 
@@ -23,6 +24,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = sluice::model::htpasswd::basic_credentials(data);
+    if let Ok(headers) = sluice::translate::annotations::parse_header_list(text) {
+        assert!(!headers.is_empty());
+    }
+    let _ = sluice::translate::annotations::parse_hash_by(text);
     let mut parts = text.splitn(3, '\n');
     let pattern = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();

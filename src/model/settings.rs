@@ -240,6 +240,12 @@ pub struct BackendSettings {
     /// `sluice.io/custom-http-errors`: upstream answers with these statuses are replaced by
     /// the `default-backend` Service's answer (its error page).
     pub custom_errors: Vec<u16>,
+    /// `sluice.io/request-headers`: set on the request sent upstream (replacing the client's).
+    pub request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `sluice.io/response-headers`: set on the response (replacing the upstream's).
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `sluice.io/hsts`: the `Strict-Transport-Security` of responses over HTTPS.
+    pub hsts: Option<http::HeaderValue>,
     /// `sluice.io/use-regex` (ingress-nginx's): the Ingress's paths are regular expressions.
     pub use_regex: bool,
     /// `sluice.io/rewrite-target` (ingress-nginx's): each path of the Ingress is a regular
@@ -275,6 +281,9 @@ impl Default for BackendSettings {
             affinity: None,
             hash_by: None,
             custom_errors: Vec::new(),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            hsts: None,
             use_regex: false,
             rewrite_target: None,
             closed: false,
@@ -301,6 +310,9 @@ impl BackendSettings {
             || self.affinity.is_some()
             || self.hash_by.is_some()
             || !self.custom_errors.is_empty()
+            || !self.request_headers.is_empty()
+            || !self.response_headers.is_empty()
+            || self.hsts.is_some()
     }
 
     /// Whether a client at `ip` may be served under the source ranges (`None`: the client's

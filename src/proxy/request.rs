@@ -244,6 +244,9 @@ impl Proxy {
         let sticky = self.sticky(conn, upstream, &routed, &parts);
         let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
         outgoing.sticky = sticky;
+        for (name, value) in &upstream.settings.request_headers {
+            outgoing.headers.insert(name.clone(), value.clone());
+        }
         let request_id = error_page.as_ref().map(|_| outgoing.request_id.clone());
         if let Some((auth, set)) = granted {
             // The client's own values of these never reach the upstream.
@@ -273,6 +276,15 @@ impl Proxy {
         };
         if let Some((cors, origin)) = cors {
             cors_headers(resp.headers_mut(), cors, &origin);
+        }
+        for (name, value) in &upstream.settings.response_headers {
+            resp.headers_mut().insert(name.clone(), value.clone());
+        }
+        if let Some(hsts) = &upstream.settings.hsts
+            && conn.entrypoint == Entrypoint::Https
+        {
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         if let Some(permit) = permit {
             resp = resp.map(|b| body::hold(b, permit));

@@ -153,6 +153,12 @@ pub const DEFAULT_BACKEND: &str = "sluice.io/default-backend";
 pub const CUSTOM_HTTP_ERRORS: &str = "sluice.io/custom-http-errors";
 /// `sluice.io/limit-connections`: requests in progress per client address.
 pub const LIMIT_CONNECTIONS: &str = "sluice.io/limit-connections";
+/// `sluice.io/request-headers`: `Name: value` lines set on the request sent upstream.
+pub const REQUEST_HEADERS: &str = "sluice.io/request-headers";
+/// `sluice.io/response-headers`: `Name: value` lines set on the response.
+pub const RESPONSE_HEADERS: &str = "sluice.io/response-headers";
+/// `sluice.io/hsts`: the `Strict-Transport-Security` value of responses over HTTPS.
+pub const HSTS: &str = "sluice.io/hsts";
 /// `sluice.io/server-alias`: more host names served with the rules of this Ingress's hosts.
 pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
@@ -232,8 +238,15 @@ const NGINX_MAPPED: [(&str, &str); 61] = [
     ("ssl-redirect", SSL_REDIRECT),
 ];
 
-/// `sluice.io/` annotations read elsewhere (ACME: see `acme::wants`).
-const SLUICE_ELSEWHERE: [&str; 2] = ["sluice.io/acme", "sluice.io/acme-challenge"];
+/// `sluice.io/` annotations read elsewhere (ACME: see `acme::wants`) or with no ingress-nginx
+/// counterpart.
+const SLUICE_ELSEWHERE: [&str; 5] = [
+    "sluice.io/acme",
+    "sluice.io/acme-challenge",
+    REQUEST_HEADERS,
+    RESPONSE_HEADERS,
+    HSTS,
+];
 
 /// What sluice does with an annotation under one of the prefixes it accounts for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -543,6 +556,44 @@ pub fn settings(
         }
     }
     affinity(ingress, &get, &mut s, diags);
+    for (ours, slot) in [
+        (REQUEST_HEADERS, &mut s.request_headers),
+        (RESPONSE_HEADERS, &mut s.response_headers),
+    ] {
+        if let Some((key, v)) = get(ours) {
+            match parse_header_list(v) {
+                Ok(list) => *slot = list,
+                Err(e) => diags.push(Diagnostic::error(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("metadata.annotations[{key}]"),
+                    format!("{e}; none of these headers is set"),
+                )),
+            }
+        }
+    }
+    if let Some((key, v)) = get(HSTS) {
+        let value = v.trim();
+        let max_age = value
+            .split(';')
+            .next()
+            .and_then(|d| d.trim().strip_prefix("max-age="))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        match http::HeaderValue::from_str(value) {
+            Ok(h) if max_age => s.hsts = Some(h),
+            _ => diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!(
+                    "{v:?} is not valid: expected max-age=<seconds>, optionally followed by \
+                     ; includeSubDomains and ; preload; not sent"
+                ),
+            )),
+        }
+    }
     if let Some((key, v)) = get(CUSTOM_HTTP_ERRORS) {
         let codes: Result<Vec<u16>, _> = v
             .split(',')
@@ -1135,6 +1186,51 @@ fn affinity<'a>(
         }
     }
     s.affinity = Some(Arc::new(a));
+}
+
+/// Headers a header annotation may not set: framing and connection management (the proxy
+/// owns them), and `Host` (see `upstream-vhost`).
+const RESERVED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// Parses a header list: one `Name: value` per line (blank lines skipped). A name that is not
+/// a header name, a reserved header, or a value that cannot be a header value is an error
+/// naming the line.
+pub fn parse_header_list(v: &str) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in v.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line {}: {line:?} is not Name: value", i + 1))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("line {}: {:?} is not a header name", i + 1, name.trim()))?;
+        if RESERVED_HEADERS.contains(&name.as_str()) {
+            return Err(format!(
+                "line {}: {name} is managed by the proxy and cannot be set",
+                i + 1
+            ));
+        }
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("line {}: the value of {name} is not a header value", i + 1))?;
+        out.push((name, value));
+    }
+    if out.is_empty() {
+        return Err("no header in it".into());
+    }
+    Ok(out)
 }
 
 /// The nginx variables `upstream-hash-by` may use.
@@ -1805,6 +1901,36 @@ mod foreign_tests {
         let mut diags = Vec::new();
         let s = settings(&ObjectRef::new("default", "web"), Some(&ann), &mut diags);
         (s, diags)
+    }
+
+    #[test]
+    fn header_lists_and_hsts() {
+        let list = parse_header_list("X-A: 1\n\n  X-B:  two words  \n").unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+                .collect::<Vec<_>>(),
+            ["x-a=1", "x-b=two words"]
+        );
+        for (bad, needle) in [
+            ("Host: a.test", "managed by the proxy"),
+            ("X-A 1", "not Name: value"),
+            ("X A: 1", "not a header name"),
+            ("X-A: 1\nTransfer-Encoding: chunked", "line 2"),
+            ("", "no header"),
+        ] {
+            let e = parse_header_list(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+        }
+        let (s, diags) = parse(&[
+            ("sluice.io/hsts", "max-age=600; preload"),
+            ("sluice.io/response-headers", "Connection: close"),
+        ]);
+        assert!(s.hsts.is_some() && s.response_headers.is_empty());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        let (s, diags) = parse(&[("sluice.io/hsts", "includeSubDomains")]);
+        assert!(s.hsts.is_none());
+        assert!(diags[0].message.contains("max-age"), "{}", diags[0]);
     }
 
     #[test]
