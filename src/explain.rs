@@ -1368,7 +1368,10 @@ fn filters(
         push(
             a::REQUEST_HEADERS,
             key(a::REQUEST_HEADERS),
-            format!("sets {} request header(s) upstream", s.request_headers.len()),
+            format!(
+                "sets {} request header(s) upstream",
+                s.request_headers.len()
+            ),
         );
     }
     if !s.response_headers.is_empty() || s.hsts.is_some() {

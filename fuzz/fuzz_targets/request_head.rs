@@ -77,7 +77,7 @@ fn table() -> &'static RoutingTable {
 
 /// The route the Ingress precedence rules pick, by brute force: exact host, then wildcard,
 /// then no host; within a tier the longest path (a regular expression by its length as
-/// written), Exact before Prefix before Regex.
+/// written), Exact before Prefix before Regex, then the greater path string.
 fn expected<'a>(table: &'a RoutingTable, host: Option<&str>, path: &str) -> Option<&'a Route> {
     let tiers: [&dyn Fn(&HostMatch) -> bool; 3] = [
         &|h| matches!(h, HostMatch::Exact(_)) && host.is_some_and(|host| h.matches(host)),
@@ -95,6 +95,8 @@ fn expected<'a>(table: &'a RoutingTable, host: Option<&str>, path: &str) -> Opti
                     .len()
                     .cmp(&b.path.path.len())
                     .then(b.path.kind.cmp(&a.path.kind))
+                    // Equal lengths and kinds (two expressions): the greater string first.
+                    .then(a.path.path.cmp(&b.path.path))
             })
     })
 }

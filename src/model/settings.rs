@@ -198,6 +198,9 @@ pub struct BackendSettings {
     pub connect_timeout: Option<Duration>,
     /// `sluice.io/proxy-read-timeout`: time allowed for the response head.
     pub read_timeout: Option<Duration>,
+    /// `sluice.io/proxy-send-timeout`: the longest the upstream may go without taking more of
+    /// the request body (nginx's `proxy_send_timeout`).
+    pub send_timeout: Option<Duration>,
     /// `sluice.io/proxy-body-size`: maximum request body in bytes (`None`: unlimited).
     pub max_body_bytes: Option<u64>,
     /// `sluice.io/ssl-redirect` (default true).
@@ -264,6 +267,7 @@ impl Default for BackendSettings {
             protocol: UpstreamProtocol::default(),
             connect_timeout: None,
             read_timeout: None,
+            send_timeout: None,
             max_body_bytes: None,
             ssl_redirect: true,
             allow: Vec::new(),

@@ -68,3 +68,75 @@ pub fn hold<T: Send + Unpin + 'static>(body: ProxyBody, guard: T) -> ProxyBody {
     }
     .boxed_unsync()
 }
+
+/// How far a request body has gone upstream: when the upstream connection last asked for more
+/// of it, and whether it has all been taken. hyper asks for the next piece only when the
+/// connection can write, so a body not asked for is one the upstream is not reading.
+#[derive(Debug)]
+pub struct Progress {
+    last_ms: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    /// Milliseconds (of `super::clock`) since the body was last asked for; 0 once it has
+    /// all gone.
+    pub(crate) fn idle_ms(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        if self.done.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(now_ms.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+struct Watched {
+    inner: ProxyBody,
+    progress: std::sync::Arc<Progress>,
+    now_ms: fn() -> u64,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::sync::atomic::Ordering;
+        let now = (self.now_ms)();
+        self.progress.last_ms.store(now, Ordering::Relaxed);
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.progress.done.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `body`, with the [`Progress`] of its way upstream (`now_ms`: the clock it is stamped with).
+pub(crate) fn watched(
+    body: ProxyBody,
+    now_ms: fn() -> u64,
+) -> (ProxyBody, std::sync::Arc<Progress>) {
+    let progress = std::sync::Arc::new(Progress {
+        last_ms: std::sync::atomic::AtomicU64::new(now_ms()),
+        done: std::sync::atomic::AtomicBool::new(body.is_end_stream()),
+    });
+    let body = Watched {
+        inner: body,
+        progress: progress.clone(),
+        now_ms,
+    }
+    .boxed_unsync();
+    (body, progress)
+}

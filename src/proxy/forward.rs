@@ -130,11 +130,33 @@ impl Proxy {
                 // No other endpoint to retry on: answer with what the first attempt got.
                 return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
             };
-            let upreq = upstream_request(upstream, endpoint, &mut out, version, attempt)?;
+            let mut upreq = upstream_request(upstream, endpoint, &mut out, version, attempt)?;
             let inflight = endpoint.start();
-            let sent =
-                tokio::time::timeout(read_timeout, self.send_upstream(upstream, endpoint, upreq))
-                    .await;
+            let sent = match upstream.settings.send_timeout {
+                // `proxy-send-timeout`: the upstream must keep taking the request body.
+                Some(limit) if !upreq.body().is_end_stream() => {
+                    let taken = std::mem::replace(upreq.body_mut(), body::empty());
+                    let (watched, progress) = body::watched(taken, super::clock::now_ms);
+                    *upreq.body_mut() = watched;
+                    let send = self.send_upstream(upstream, endpoint, upreq);
+                    tokio::time::timeout(read_timeout, async {
+                        tokio::select! {
+                            sent = send => sent,
+                            () = stalled(&progress, limit) => {
+                                Err((ProxyError::UpstreamTimeout, false))
+                            }
+                        }
+                    })
+                    .await
+                }
+                _ => {
+                    tokio::time::timeout(
+                        read_timeout,
+                        self.send_upstream(upstream, endpoint, upreq),
+                    )
+                    .await
+                }
+            };
             let (resp, checkout) = match sent {
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
                 Ok(Ok(sent)) => sent,
@@ -193,6 +215,22 @@ impl Proxy {
             Err(pool::SendError::Connect(e)) => Err((ProxyError::from_upstream_error(&e), true)),
             Err(pool::SendError::Http(e)) => Err((ProxyError::from_upstream_error(&e), false)),
         }
+    }
+}
+
+/// Resolves when the request body has not been asked for by the upstream connection for
+/// `limit` (never once it has all gone).
+async fn stalled(progress: &body::Progress, limit: std::time::Duration) {
+    let limit_ms = super::clock::ms(limit);
+    loop {
+        let Some(idle) = progress.idle_ms(super::clock::now_ms()) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        if idle >= limit_ms {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(limit_ms - idle)).await;
     }
 }
 

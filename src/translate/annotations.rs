@@ -159,6 +159,9 @@ pub const REQUEST_HEADERS: &str = "sluice.io/request-headers";
 pub const RESPONSE_HEADERS: &str = "sluice.io/response-headers";
 /// `sluice.io/hsts`: the `Strict-Transport-Security` value of responses over HTTPS.
 pub const HSTS: &str = "sluice.io/hsts";
+/// `sluice.io/proxy-send-timeout`: the longest wait for the upstream to take more of the
+/// request body.
+pub const PROXY_SEND_TIMEOUT: &str = "sluice.io/proxy-send-timeout";
 /// `sluice.io/server-alias`: more host names served with the rules of this Ingress's hosts.
 pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
@@ -171,7 +174,8 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 61] = [
+const NGINX_MAPPED: [(&str, &str); 62] = [
+    ("proxy-send-timeout", PROXY_SEND_TIMEOUT),
     ("limit-connections", LIMIT_CONNECTIONS),
     ("default-backend", DEFAULT_BACKEND),
     ("custom-http-errors", CUSTOM_HTTP_ERRORS),
@@ -418,6 +422,7 @@ pub fn settings(
     for (ours, slot) in [
         (PROXY_CONNECT_TIMEOUT, &mut s.connect_timeout),
         (PROXY_READ_TIMEOUT, &mut s.read_timeout),
+        (PROXY_SEND_TIMEOUT, &mut s.send_timeout),
     ] {
         if let Some((key, v)) = get(ours) {
             match parse_duration(v) {

@@ -840,3 +840,64 @@ async fn limit_connections_counts_requests_in_progress() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The annotations reference's `proxy-send-timeout`: an upstream that stops taking the
+/// request body is cut after that long (504), long before `proxy-read-timeout`.
+#[tokio::test]
+async fn proxy_send_timeout_cuts_an_upstream_that_stops_reading() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Accepts connections and never reads from them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let deaf = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let h = Harness::start(&[
+        (
+            "upload.yaml",
+            doc_ingress(
+                "upload",
+                "    nginx.ingress.kubernetes.io/proxy-send-timeout: \"1\"\n    nginx.ingress.kubernetes.io/proxy-read-timeout: \"120\"\n    nginx.ingress.kubernetes.io/proxy-body-size: \"0\"\n",
+                "upload.bar.com",
+                &[("/", "Prefix", "deaf")],
+            ),
+        ),
+        ("svc.yaml", service("deaf", &[(deaf, true)])),
+    ])
+    .await;
+    let stream = tokio::net::TcpStream::connect(h.running.http_addr)
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    const LEN: usize = 256 << 20;
+    let writer = tokio::spawn(async move {
+        let head =
+            format!("PUT /big HTTP/1.1\r\nHost: upload.bar.com\r\nContent-Length: {LEN}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..LEN / chunk.len() {
+            wr.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    // The answer comes within the test's deadline, so it is not the 120 s read timeout.
+    let mut got = Vec::new();
+    let answer = tokio::time::timeout(DEADLINE, async {
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = rd.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(answer.is_ok(), "no answer within {DEADLINE:?}");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    writer.abort();
+}
