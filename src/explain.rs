@@ -1364,6 +1364,13 @@ fn filters(
             "requests with the same key go to the same endpoint (rendezvous hashing)".to_string(),
         );
     }
+    if s.strip_prefix {
+        push(
+            a::STRIP_PREFIX,
+            key(a::STRIP_PREFIX),
+            "the matched Prefix path is removed from the path sent upstream".to_string(),
+        );
+    }
     if !s.request_headers.is_empty() {
         push(
             a::REQUEST_HEADERS,

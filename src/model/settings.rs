@@ -233,6 +233,9 @@ pub struct BackendSettings {
     pub cors: Option<Arc<Cors>>,
     /// `sluice.io/upstream-vhost`: the Host header sent upstream instead of the client's.
     pub upstream_vhost: Option<String>,
+    /// `sluice.io/strip-prefix`: the matched rule path is removed from the path sent upstream
+    /// (Traefik's `StripPrefix`), and sent as `X-Forwarded-Prefix`.
+    pub strip_prefix: bool,
     /// `sluice.io/x-forwarded-prefix`: an `X-Forwarded-Prefix` header sent upstream.
     pub forwarded_prefix: Option<String>,
     /// `sluice.io/affinity: cookie` and the `session-cookie-*` settings.
@@ -281,6 +284,7 @@ impl Default for BackendSettings {
             app_root: None,
             cors: None,
             upstream_vhost: None,
+            strip_prefix: false,
             forwarded_prefix: None,
             affinity: None,
             hash_by: None,

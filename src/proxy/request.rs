@@ -395,7 +395,7 @@ impl Proxy {
             host_value,
             target,
             rewritten,
-            ..
+            matched,
         } = routed;
         let upgrade =
             parts.version == Version::HTTP_11 && headers::is_upgrade_request(&parts.headers);
@@ -439,11 +439,17 @@ impl Proxy {
         {
             parts.headers.insert(header::HOST, v);
         }
-        if let Some(v) = settings
-            .forwarded_prefix
-            .as_deref()
-            .and_then(|p| HeaderValue::from_str(p).ok())
-        {
+        let prefix = settings.forwarded_prefix.as_deref().or_else(|| {
+            matched
+                .route
+                .filter(|r| {
+                    settings.strip_prefix
+                        && r.path.kind != crate::model::PathKind::Regex
+                        && r.path.path != "/"
+                })
+                .map(|r| r.path.path.as_str())
+        });
+        if let Some(v) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
             parts
                 .headers
                 .insert(http::HeaderName::from_static("x-forwarded-prefix"), v);
@@ -776,7 +782,10 @@ fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Route
     let path = normalize_request_path(parts.uri.path()).map_err(ProxyError::BadPath)?;
     let matched = snap.table.lookup(host, &path).ok_or(ProxyError::NoRoute)?;
     let rewritten = match matched.rewrite {
-        None => None,
+        None => match matched.route {
+            Some(r) if r.backend.settings.strip_prefix => stripped(r, &path, parts.uri.query())?,
+            _ => None,
+        },
         Some(rw) => match rw.apply(&path, parts.uri.query()) {
             Ok(None) => None,
             Ok(Some(pq)) => Some(PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(
@@ -804,6 +813,31 @@ fn resolve<'s>(snap: &'s Snapshot, parts: &http::request::Parts) -> Result<Route
         rewritten,
         matched,
     })
+}
+
+/// The target without the matched rule path (`strip-prefix`): a Prefix rule's path is removed
+/// from the front (`/api/users` on `/api` goes as `/users`, `/api` as `/`), an Exact rule's
+/// whole path becomes `/`; an expression's path is left alone (`rewrite-target` does that).
+fn stripped(
+    route: &crate::model::Route,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Option<PathAndQuery>, ProxyError> {
+    use crate::model::PathKind;
+    let rest = match route.path.kind {
+        PathKind::Regex => return Ok(None),
+        PathKind::Prefix if route.path.path == "/" => return Ok(None),
+        PathKind::Prefix => path.get(route.path.path.len()..).unwrap_or(""),
+        PathKind::Exact => "",
+    };
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let pq = match query {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    PathAndQuery::from_maybe_shared(Bytes::from(pq))
+        .map(Some)
+        .map_err(|_| ProxyError::BadRequest("the stripped request target cannot be forwarded"))
 }
 
 /// The request host: the URI authority (HTTP/2 `:authority`, an absolute-form target) or

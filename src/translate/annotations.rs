@@ -157,6 +157,9 @@ pub const LIMIT_CONNECTIONS: &str = "sluice.io/limit-connections";
 pub const REQUEST_HEADERS: &str = "sluice.io/request-headers";
 /// `sluice.io/response-headers`: `Name: value` lines set on the response.
 pub const RESPONSE_HEADERS: &str = "sluice.io/response-headers";
+/// `sluice.io/strip-prefix`: `"true"` removes the matched Prefix path from the path sent
+/// upstream (Traefik's `StripPrefix` middleware).
+pub const STRIP_PREFIX: &str = "sluice.io/strip-prefix";
 /// `sluice.io/hsts`: the `Strict-Transport-Security` value of responses over HTTPS.
 pub const HSTS: &str = "sluice.io/hsts";
 /// `sluice.io/proxy-send-timeout`: the longest wait for the upstream to take more of the
@@ -244,7 +247,8 @@ const NGINX_MAPPED: [(&str, &str); 62] = [
 
 /// `sluice.io/` annotations read elsewhere (ACME: see `acme::wants`) or with no ingress-nginx
 /// counterpart.
-const SLUICE_ELSEWHERE: [&str; 5] = [
+const SLUICE_ELSEWHERE: [&str; 6] = [
+    STRIP_PREFIX,
     "sluice.io/acme",
     "sluice.io/acme-challenge",
     REQUEST_HEADERS,
@@ -576,6 +580,19 @@ pub fn settings(
                     format!("{e}; none of these headers is set"),
                 )),
             }
+        }
+    }
+    if let Some((key, v)) = get(STRIP_PREFIX) {
+        match v.trim() {
+            "true" => s.strip_prefix = true,
+            "false" => {}
+            _ => diags.push(Diagnostic::error(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("metadata.annotations[{key}]"),
+                format!("{v:?} is not valid: expected \"true\" or \"false\"; not applied"),
+            )),
         }
     }
     if let Some((key, v)) = get(HSTS) {

@@ -683,3 +683,45 @@ async fn upstream_vhost_and_forwarded_prefix_reach_the_upstream() {
     assert!(!body.contains("/evil"), "{body}");
     assert!(body.contains("x-forwarded-host: web.test\n"), "{body}");
 }
+
+#[tokio::test]
+async fn strip_prefix_removes_the_matched_path() {
+    let web = echo([127, 0, 0, 1], "web").await;
+    let h = Harness::start(&[
+        (
+            "api.yaml",
+            ingress(
+                "api",
+                "api.test",
+                &[
+                    ("/api", "Prefix", "web", 80),
+                    ("/health", "Exact", "web", 80),
+                    ("/", "Prefix", "web", 80),
+                ],
+                &[("sluice.io/strip-prefix", "true")],
+            ),
+        ),
+        ("svc.yaml", service("web", &[(web, true)])),
+    ])
+    .await;
+    for (path, upstream, prefix) in [
+        ("/api/users?id=1", "/users?id=1", Some("/api")),
+        ("/api", "/", Some("/api")),
+        ("/api/", "/", Some("/api")),
+        ("/health", "/", Some("/health")),
+        ("/other/x", "/other/x", None),
+    ] {
+        let r = get(&h, "api.test", path).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            echo_request_line(&r.body),
+            format!("GET {upstream} HTTP/1.1"),
+            "{path}"
+        );
+        assert_eq!(
+            echoed(&r.body, "x-forwarded-prefix").first().copied(),
+            prefix,
+            "{path}"
+        );
+    }
+}
