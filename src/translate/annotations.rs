@@ -368,6 +368,36 @@ pub fn present_key(annotations: &BTreeMap<String, String>, ours: &str) -> Option
         .find(|key| annotations.contains_key(key))
 }
 
+/// An `InvalidAnnotation` error on annotation `key` of `ingress`.
+fn invalid(
+    ingress: &ObjectRef,
+    key: &dyn std::fmt::Display,
+    message: impl Into<String>,
+) -> Diagnostic {
+    Diagnostic::error(
+        Reason::InvalidAnnotation,
+        Kind::Ingress,
+        ingress,
+        format!("metadata.annotations[{key}]"),
+        message,
+    )
+}
+
+/// An `InvalidAnnotation` warning on annotation `key` of `ingress`.
+fn invalid_warning(
+    ingress: &ObjectRef,
+    key: &dyn std::fmt::Display,
+    message: impl Into<String>,
+) -> Diagnostic {
+    Diagnostic::warning(
+        Reason::InvalidAnnotation,
+        Kind::Ingress,
+        ingress,
+        format!("metadata.annotations[{key}]"),
+        message,
+    )
+}
+
 /// The key and value a setting is read from (see [`present_key`]).
 fn lookup<'a>(
     annotations: &'a BTreeMap<String, String>,
@@ -392,11 +422,9 @@ pub fn settings(
     // The value of a setting: its `sluice.io/` annotation, else ingress-nginx's.
     let get = |ours: &'static str| lookup(annotations, ours);
     let mut bad = |key: &str, value: &str, expected: &str| {
-        diags.push(Diagnostic::error(
-            Reason::InvalidAnnotation,
-            Kind::Ingress,
+        diags.push(invalid(
             ingress,
-            format!("metadata.annotations[{key}]"),
+            &key,
             format!("{value:?} is not valid: expected {expected}; the default is used"),
         ));
     };
@@ -479,11 +507,9 @@ pub fn settings(
             Err(e) => {
                 // A source range that cannot be honoured fails closed.
                 s.closed = true;
-                diags.push(Diagnostic::error(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     format!(
                         "{v:?} is not valid: {e}; expected comma-separated addresses or CIDRs \
                          such as 10.0.0.0/8, 192.0.2.7; every route of this Ingress answers 503 \
@@ -498,22 +524,18 @@ pub fn settings(
             Ok((auth, problems)) => {
                 s.auth = Some(Arc::new(auth));
                 for (key, value, message) in problems {
-                    diags.push(Diagnostic::error(
-                        Reason::InvalidAnnotation,
-                        Kind::Ingress,
+                    diags.push(invalid(
                         ingress,
-                        format!("metadata.annotations[{key}]"),
+                        &key,
                         format!("{value:?} is not valid: {message}"),
                     ));
                 }
             }
             Err((key, value, message)) => {
                 s.closed = true;
-                diags.push(Diagnostic::error(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     format!(
                         "{value:?} is not valid: {message}; every route of this Ingress \
                          answers 503 until it is fixed"
@@ -530,11 +552,9 @@ pub fn settings(
                 AUTH_REQUEST_REDIRECT,
             ] {
                 if let Some((key, _)) = get(ours) {
-                    diags.push(Diagnostic::warning(
-                        Reason::InvalidAnnotation,
-                        Kind::Ingress,
+                    diags.push(invalid_warning(
                         ingress,
-                        format!("metadata.annotations[{key}]"),
+                        &key,
                         "has no effect without auth-url: ignored".to_string(),
                     ));
                 }
@@ -551,11 +571,9 @@ pub fn settings(
                 // the requests it was written for get the 503.
                 s.closed = true;
                 s.use_regex = true;
-                diags.push(Diagnostic::error(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     format!(
                         "{v:?} is not valid: {e}; every route of this Ingress answers 503 \
                          until it is fixed"
@@ -572,11 +590,9 @@ pub fn settings(
         if let Some((key, v)) = get(ours) {
             match parse_header_list(v) {
                 Ok(list) => *slot = list,
-                Err(e) => diags.push(Diagnostic::error(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                Err(e) => diags.push(invalid(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     format!("{e}; none of these headers is set"),
                 )),
             }
@@ -586,11 +602,9 @@ pub fn settings(
         match v.trim() {
             "true" => s.strip_prefix = true,
             "false" => {}
-            _ => diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            _ => diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!("{v:?} is not valid: expected \"true\" or \"false\"; not applied"),
             )),
         }
@@ -604,11 +618,9 @@ pub fn settings(
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         match http::HeaderValue::from_str(value) {
             Ok(h) if max_age => s.hsts = Some(h),
-            _ => diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            _ => diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!(
                     "{v:?} is not valid: expected max-age=<seconds>, optionally followed by \
                      ; includeSubDomains and ; preload; not sent"
@@ -631,11 +643,9 @@ pub fn settings(
         match codes {
             Ok(list) if !list.is_empty() => s.custom_errors = list,
             Ok(_) => {}
-            Err(c) => diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            Err(c) => diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!(
                     "{c:?} is not valid: expected comma-separated statuses from 400 to 599; \
                      upstream errors are passed through as they are"
@@ -651,11 +661,9 @@ pub fn settings(
         if crate::model::host::is_valid_request_host(host) {
             s.upstream_vhost = Some(host.to_ascii_lowercase());
         } else {
-            diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!(
                     "{v:?} is not valid: expected a host name, optionally with a port; the \
                      client's Host is sent"
@@ -668,11 +676,9 @@ pub fn settings(
         if prefix.starts_with('/') && http::HeaderValue::from_str(prefix).is_ok() {
             s.forwarded_prefix = Some(prefix.to_string());
         } else {
-            diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!("{v:?} is not valid: expected a path such as /app; not sent"),
             ));
         }
@@ -740,11 +746,9 @@ pub fn server_aliases(
         match HostMatch::parse(name) {
             Ok(HostMatch::Any) => {}
             Ok(h) => out.push(h),
-            Err(e) => diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            Err(e) => diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!("{name:?}: {e}; this alias is left out"),
             )),
         }
@@ -777,11 +781,9 @@ pub fn canary_rule(
             "true" => true,
             "false" => false,
             _ => {
-                diags.push(Diagnostic::error(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     format!(
                         "{v:?} is not valid: expected \"true\" or \"false\"; this Ingress is \
                          not served until it is fixed (as a main Ingress it would take \
@@ -795,11 +797,9 @@ pub fn canary_rule(
     if !is_canary {
         for ours in settings {
             if let Some((key, _)) = get(ours) {
-                diags.push(Diagnostic::warning(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid_warning(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     "has no effect without canary: \"true\": ignored".to_string(),
                 ));
             }
@@ -847,11 +847,9 @@ pub fn canary_rule(
     }
     if !problems.is_empty() {
         for (key, value, message) in problems {
-            diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!(
                     "{value:?} is not valid: {message}; this canary gets no traffic until it \
                      is fixed (the main Ingress keeps all of it)"
@@ -906,22 +904,18 @@ pub fn basic_auth<'s>(
     let close =
         |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message: String| {
             s.closed = true;
-            diags.push(Diagnostic::error(
-                Reason::InvalidAnnotation,
-                Kind::Ingress,
+            diags.push(invalid(
                 ingress,
-                format!("metadata.annotations[{key}]"),
+                &key,
                 format!("{message}; every route of this Ingress answers 503 until it is fixed"),
             ));
         };
     let Some((type_key, kind)) = get(AUTH_TYPE) else {
         for ours in [AUTH_SECRET, AUTH_SECRET_TYPE, AUTH_REALM] {
             if let Some((key, _)) = get(ours) {
-                diags.push(Diagnostic::warning(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid_warning(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     "has no effect without auth-type: basic: ignored".to_string(),
                 ));
             }
@@ -1043,11 +1037,9 @@ pub fn basic_auth<'s>(
             (Some(u), line) => format!("line {line} (user {u:?})"),
             (None, line) => format!("line {line}"),
         };
-        diags.push(Diagnostic::warning(
-            Reason::InvalidAnnotation,
-            Kind::Ingress,
+        diags.push(invalid_warning(
             ingress,
-            format!("metadata.annotations[{secret_key}]"),
+            &secret_key,
             format!(
                 "Secret {secret_ref}: {at}: {}; that user cannot log in",
                 e.message
@@ -1080,11 +1072,9 @@ fn affinity<'a>(
     diags: &mut Vec<Diagnostic>,
 ) {
     let mut bad = |key: &str, value: &str, expected: &str| {
-        diags.push(Diagnostic::error(
-            Reason::InvalidAnnotation,
-            Kind::Ingress,
+        diags.push(invalid(
             ingress,
-            format!("metadata.annotations[{key}]"),
+            &key,
             format!("{value:?} is not valid: {expected}"),
         ));
     };
@@ -1109,11 +1099,9 @@ fn affinity<'a>(
         None => {
             for ours in cookie_settings {
                 if let Some((key, _)) = get(ours) {
-                    diags.push(Diagnostic::warning(
-                        Reason::InvalidAnnotation,
-                        Kind::Ingress,
+                    diags.push(invalid_warning(
                         ingress,
-                        format!("metadata.annotations[{key}]"),
+                        &key,
                         "has no effect without affinity: cookie: ignored".to_string(),
                     ));
                 }
@@ -1327,11 +1315,9 @@ fn redirects<'a>(
     diags: &mut Vec<Diagnostic>,
 ) {
     let mut error = |key: &str, value: &str, message: &str| {
-        diags.push(Diagnostic::error(
-            Reason::InvalidAnnotation,
-            Kind::Ingress,
+        diags.push(invalid(
             ingress,
-            format!("metadata.annotations[{key}]"),
+            &key,
             format!("{value:?} is not valid: {message}"),
         ));
     };
@@ -1585,13 +1571,7 @@ fn rate_limit<'a>(
     diags: &mut Vec<Diagnostic>,
 ) {
     let mut error = |key: &str, message: String| {
-        diags.push(Diagnostic::error(
-            Reason::InvalidAnnotation,
-            Kind::Ingress,
-            ingress,
-            format!("metadata.annotations[{key}]"),
-            message,
-        ));
+        diags.push(invalid(ingress, &key, message));
     };
     let mut rates = [None, None];
     for (slot, ours) in rates.iter_mut().zip([LIMIT_RPS, LIMIT_RPM]) {
@@ -1670,11 +1650,9 @@ fn rate_limit<'a>(
                 continue;
             }
             if let Some((key, _)) = get(ours) {
-                diags.push(Diagnostic::warning(
-                    Reason::InvalidAnnotation,
-                    Kind::Ingress,
+                diags.push(invalid_warning(
                     ingress,
-                    format!("metadata.annotations[{key}]"),
+                    &key,
                     "has no effect without limit-rps or limit-rpm (or, for the exempt ranges, \
                      limit-connections): ignored"
                         .to_string(),
