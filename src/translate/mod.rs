@@ -425,16 +425,8 @@ impl Translator<'_> {
                     }
                     continue;
                 }
-                let hash = self
-                    .claim_hasher
-                    .hash_one((&host, path.kind, path.path.as_str()));
-                let routes = &self.routes;
-                let claimed = self.claimed_paths.find(hash, |&i| {
-                    let r = &routes[i];
-                    r.path.kind == path.kind && r.path.path == path.path && r.host == host
-                });
-                if let Some(&i) = claimed {
-                    let owner = &routes[i].source;
+                if let Some(i) = self.claimed(&host, &path) {
+                    let owner = &self.routes[i].source;
                     let owner_field = PathField {
                         rule: owner.rule,
                         path: owner.path,
@@ -469,13 +461,7 @@ impl Translator<'_> {
                 ) else {
                     continue;
                 };
-                let index = self.routes.len();
-                let hasher = &self.claim_hasher;
-                let routes = &self.routes;
-                self.claimed_paths.insert_unique(hash, index, |&i| {
-                    let r = &routes[i];
-                    hasher.hash_one((&r.host, r.path.kind, r.path.path.as_str()))
-                });
+                self.claim(self.routes.len(), &host, &path);
                 let route = Route {
                     host: host.clone(),
                     path,
@@ -571,6 +557,32 @@ impl Translator<'_> {
         )
     }
 
+    /// The index of the route that holds `(host, path type, path)`, if one does.
+    fn claimed(&self, host: &HostMatch, path: &PathMatch) -> Option<usize> {
+        let hash = self
+            .claim_hasher
+            .hash_one((host, path.kind, path.path.as_str()));
+        self.claimed_paths
+            .find(hash, |&i| {
+                let r = &self.routes[i];
+                r.path.kind == path.kind && r.path.path == path.path && r.host == *host
+            })
+            .copied()
+    }
+
+    /// Records that the route at `index` (pushed next) holds `(host, path type, path)`.
+    fn claim(&mut self, index: usize, host: &HostMatch, path: &PathMatch) {
+        let hash = self
+            .claim_hasher
+            .hash_one((host, path.kind, path.path.as_str()));
+        let hasher = &self.claim_hasher;
+        let routes = &self.routes;
+        self.claimed_paths.insert_unique(hash, index, |&i| {
+            let r = &routes[i];
+            hasher.hash_one((&r.host, r.path.kind, r.path.path.as_str()))
+        });
+    }
+
     /// Adds the routes of `server-alias` hosts: not for a host any Ingress has a rule for (as
     /// ingress-nginx, an alias never takes over a server), nor for a path an earlier alias
     /// route already holds.
@@ -593,31 +605,10 @@ impl Translator<'_> {
                 }
                 continue;
             }
-            let hash = self.claim_hasher.hash_one((
-                &route.host,
-                route.path.kind,
-                route.path.path.as_str(),
-            ));
-            let routes = &self.routes;
-            if self
-                .claimed_paths
-                .find(hash, |&i| {
-                    let r = &routes[i];
-                    r.path.kind == route.path.kind
-                        && r.path.path == route.path.path
-                        && r.host == route.host
-                })
-                .is_some()
-            {
+            if self.claimed(&route.host, &route.path).is_some() {
                 continue;
             }
-            let index = self.routes.len();
-            let hasher = &self.claim_hasher;
-            let routes = &self.routes;
-            self.claimed_paths.insert_unique(hash, index, |&i| {
-                let r = &routes[i];
-                hasher.hash_one((&r.host, r.path.kind, r.path.path.as_str()))
-            });
+            self.claim(self.routes.len(), &route.host, &route.path);
             self.routes.push(route);
         }
     }
@@ -626,15 +617,7 @@ impl Translator<'_> {
     /// Ingress, if several: ingress-nginx allows one per path).
     fn attach_canaries(&mut self) {
         for c in std::mem::take(&mut self.canaries) {
-            let hash = self
-                .claim_hasher
-                .hash_one((&c.host, c.path.kind, c.path.path.as_str()));
-            let routes = &self.routes;
-            let main = self.claimed_paths.find(hash, |&i| {
-                let r = &routes[i];
-                r.path.kind == c.path.kind && r.path.path == c.path.path && r.host == c.host
-            });
-            let Some(&i) = main else {
+            let Some(i) = self.claimed(&c.host, &c.path) else {
                 self.diagnostics.push(Diagnostic::warning(
                     Reason::InvalidBackend,
                     Kind::Ingress,
