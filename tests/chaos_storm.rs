@@ -31,11 +31,13 @@ async fn a_restart_storm_escalates_to_the_root_which_gives_up() {
     let mut escalations = 0;
     let exit = loop {
         // Crash the router whenever it runs, until the root gives up.
+        // The counts are read before the crash: the restart can be booked before `crash`
+        // returns.
+        let control_before = tree.restarts("control");
+        let router_before = tree.restarts("router");
         let crashed = tree.crash("router", sluice_actors::supervisor::CrashPoint::Handler)
             == sluice_actors::supervisor::Crashed::Yes;
         if crashed {
-            let control_before = tree.restarts("control");
-            let router_before = tree.restarts("router");
             let t = tree.clone();
             let done = tokio::time::timeout(DEADLINE, async {
                 loop {
