@@ -291,8 +291,8 @@ pub async fn held_backend() -> HeldBackend {
 
 /// An address on 127.0.0.1 where nothing listens (connections are refused).
 pub fn refusing_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local addr")
+    // Below the ephemeral range: no `bind(0)` elsewhere in the run can start listening there.
+    SocketAddr::from(([127, 0, 0, 1], peers::free_port()))
 }
 
 /// A backend that answers an `Upgrade` request with 101 and then echoes raw bytes back

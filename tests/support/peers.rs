@@ -144,12 +144,33 @@ pub fn debian_binary(package: &str, binary: &str) -> PathBuf {
     find().unwrap_or_else(|| panic!("{package} installed but {binary} is not on PATH"))
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; the caller binds it next).
+/// A free TCP port on 127.0.0.1 (bound then released; the caller binds it next), for peers
+/// and listeners that must be told their port before they bind it.
+///
+/// Taken below the kernel's ephemeral range (32768 and up on Linux), walking from a start
+/// that differs per process: a port from `bind(0)` or an outgoing connection elsewhere in the
+/// test run can never take it between the check and the caller's bind, and two calls in one
+/// process never return the same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = || {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        (std::process::id().wrapping_mul(7919) ^ nanos) % SPAN
+    };
+    let _ = NEXT.compare_exchange(u32::MAX, seed(), Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let port = u16::try_from(port).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
 
 /// Stops the child when the test process goes away (its parent changes), on SIGTERM, or when
