@@ -1482,7 +1482,13 @@ fn filters(
         push(
             a::BACKEND_PROTOCOL,
             key(a::BACKEND_PROTOCOL),
-            "HTTP/2 over cleartext (h2c)".to_string(),
+            match s.protocol {
+                crate::model::UpstreamProtocol::H2c => "HTTP/2 over cleartext (h2c)",
+                crate::model::UpstreamProtocol::Https => "HTTP/1.1 over TLS (HTTPS)",
+                crate::model::UpstreamProtocol::H2 => "HTTP/2 over TLS (GRPCS)",
+                crate::model::UpstreamProtocol::Http1 => "HTTP/1.1",
+            }
+            .to_string(),
         );
     }
     out

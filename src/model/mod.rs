@@ -19,8 +19,8 @@ use std::sync::Arc;
 pub use canary::{Canary, CanaryRule, cookie};
 pub use cidr::Cidr;
 pub use settings::{
-    Affinity, BackendSettings, BasicAuth, ConnLimit, Cors, ForwardAuth, HashPart, LoadBalancer,
-    RateLimit, Redirect, UpstreamProtocol,
+    Affinity, BackendSettings, BasicAuth, ClientCert, ConnLimit, Cors, ForwardAuth, HashPart,
+    LoadBalancer, RateLimit, Redirect, UpstreamProtocol, UpstreamTls,
 };
 
 pub use diagnostic::{Diagnostic, Reason, Severity};

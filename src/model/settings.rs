@@ -24,6 +24,51 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 with prior knowledge over cleartext (gRPC backends).
     H2c,
+    /// HTTP/1.1 over TLS (`HTTPS`), with pooled keep-alive connections.
+    Https,
+    /// HTTP/2 over TLS, negotiated by ALPN (`GRPCS`).
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// Whether the upstream speaks HTTP/2.
+    pub fn is_h2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2c | UpstreamProtocol::H2)
+    }
+
+    /// Whether connections to the upstream are TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, UpstreamProtocol::Https | UpstreamProtocol::H2)
+    }
+}
+
+/// A client certificate chain and its key, PEM.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    /// `tls.crt`.
+    pub chain: Arc<[u8]>,
+    /// `tls.key`.
+    pub key: Arc<[u8]>,
+}
+
+/// How sluice talks TLS to an `HTTPS` or `GRPCS` backend (ingress-nginx's `proxy-ssl-*`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// The Secret of `proxy-ssl-secret`, if any.
+    pub secret: Option<super::ObjectRef>,
+    /// Its `ca.crt` (PEM): the certificate authorities the backend's certificate must chain
+    /// to. `None`: no CA given.
+    pub ca: Option<Arc<[u8]>>,
+    /// Its `tls.crt` and `tls.key` (PEM), sent as the client certificate when both are there.
+    pub client_cert: Option<ClientCert>,
+    /// Whether the backend's certificate is verified: on when a CA is given, unless
+    /// `proxy-ssl-verify: "off"`; on without a CA verifies against the public web roots.
+    pub verify: bool,
+    /// The name verified and sent as SNI (`proxy-ssl-name`); `None`: the Service's DNS name,
+    /// `<service>.<namespace>.svc`.
+    pub name: Option<String>,
+    /// Whether SNI is sent (`proxy-ssl-server-name`, off by default as in ingress-nginx).
+    pub sni: bool,
 }
 
 /// External authentication, as ingress-nginx's `auth-url` does it (nginx's `auth_request`):
@@ -194,6 +239,8 @@ pub struct BackendSettings {
     pub load_balancer: LoadBalancer,
     /// `sluice.io/backend-protocol`.
     pub protocol: UpstreamProtocol,
+    /// TLS to the backend (`HTTPS` and `GRPCS` only).
+    pub tls: Option<Arc<UpstreamTls>>,
     /// `sluice.io/proxy-connect-timeout`.
     pub connect_timeout: Option<Duration>,
     /// `sluice.io/proxy-read-timeout`: time allowed for the response head.
@@ -268,6 +315,7 @@ impl Default for BackendSettings {
         BackendSettings {
             load_balancer: LoadBalancer::default(),
             protocol: UpstreamProtocol::default(),
+            tls: None,
             connect_timeout: None,
             read_timeout: None,
             send_timeout: None,

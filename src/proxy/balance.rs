@@ -11,11 +11,33 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock::{ms, now_ms};
+use super::connect::TlsTarget;
+use super::h2pool::H2Pool;
 use super::pool::ConnPool;
-use crate::model::{Backend, LoadBalancer};
+use crate::model::{Backend, LoadBalancer, UpstreamProtocol, UpstreamTls};
 
 /// How long an endpoint that refused a connection is skipped.
 pub const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How connections to a backend are made when not plain HTTP/1.1: its protocol and, for
+/// HTTPS and GRPCS, TLS. Built once per publish for each such backend.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub(crate) protocol: UpstreamProtocol,
+    pub(crate) tls: Option<TlsTarget>,
+    /// What makes two transports the same (their connections are shared): the protocol, the
+    /// TLS settings and the name verified.
+    pub(crate) key: (UpstreamProtocol, Option<Arc<UpstreamTls>>, Option<String>),
+}
+
+/// An endpoint's connections for one [`Transport`].
+#[derive(Clone, Debug)]
+pub(crate) enum Conns {
+    /// HTTP/1.1 over TLS, pooled.
+    H1(Arc<ConnPool>),
+    /// One multiplexed HTTP/2 connection.
+    H2(Arc<H2Pool>),
+}
 
 /// Live state of one endpoint address, shared by every backend that uses it.
 #[derive(Debug)]
@@ -30,6 +52,9 @@ pub struct EndpointState {
     key: u64,
     /// Idle HTTP/1.1 connections to this endpoint.
     pool: Arc<ConnPool>,
+    /// Connections for the other protocols (h2c, HTTPS, GRPCS), made on first use, one set
+    /// per [`Transport`] that reaches this address.
+    others: Mutex<Vec<(Arc<Transport>, Conns)>>,
     outstanding: AtomicUsize,
     down_until_ms: AtomicU64,
 }
@@ -44,6 +69,7 @@ impl EndpointState {
             key: stable_hash(addr.to_string().as_bytes()),
             authority,
             pool: Arc::new(ConnPool::new(addr)),
+            others: Mutex::new(Vec::new()),
             outstanding: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
         }
@@ -62,6 +88,35 @@ impl EndpointState {
     /// The pool of idle HTTP/1.1 connections to this endpoint.
     pub(crate) fn pool(&self) -> &Arc<ConnPool> {
         &self.pool
+    }
+
+    /// The connections to this endpoint for `transport` (not plain HTTP/1.1), created on
+    /// first use. Transports equal in protocol and TLS settings share them.
+    pub(crate) fn conns(&self, transport: &Arc<Transport>) -> Conns {
+        let mut others = self
+            .others
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = others
+            .iter_mut()
+            .find(|(t, _)| Arc::ptr_eq(t, transport) || t.key == transport.key)
+        {
+            // The latest publish's transport keeps the entry alive (see below).
+            if !Arc::ptr_eq(&entry.0, transport) {
+                entry.0 = transport.clone();
+            }
+            return entry.1.clone();
+        }
+        let tls = transport.tls.clone();
+        let conns = if transport.protocol.is_h2() {
+            Conns::H2(Arc::new(H2Pool::new(self.addr, tls)))
+        } else {
+            Conns::H1(Arc::new(ConnPool::with_tls(self.addr, tls)))
+        };
+        // A transport no longer published is dropped with its connections.
+        others.retain(|(t, _)| Arc::strong_count(t) > 1);
+        others.push((transport.clone(), conns.clone()));
+        conns
     }
 
     /// Requests sent to this endpoint and not yet answered.

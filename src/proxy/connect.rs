@@ -1,69 +1,14 @@
-//! Upstream TCP connections: to an endpoint address, with a connect timeout and `TCP_NODELAY`
-//! ([`tcp`]), and as a connector for hyper-util's client (h2c upstreams).
-//!
-//! hyper-util's `HttpConnector` does the same plus a DNS step (our endpoints are IP
-//! addresses) and attaches connection info to *every* response, which costs two allocations
-//! per request that nothing here reads.
+//! Upstream connections: TCP to an endpoint address, with a connect timeout and
+//! `TCP_NODELAY` ([`tcp`]), and TLS on top for `HTTPS` and `GRPCS` backends ([`TlsTarget`]).
 
-use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-
-/// Connects to `http://IP:port` URIs.
-#[derive(Clone, Debug)]
-pub(crate) struct Connector {
-    timeout: Duration,
-}
-
-impl Connector {
-    pub(crate) fn new(timeout: Duration) -> Connector {
-        Connector { timeout }
-    }
-}
-
-/// The endpoint address a URI names: an IP literal and a port (80 when absent).
-fn endpoint_addr(uri: &Uri) -> io::Result<SocketAddr> {
-    let invalid = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("upstream URI {uri} does not name an IP address"),
-        )
-    };
-    let host = uri.host().ok_or_else(invalid)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip: IpAddr = host.parse().map_err(|_| invalid())?;
-    Ok(SocketAddr::new(ip, uri.port_u16().unwrap_or(80)))
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = Upstream;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Upstream>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let addr = endpoint_addr(&uri)?;
-            Ok(Upstream(TokioIo::new(tcp(addr, timeout).await?)))
-        })
-    }
-}
+use tokio_rustls::client::TlsStream;
 
 /// A TCP connection to `addr` with `TCP_NODELAY`, within `timeout` (a `TimedOut` error
 /// after it).
@@ -81,76 +26,65 @@ pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpSt
     Ok(stream)
 }
 
-/// A connection to an upstream endpoint.
-#[derive(Debug)]
-pub(crate) struct Upstream(TokioIo<TcpStream>);
+/// How TLS is spoken to a backend: the client configuration (roots or no verification,
+/// client certificate, ALPN, SNI on or off) and the name verified.
+#[derive(Clone)]
+pub(crate) struct TlsTarget {
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) name: ServerName<'static>,
+    /// The configuration offers `h2` by ALPN (else `http/1.1`).
+    pub(crate) h2: bool,
+}
 
-impl Connection for Upstream {
-    fn connected(&self) -> Connected {
-        Connected::new()
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("name", &self.name)
+            .field("h2", &self.h2)
+            .finish_non_exhaustive()
     }
 }
 
-impl Read for Upstream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl Write for Upstream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+impl TlsTarget {
+    /// A target from a client configuration.
+    pub(crate) fn new(config: Arc<rustls::ClientConfig>, name: ServerName<'static>) -> TlsTarget {
+        let h2 = config.alpn_protocols.iter().any(|p| p == b"h2");
+        TlsTarget {
+            connector: tokio_rustls::TlsConnector::from(config),
+            name,
+            h2,
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_addresses() {
-        let a = |s: &str| endpoint_addr(&s.parse().unwrap());
-        assert_eq!(
-            a("http://10.0.0.1:8080/x").unwrap(),
-            "10.0.0.1:8080".parse().unwrap()
-        );
-        assert_eq!(
-            a("http://[fd00::1]:81/").unwrap(),
-            "[fd00::1]:81".parse().unwrap()
-        );
-        assert_eq!(
-            a("http://10.0.0.1/").unwrap(),
-            "10.0.0.1:80".parse().unwrap()
-        );
-        let e = a("http://example.com/").unwrap_err();
-        assert!(e.to_string().contains("does not name an IP address"), "{e}");
+    /// TLS over `stream`, within `timeout` (counted with the TCP connect's). A handshake that
+    /// fails (an unverifiable certificate, a name mismatch, no common protocol) is a connect
+    /// error: nothing was sent.
+    pub(crate) async fn handshake(
+        &self,
+        addr: SocketAddr,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> io::Result<TlsStream<TcpStream>> {
+        let tls = tokio::time::timeout(timeout, self.connector.connect(self.name.clone(), stream))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("TLS handshake with {addr} timed out after {timeout:?}"),
+                )
+            })?
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("TLS handshake with {addr} failed: {e}"),
+                )
+            })?;
+        if self.h2 && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("{addr} does not speak HTTP/2 over TLS (no h2 by ALPN)"),
+            ));
+        }
+        Ok(tls)
     }
 }

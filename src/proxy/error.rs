@@ -121,7 +121,25 @@ impl ProxyError {
 
     /// A short text response.
     pub(crate) fn into_response(self) -> Response<ProxyBody> {
-        let text = match &self {
+        let text = self.text();
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+
+    /// The answer to a gRPC request: a gRPC status with the same text as its message.
+    pub(crate) fn into_grpc_response(self) -> Response<ProxyBody> {
+        let text = self.text();
+        super::grpc::status_response(super::grpc::code(&self), text.trim_end())
+    }
+
+    /// What the response says.
+    fn text(&self) -> String {
+        match self {
             ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
             ProxyError::NoRoute => "no route for this host and path\n".to_string(),
@@ -150,13 +168,6 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => {
                 "gateway timeout: the upstream did not answer in time\n".to_string()
             }
-        };
-        let mut resp = Response::new(body::full(text));
-        *resp.status_mut() = self.status();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        resp
+        }
     }
 }

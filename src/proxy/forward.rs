@@ -16,14 +16,13 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Proxy;
-use super::balance::{EndpointState, InFlight};
+use super::balance::{Conns, EndpointState, InFlight};
 use super::body::{self, ProxyBody};
 use super::conn::{self, ConnInfo};
 use super::error::ProxyError;
 use super::headers;
 use super::pool::{self, Checkout};
 use super::snapshot::Upstream;
-use crate::model::UpstreamProtocol;
 
 /// A request ready to go upstream (built by the prepare phase).
 pub(super) struct Outgoing {
@@ -105,14 +104,25 @@ impl Proxy {
         upstream: &Upstream,
         mut out: Outgoing,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let version = match upstream.settings.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2c => Version::HTTP_2,
+        let version = if upstream.settings.protocol.is_h2() {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
         };
-        let read_timeout = upstream
+        let mut read_timeout = upstream
             .settings
             .read_timeout
             .unwrap_or(self.config.read_timeout);
+        // A gRPC call's `grpc-timeout` is its deadline here too: for the response head, and
+        // then for the whole response (cut with DEADLINE_EXCEEDED trailers).
+        let grpc_deadline = if version == Version::HTTP_2 {
+            super::grpc::timeout(&out.headers).map(|t| {
+                read_timeout = read_timeout.min(t);
+                tokio::time::Instant::now() + t
+            })
+        } else {
+            None
+        };
         let mut avoid = None;
         let mut last_error = None;
         for attempt in 0..2 {
@@ -184,6 +194,9 @@ impl Proxy {
             if let Some(c) = cookie {
                 resp.headers_mut().append(http::header::SET_COOKIE, c);
             }
+            if let Some(at) = grpc_deadline {
+                resp = resp.map(|b| super::grpc::with_deadline(b, at));
+            }
             return Ok(resp);
         }
         Err(last_error.unwrap_or(ProxyError::NoEndpoints))
@@ -197,20 +210,46 @@ impl Proxy {
         endpoint: &Arc<EndpointState>,
         req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Option<Checkout>), (ProxyError, bool)> {
-        if let Some(client) = &upstream.h2c {
-            return match client.request(req).await {
-                Ok(resp) => Ok((resp, None)),
-                Err(e) => Err((ProxyError::from_upstream_error(&e), e.is_connect())),
-            };
-        }
-        match pool::send(
-            endpoint.pool(),
-            upstream.connect_timeout,
-            self.config.upstream_idle_timeout,
-            req,
-        )
-        .await
-        {
+        let conns = upstream.transport.as_ref().map(|t| endpoint.conns(t));
+        let sent = match &conns {
+            None => {
+                pool::send(
+                    endpoint.pool(),
+                    upstream.connect_timeout,
+                    self.config.upstream_idle_timeout,
+                    req,
+                )
+                .await
+            }
+            Some(Conns::H1(pool)) => {
+                pool::send(
+                    pool,
+                    upstream.connect_timeout,
+                    self.config.upstream_idle_timeout,
+                    req,
+                )
+                .await
+            }
+            Some(Conns::H2(h2)) => {
+                return match h2
+                    .send(
+                        upstream.connect_timeout,
+                        self.config.upstream_idle_timeout,
+                        req,
+                    )
+                    .await
+                {
+                    Ok(resp) => Ok((resp, None)),
+                    Err(pool::SendError::Connect(e)) => {
+                        Err((ProxyError::from_upstream_error(&e), true))
+                    }
+                    Err(pool::SendError::Http(e)) => {
+                        Err((ProxyError::from_upstream_error(&e), false))
+                    }
+                };
+            }
+        };
+        match sent {
             Ok((resp, checkout)) => Ok((resp, Some(checkout))),
             Err(pool::SendError::Connect(e)) => Err((ProxyError::from_upstream_error(&e), true)),
             Err(pool::SendError::Http(e)) => Err((ProxyError::from_upstream_error(&e), false)),
@@ -243,12 +282,25 @@ fn upstream_request(
     version: Version,
     attempt: usize,
 ) -> Result<Request<ProxyBody>, ProxyError> {
-    // HTTP/1.1 sends the origin form (`/path?query`); hyper-util's h2c client wants the
-    // absolute form for `:authority`.
+    let mut headers = if attempt == 0 && out.retryable {
+        out.headers.clone()
+    } else {
+        std::mem::take(&mut out.headers)
+    };
+    // HTTP/1.1 sends the origin form (`/path?query`) and `Host`. HTTP/2 sends the host as
+    // `:authority` and no `host` beside it (RFC 9113 section 8.3.1): the absolute form.
     let mut target = http::uri::Parts::default();
-    if upstream.h2c.is_some() {
-        target.scheme = Some(http::uri::Scheme::HTTP);
-        target.authority = Some(endpoint.authority().clone());
+    if version == Version::HTTP_2 {
+        let tls = upstream.settings.protocol.is_tls();
+        target.scheme = Some(if tls {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
+        let authority = headers
+            .remove(http::header::HOST)
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok());
+        target.authority = Some(authority.unwrap_or_else(|| endpoint.authority().clone()));
     }
     target.path_and_query = Some(out.path_and_query.clone());
     let uri = Uri::from_parts(target)
@@ -257,11 +309,7 @@ fn upstream_request(
     *upreq.method_mut() = out.method.clone();
     *upreq.uri_mut() = uri;
     *upreq.version_mut() = version;
-    *upreq.headers_mut() = if attempt == 0 && out.retryable {
-        out.headers.clone()
-    } else {
-        std::mem::take(&mut out.headers)
-    };
+    *upreq.headers_mut() = headers;
     Ok(upreq)
 }
 

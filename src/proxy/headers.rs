@@ -257,6 +257,20 @@ pub fn shared_value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(s.as_bytes().to_vec())).ok()
 }
 
+/// Whether the request's `TE` header lists `trailers`.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// Keeps a valid incoming `X-Request-Id` (1 to 128 visible ASCII characters) or sets a new
 /// random one. Returns the id.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {

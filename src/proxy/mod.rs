@@ -31,6 +31,8 @@ mod connect;
 pub mod drain;
 mod error;
 mod forward;
+mod grpc;
+mod h2pool;
 pub mod headers;
 pub mod inspect;
 mod pool;
@@ -41,26 +43,22 @@ mod serve;
 mod snapshot;
 mod stats;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::acme::ChallengesHandle;
 use crate::tls::CertStore;
 
 use balance::EndpointRegistry;
-use body::ProxyBody;
 pub use config::{
     Cidr, ProxyConfig, default_max_connections, max_connections_for, soft_open_files_limit,
 };
 pub use conn::{ConnInfo, ConnTracker, Entrypoint};
-use connect::Connector;
 pub use serve::{Guarded, serve_with_timeouts};
-use snapshot::ClientKey;
 pub use snapshot::Snapshot;
 use stats::RequestStats;
 
@@ -72,7 +70,6 @@ pub struct Proxy {
     /// ACME challenge answers (HTTP-01 here, TLS-ALPN-01 in the TLS resolver).
     challenges: ChallengesHandle,
     registry: EndpointRegistry,
-    clients: Mutex<Vec<(ClientKey, Client<Connector, ProxyBody>)>>,
     /// Per-client request budgets (`limit-rps`, `limit-rpm`).
     limiters: ratelimit::Limiters,
     /// Requests in progress per client (`limit-connections`).
@@ -131,7 +128,6 @@ impl Proxy {
             certs,
             challenges,
             registry: EndpointRegistry::default(),
-            clients: Mutex::new(Vec::new()),
             auth_client: std::sync::OnceLock::new(),
             basic: basic::BasicCache::default(),
             conn_counts: ratelimit::ConnCounts::default(),

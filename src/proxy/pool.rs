@@ -26,6 +26,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use super::body::ProxyBody;
+use super::connect::TlsTarget;
 
 /// Idle connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -34,14 +35,22 @@ const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct ConnPool {
     addr: SocketAddr,
+    /// TLS on each connection (`HTTPS` backends).
+    tls: Option<TlsTarget>,
     idle: Mutex<Vec<Idle>>,
 }
 
 impl ConnPool {
     /// An empty pool for `addr`.
     pub(crate) fn new(addr: SocketAddr) -> ConnPool {
+        ConnPool::with_tls(addr, None)
+    }
+
+    /// An empty pool for `addr` whose connections speak TLS when `tls` is set.
+    pub(crate) fn with_tls(addr: SocketAddr, tls: Option<TlsTarget>) -> ConnPool {
         ConnPool {
             addr,
+            tls,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -106,7 +115,7 @@ pub(crate) async fn send(
     loop {
         let (mut sender, reused) = match take(pool, idle_timeout) {
             Some(sender) => (sender, true),
-            None => (connect(pool.addr, connect_timeout).await?, false),
+            None => (connect(pool, connect_timeout).await?, false),
         };
         match sender.try_send_request(req).await {
             Ok(resp) => {
@@ -157,20 +166,44 @@ fn put(pool: &ConnPool, sender: SendRequest<ProxyBody>, idle_timeout: Duration) 
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SendRequest<ProxyBody>, SendError> {
+async fn connect(pool: &ConnPool, timeout: Duration) -> Result<SendRequest<ProxyBody>, SendError> {
+    let addr = pool.addr;
     let stream = super::connect::tcp(addr, timeout)
         .await
         .map_err(SendError::Connect)?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(SendError::Http)?;
-    tokio::spawn(async move {
-        // With upgrades: a 101 response hands the connection over to a WebSocket tunnel.
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(upstream = %addr, error = %e, "upstream connection closed with an error");
+    let builder = hyper::client::conn::http1::Builder::new();
+    let sender = match &pool.tls {
+        None => {
+            let (sender, conn) = builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(SendError::Http)?;
+            tokio::spawn(async move {
+                // With upgrades: a 101 response hands the connection over to a WebSocket
+                // tunnel.
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(upstream = %addr, error = %e, "upstream connection closed with an error");
+                }
+            });
+            sender
         }
-    });
+        Some(tls) => {
+            let stream = tls
+                .handshake(addr, stream, timeout)
+                .await
+                .map_err(SendError::Connect)?;
+            let (sender, conn) = builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(SendError::Http)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(upstream = %addr, error = %e, "upstream TLS connection closed with an error");
+                }
+            });
+            sender
+        }
+    };
     Ok(sender)
 }
 

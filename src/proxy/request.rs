@@ -31,6 +31,7 @@ use super::body::{self, ProxyBody};
 use super::conn::{ConnInfo, Entrypoint};
 use super::error::ProxyError;
 use super::forward::Outgoing;
+use super::grpc;
 use super::headers;
 use super::serve::AmbiguousFraming;
 use super::snapshot::{Snapshot, Upstream};
@@ -81,13 +82,19 @@ impl Proxy {
             self.record(conn, &method, &self.unrouted, None, resp.status(), start);
             return resp;
         }
+        // gRPC runs over HTTP/2 only: HTTP/1.1 requests skip the header lookup.
+        let grpc = req.version() == Version::HTTP_2 && grpc::is_grpc(req.headers());
         let snap = self.snapshot.load_full();
         let mut labels = RequestLabels::default();
         let resp = match self.route(&snap, conn, req, &mut labels).await {
             Ok(resp) => resp,
             Err(e) => {
                 labels.error = Some(e.label());
-                e.into_response()
+                if grpc {
+                    e.into_grpc_response()
+                } else {
+                    e.into_response()
+                }
             }
         };
         let stats = labels
@@ -405,7 +412,16 @@ impl Proxy {
             None
         };
         let body_empty = body.is_end_stream();
+        // `te: trailers` is end to end for HTTP/2 (gRPC servers require it); any other `TE`
+        // is hop-by-hop.
+        let te_trailers =
+            upstream.settings.protocol.is_h2() && headers::accepts_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        if te_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let trusted = self
             .config
             .trusted_proxies

@@ -3,21 +3,18 @@
 //!
 //! A snapshot is the compiled [`RoutingTable`] plus, per distinct backend, everything a request
 //! to it needs: a [`Balancer`] over endpoint states carried across publishes, the backend's
-//! settings, its metric handles and (h2c only) a pooled hyper-util client.
+//! settings, its metric handles and, for a backend that is not plain HTTP/1.1, how its
+//! connections are made ([`Transport`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
 use super::Proxy;
-use super::balance::Balancer;
-use super::body::ProxyBody;
-use super::connect::Connector;
+use super::balance::{Balancer, Transport};
+use super::connect::TlsTarget;
 use super::stats::RequestStats;
-use crate::model::{BackendSettings, UpstreamProtocol};
+use crate::model::{Backend, BackendSettings, UpstreamProtocol, UpstreamTls};
 use crate::routing::RoutingTable;
 
 /// What one request reads: the compiled table and a balancer per backend.
@@ -34,8 +31,8 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub(super) struct Upstream {
     pub(super) balancer: Balancer,
-    /// hyper-util's pooled client, for h2c upstreams only; HTTP/1.1 goes through `pool`.
-    pub(super) h2c: Option<Client<Connector, ProxyBody>>,
+    /// How connections are made: `None` for plain HTTP/1.1 (each endpoint's own pool).
+    pub(super) transport: Option<Arc<Transport>>,
     pub(super) connect_timeout: Duration,
     pub(super) settings: BackendSettings,
     /// No request filter (see [`BackendSettings::has_request_filters`]): requests take the
@@ -44,9 +41,6 @@ pub(super) struct Upstream {
     /// Request metrics, with labels built and handles cached per backend.
     pub(super) stats: RequestStats,
 }
-
-/// h2c clients are shared per (connect timeout, protocol).
-pub(super) type ClientKey = (Duration, UpstreamProtocol);
 
 impl Proxy {
     /// Publishes a new routing table: requests that start after this call use it; requests in
@@ -62,13 +56,23 @@ impl Proxy {
                     .settings
                     .connect_timeout
                     .unwrap_or(self.config.connect_timeout);
+                let mut settings = b.settings.clone();
+                let transport = match transport(b) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // Checked when the annotations were read; fail closed if it still
+                        // cannot be built.
+                        tracing::error!(ingress = %b.ingress, service = %b.service, "cannot set up TLS to the backend: {e}; its routes answer 503");
+                        settings.closed = true;
+                        None
+                    }
+                };
                 Upstream {
                     balancer,
-                    h2c: (b.settings.protocol == UpstreamProtocol::H2c)
-                        .then(|| self.client((connect, b.settings.protocol))),
+                    transport,
                     connect_timeout: connect,
-                    settings: b.settings.clone(),
-                    plain: !b.settings.has_request_filters(),
+                    plain: !settings.has_request_filters(),
+                    settings,
                     stats: RequestStats::new(
                         metrics::SharedString::from(b.ingress.to_string()),
                         metrics::SharedString::from(b.service.to_string()),
@@ -89,29 +93,37 @@ impl Proxy {
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
+}
 
-    /// The shared hyper-util client for `key`, built on first use.
-    fn client(&self, key: ClientKey) -> Client<Connector, ProxyBody> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
-            return c.clone();
-        }
-        let connector = Connector::new(key.0);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(self.config.upstream_idle_timeout)
-            .pool_max_idle_per_host(1024)
-            .retry_canceled_requests(true);
-        if key.1 == UpstreamProtocol::H2c {
-            builder.http2_only(true);
-        }
-        let client = builder.build(connector);
-        clients.push((key, client.clone()));
-        client
+/// How connections to `b` are made (`None`: plain HTTP/1.1).
+fn transport(b: &Backend) -> Result<Option<Arc<Transport>>, String> {
+    let protocol = b.settings.protocol;
+    if protocol == UpstreamProtocol::Http1 {
+        return Ok(None);
     }
+    let (tls, settings) = if protocol.is_tls() {
+        // Without `proxy-ssl-*` annotations: encrypted, not verified (ingress-nginx's default).
+        let settings = b.settings.tls.clone().unwrap_or_else(|| {
+            Arc::new(UpstreamTls {
+                secret: None,
+                ca: None,
+                client_cert: None,
+                verify: false,
+                name: None,
+                sni: false,
+            })
+        });
+        let config = crate::tls::upstream::client_config(&settings, protocol.is_h2())?;
+        let name = crate::tls::upstream::server_name(&settings, &b.service)
+            .ok_or_else(|| format!("no valid server name for {}", b.service))?;
+        (Some(TlsTarget::new(config, name)), Some(settings))
+    } else {
+        (None, None)
+    };
+    let name = tls.as_ref().map(|t| t.name.to_str().into_owned());
+    Ok(Some(Arc::new(Transport {
+        protocol,
+        tls,
+        key: (protocol, settings, name),
+    })))
 }

@@ -195,7 +195,7 @@ pub async fn list_once(
     // The htpasswd Secrets of basic authentication: only the ones an Ingress names, by name.
     let wanted: BTreeSet<crate::model::ObjectRef> = ingresses
         .iter()
-        .filter_map(crate::translate::annotations::auth_secret_ref)
+        .flat_map(crate::translate::annotations::secret_refs)
         .collect();
     for r in wanted {
         if let Some(s) = Api::<Secret>::namespaced(client.clone(), &r.namespace)
@@ -278,7 +278,7 @@ impl Stores {
         let ingresses = collect(&self.ingresses);
         let wanted: BTreeSet<crate::model::ObjectRef> = ingresses
             .iter()
-            .filter_map(crate::translate::annotations::auth_secret_ref)
+            .flat_map(crate::translate::annotations::secret_refs)
             .collect();
         let mut secrets: Vec<Secret> = collect(&self.secrets);
         secrets.retain(|s| {

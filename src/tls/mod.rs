@@ -13,6 +13,7 @@ pub mod der;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod upstream;
 
 use std::sync::Arc;
 

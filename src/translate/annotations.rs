@@ -169,6 +169,16 @@ pub const PROXY_SEND_TIMEOUT: &str = "sluice.io/proxy-send-timeout";
 pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
 pub const USE_REGEX: &str = "sluice.io/use-regex";
+/// `sluice.io/proxy-ssl-secret`: `[namespace/]name` of a Secret with `ca.crt` (the CAs an
+/// `HTTPS`/`GRPCS` backend's certificate must chain to) and optionally `tls.crt` and `tls.key`
+/// (the client certificate sluice presents).
+pub const PROXY_SSL_SECRET: &str = "sluice.io/proxy-ssl-secret";
+/// `sluice.io/proxy-ssl-verify`: `on` or `off`; on by default when the Secret has a CA.
+pub const PROXY_SSL_VERIFY: &str = "sluice.io/proxy-ssl-verify";
+/// `sluice.io/proxy-ssl-name`: the name verified and sent as SNI.
+pub const PROXY_SSL_NAME: &str = "sluice.io/proxy-ssl-name";
+/// `sluice.io/proxy-ssl-server-name`: `on` sends SNI to the backend (off by default).
+pub const PROXY_SSL_SERVER_NAME: &str = "sluice.io/proxy-ssl-server-name";
 
 /// ingress-nginx's `proxy-body-size` default (nginx's `client_max_body_size`), applied to an
 /// Ingress that carries ingress-nginx annotations and sets no body size: it was written for
@@ -177,7 +187,11 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 62] = [
+const NGINX_MAPPED: [(&str, &str); 66] = [
+    ("proxy-ssl-secret", PROXY_SSL_SECRET),
+    ("proxy-ssl-verify", PROXY_SSL_VERIFY),
+    ("proxy-ssl-name", PROXY_SSL_NAME),
+    ("proxy-ssl-server-name", PROXY_SSL_SERVER_NAME),
     ("proxy-send-timeout", PROXY_SEND_TIMEOUT),
     ("limit-connections", LIMIT_CONNECTIONS),
     ("default-backend", DEFAULT_BACKEND),
@@ -444,11 +458,9 @@ pub fn settings(
         match v.trim().to_ascii_lowercase().as_str() {
             "http" | "http1" => s.protocol = UpstreamProtocol::Http1,
             "h2c" | "grpc" => s.protocol = UpstreamProtocol::H2c,
-            _ => bad(
-                &key,
-                v,
-                "http, h2c or grpc (TLS to the backend, HTTPS and GRPCS, is not supported yet)",
-            ),
+            "https" => s.protocol = UpstreamProtocol::Https,
+            "h2" | "grpcs" => s.protocol = UpstreamProtocol::H2,
+            _ => bad(&key, v, "http, https, h2c, grpc, h2 or grpcs"),
         }
     }
     for (ours, slot) in [
@@ -867,22 +879,155 @@ pub fn canary_rule(
     })
 }
 
-/// The Secret an Ingress's basic authentication reads (`auth-secret`, under either name, in
-/// the Ingress's namespace), if it names one: the Kubernetes source delivers these Opaque
+/// The Secrets an Ingress's annotations read (`auth-secret` and `proxy-ssl-secret`, under
+/// either name, in the Ingress's namespace): the Kubernetes source delivers these Opaque
 /// Secrets and no others.
-pub fn auth_secret_ref(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Option<ObjectRef> {
-    let annotations = ingress.metadata.annotations.as_ref()?;
-    let name = annotations
-        .get(AUTH_SECRET)
-        .or_else(|| annotations.get(&format!("{NGINX}auth-secret")))?
-        .trim();
-    let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
-    let name = match name.split_once('/') {
-        Some((ns, n)) if ns == namespace => n,
-        Some(_) => return None,
-        None => name,
+pub fn secret_refs(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Vec<ObjectRef> {
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return Vec::new();
     };
-    (!name.is_empty()).then(|| ObjectRef::new(namespace, name))
+    let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
+    [AUTH_SECRET, PROXY_SSL_SECRET]
+        .into_iter()
+        .filter_map(|ours| {
+            let (_, name) = lookup(annotations, ours)?;
+            let name = match name.trim().split_once('/') {
+                Some((ns, n)) if ns == namespace => n,
+                Some(_) => return None,
+                None => name.trim(),
+            };
+            (!name.is_empty()).then(|| ObjectRef::new(namespace.clone(), name))
+        })
+        .collect()
+}
+
+/// TLS to an `HTTPS` or `GRPCS` backend (`proxy-ssl-secret`, `proxy-ssl-verify`,
+/// `proxy-ssl-name`, `proxy-ssl-server-name`), with the Secret looked up by `secret`. What
+/// keeps verification from being honoured as asked (a missing Secret, a `ca.crt` that does
+/// not parse, a Secret of another namespace, an invalid name) closes the Ingress (503) rather
+/// than talk to an unverified backend. On a plain-text backend the settings are reported and
+/// ignored.
+pub fn upstream_tls<'s>(
+    ingress: &ObjectRef,
+    annotations: Option<&BTreeMap<String, String>>,
+    secret: &dyn Fn(&ObjectRef) -> Option<&'s k8s_openapi::api::core::v1::Secret>,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(annotations) = annotations else {
+        return;
+    };
+    let get = |ours: &'static str| lookup(annotations, ours);
+    let keys = [
+        PROXY_SSL_SECRET,
+        PROXY_SSL_VERIFY,
+        PROXY_SSL_NAME,
+        PROXY_SSL_SERVER_NAME,
+    ];
+    if !s.protocol.is_tls() {
+        for ours in keys {
+            if let Some((key, _)) = get(ours) {
+                diags.push(invalid_warning(
+                    ingress,
+                    &key,
+                    "has no effect unless backend-protocol is HTTPS or GRPCS: ignored".to_string(),
+                ));
+            }
+        }
+        return;
+    }
+    let close =
+        |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message: String| {
+            s.closed = true;
+            diags.push(invalid(
+                ingress,
+                &key,
+                format!("{message}; every route of this Ingress answers 503 until it is fixed"),
+            ));
+        };
+    let on_off = |key: &str, v: &str, default: bool| -> Result<bool, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" => Ok(true),
+            "off" | "false" => Ok(false),
+            "" => Ok(default),
+            other => Err(format!("{key}: {other:?} is not valid: expected on or off")),
+        }
+    };
+    let mut tls = crate::model::UpstreamTls {
+        secret: None,
+        ca: None,
+        client_cert: None,
+        verify: false,
+        name: None,
+        sni: false,
+    };
+    if let Some((key, name)) = get(PROXY_SSL_SECRET) {
+        let name = name.trim();
+        let secret_ref = match name.split_once('/') {
+            None => ObjectRef::new(ingress.namespace.clone(), name),
+            Some((ns, n)) if ns == ingress.namespace => ObjectRef::new(ns, n),
+            Some((ns, _)) => {
+                return close(
+                    s,
+                    diags,
+                    &key,
+                    format!(
+                        "{name:?}: the Secret must be in the Ingress's namespace ({:?}, not {ns:?})",
+                        ingress.namespace
+                    ),
+                );
+            }
+        };
+        let Some(found) = (!secret_ref.name.is_empty())
+            .then(|| secret(&secret_ref))
+            .flatten()
+        else {
+            return close(s, diags, &key, format!("Secret {secret_ref} not found"));
+        };
+        let field = |k: &str| {
+            found
+                .data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .filter(|v| !v.0.is_empty())
+                .map(|v| std::sync::Arc::<[u8]>::from(v.0.as_slice()))
+        };
+        tls.ca = field("ca.crt");
+        tls.client_cert = field("tls.crt")
+            .zip(field("tls.key"))
+            .map(|(chain, key)| crate::model::ClientCert { chain, key });
+        tls.secret = Some(secret_ref);
+    }
+    tls.verify = tls.ca.is_some();
+    if let Some((key, v)) = get(PROXY_SSL_VERIFY) {
+        match on_off(&key, v, tls.verify) {
+            Ok(b) => tls.verify = b,
+            Err(e) => return close(s, diags, &key, e),
+        }
+    }
+    if let Some((key, v)) = get(PROXY_SSL_SERVER_NAME) {
+        match on_off(&key, v, false) {
+            Ok(b) => tls.sni = b,
+            Err(e) => return close(s, diags, &key, e),
+        }
+    }
+    if let Some((key, v)) = get(PROXY_SSL_NAME) {
+        let v = v.trim();
+        if rustls::pki_types::ServerName::try_from(v).is_err() {
+            return close(
+                s,
+                diags,
+                &key,
+                format!("{v:?} is not a DNS name or IP address"),
+            );
+        }
+        tls.name = Some(v.to_string());
+    }
+    if let Err(e) = crate::tls::upstream::client_config(&tls, s.protocol.is_h2()) {
+        let key = get(PROXY_SSL_SECRET).map_or_else(|| PROXY_SSL_SECRET.to_string(), |(k, _)| k);
+        return close(s, diags, &key, e);
+    }
+    s.tls = Some(std::sync::Arc::new(tls));
 }
 
 /// Basic authentication (`auth-type: basic`, `auth-secret`, `auth-secret-type`,
@@ -2018,8 +2163,172 @@ mod foreign_tests {
     }
 
     #[test]
+    fn tls_backend_protocols() {
+        for (v, want) in [
+            ("HTTPS", UpstreamProtocol::Https),
+            ("GRPCS", UpstreamProtocol::H2),
+            ("h2", UpstreamProtocol::H2),
+            ("GRPC", UpstreamProtocol::H2c),
+        ] {
+            let (s, diags) = parse(&[("nginx.ingress.kubernetes.io/backend-protocol", v)]);
+            assert_eq!(s.protocol, want, "{v}");
+            assert!(diags.is_empty(), "{diags:?}");
+        }
+    }
+
+    /// A test Secret: namespace, name, data.
+    type TestSecret<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [u8])]);
+
+    /// `upstream_tls` over `pairs` with the Secrets `secrets`.
+    fn upstream_tls_of(
+        pairs: &[(&str, &str)],
+        secrets: &[TestSecret<'_>],
+    ) -> (BackendSettings, Vec<Diagnostic>) {
+        let (mut s, mut diags) = parse(pairs);
+        let secrets: Vec<(ObjectRef, k8s_openapi::api::core::v1::Secret)> = secrets
+            .iter()
+            .map(|(ns, name, data)| {
+                let secret = k8s_openapi::api::core::v1::Secret {
+                    data: Some(
+                        data.iter()
+                            .map(|(k, v)| ((*k).to_string(), k8s_openapi::ByteString(v.to_vec())))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                };
+                (ObjectRef::new(*ns, *name), secret)
+            })
+            .collect();
+        let ann: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        upstream_tls(
+            &ObjectRef::new("default", "web"),
+            Some(&ann),
+            &|r| secrets.iter().find(|(n, _)| n == r).map(|(_, s)| s),
+            &mut s,
+            &mut diags,
+        );
+        (s, diags)
+    }
+
+    fn test_ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn proxy_ssl_settings_verify_when_a_ca_is_given() {
+        let ca = test_ca_pem();
+        let (s, diags) = upstream_tls_of(
+            &[
+                ("nginx.ingress.kubernetes.io/backend-protocol", "GRPCS"),
+                (
+                    "nginx.ingress.kubernetes.io/proxy-ssl-secret",
+                    "default/upstream-ca",
+                ),
+                (
+                    "nginx.ingress.kubernetes.io/proxy-ssl-name",
+                    "echo.default.svc",
+                ),
+                ("nginx.ingress.kubernetes.io/proxy-ssl-server-name", "on"),
+            ],
+            &[("default", "upstream-ca", &[("ca.crt", ca.as_bytes())])],
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(!s.closed);
+        let tls = s.tls.expect("tls settings");
+        assert!(tls.verify, "on by default with a CA");
+        assert!(tls.sni);
+        assert_eq!(tls.name.as_deref(), Some("echo.default.svc"));
+        assert_eq!(tls.secret, Some(ObjectRef::new("default", "upstream-ca")));
+        // Turned off explicitly.
+        let (s, _) = upstream_tls_of(
+            &[
+                ("sluice.io/backend-protocol", "https"),
+                ("sluice.io/proxy-ssl-secret", "upstream-ca"),
+                ("sluice.io/proxy-ssl-verify", "off"),
+            ],
+            &[("default", "upstream-ca", &[("ca.crt", ca.as_bytes())])],
+        );
+        assert!(!s.tls.unwrap().verify);
+        // No annotation: encrypted, not verified (the snapshot's default).
+        let (s, diags) = upstream_tls_of(&[("sluice.io/backend-protocol", "https")], &[]);
+        assert!(diags.is_empty() && !s.closed);
+        assert!(!s.tls.unwrap().verify);
+    }
+
+    #[test]
+    fn proxy_ssl_settings_that_cannot_be_honoured_close_the_ingress() {
+        let ca = test_ca_pem();
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (
+                &[
+                    ("sluice.io/backend-protocol", "https"),
+                    ("sluice.io/proxy-ssl-secret", "missing"),
+                ],
+                "Secret default/missing not found",
+            ),
+            (
+                &[
+                    ("sluice.io/backend-protocol", "https"),
+                    ("sluice.io/proxy-ssl-secret", "other/upstream-ca"),
+                ],
+                "must be in the Ingress's namespace",
+            ),
+            (
+                &[
+                    ("sluice.io/backend-protocol", "https"),
+                    ("sluice.io/proxy-ssl-secret", "garbage"),
+                ],
+                "ca.crt",
+            ),
+            (
+                &[
+                    ("sluice.io/backend-protocol", "https"),
+                    ("sluice.io/proxy-ssl-verify", "maybe"),
+                ],
+                "expected on or off",
+            ),
+            (
+                &[
+                    ("sluice.io/backend-protocol", "https"),
+                    ("sluice.io/proxy-ssl-name", "not a name"),
+                ],
+                "not a DNS name",
+            ),
+        ];
+        for (pairs, want) in cases {
+            let (s, diags) = upstream_tls_of(
+                pairs,
+                &[
+                    ("default", "upstream-ca", &[("ca.crt", ca.as_bytes())]),
+                    ("default", "garbage", &[("ca.crt", b"not pem at all")]),
+                ],
+            );
+            assert!(s.closed, "{pairs:?}");
+            assert!(s.tls.is_none());
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert!(
+                diags[0].message.contains(want),
+                "{pairs:?}: {}",
+                diags[0].message
+            );
+            assert!(diags[0].message.contains("503"), "{}", diags[0].message);
+        }
+        // On a plain-text backend the settings are reported and ignored.
+        let (s, diags) = upstream_tls_of(&[("sluice.io/proxy-ssl-secret", "upstream-ca")], &[]);
+        assert!(!s.closed && s.tls.is_none());
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].severity, crate::model::Severity::Warning);
+    }
+
+    #[test]
     fn a_bad_nginx_value_names_the_nginx_annotation() {
-        let (s, diags) = parse(&[("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")]);
+        let (s, diags) = parse(&[("nginx.ingress.kubernetes.io/backend-protocol", "FCGI")]);
         assert_eq!(s.protocol, UpstreamProtocol::Http1);
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].reason, Reason::InvalidAnnotation);

@@ -319,6 +319,13 @@ impl Translator<'_> {
             &mut settings,
             &mut self.diagnostics,
         );
+        annotations::upstream_tls(
+            &me,
+            ingress.metadata.annotations.as_ref(),
+            &|r| resolver.secret(r),
+            &mut settings,
+            &mut self.diagnostics,
+        );
         // A canary's paths split their main routes' traffic instead of being routes of their
         // own; a canary whose settings do not parse gets no traffic at all.
         let canary = match annotations::canary_rule(
