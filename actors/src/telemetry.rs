@@ -65,6 +65,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Failed connection attempts to endpoints, by Service.",
     ),
     (
+        "sluice_upstream_body_timeouts_total",
+        MetricKind::Counter,
+        "Response bodies cut because the upstream sent nothing for the read timeout.",
+    ),
+    (
         "sluice_open_connections",
         MetricKind::Gauge,
         "Client connections open now, by entrypoint and protocol (http, tls, upgraded).",
@@ -222,6 +227,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
             MetricKind::Histogram => metrics::describe_histogram!(*name, *help),
         }
     }
+    metrics::counter!("sluice_upstream_body_timeouts_total").increment(0);
     for ep in ["http", "https"] {
         metrics::counter!("sluice_requests_total", "entrypoint" => ep, "ingress" => "", "service" => "", "method" => "GET", "code" => "404").increment(0);
         let _ = metrics::histogram!("sluice_request_duration_seconds", "entrypoint" => ep, "ingress" => "", "service" => "");

@@ -109,10 +109,11 @@ impl Proxy {
         } else {
             Version::HTTP_11
         };
-        let mut read_timeout = upstream
+        let body_timeout = upstream
             .settings
             .read_timeout
             .unwrap_or(self.config.read_timeout);
+        let mut read_timeout = body_timeout;
         // A gRPC call's `grpc-timeout` is its deadline here too: for the response head, and
         // then for the whole response (cut with DEADLINE_EXCEEDED trailers).
         let grpc_deadline = if version == Version::HTTP_2 {
@@ -190,7 +191,7 @@ impl Proxy {
             };
             endpoint.mark_up();
             let cookie = out.sticky.set_cookie(endpoint);
-            let mut resp = respond(conn, out, resp, inflight, checkout)?;
+            let mut resp = respond(conn, out, resp, inflight, checkout, body_timeout)?;
             if let Some(c) = cookie {
                 resp.headers_mut().append(http::header::SET_COOKIE, c);
             }
@@ -321,6 +322,7 @@ fn respond(
     mut resp: Response<Incoming>,
     inflight: InFlight,
     checkout: Option<Checkout>,
+    body_timeout: std::time::Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = out.client_upgrade else {
@@ -351,17 +353,38 @@ fn respond(
         .or_insert(out.request_id);
     Ok(Response::from_parts(
         rparts,
-        body::boxed(Tracked::new(rbody, inflight, checkout)),
+        body::boxed(Tracked::new(rbody, inflight, checkout).read_timeout(body_timeout)),
     ))
 }
 
-/// A response body that holds an [`InFlight`] guard until it ends or is dropped, and hands
-/// the upstream connection that carried it back to the pool once it has been read to the end.
+/// A response body that holds an [`InFlight`] guard until it ends or is dropped, hands the
+/// upstream connection that carried it back to the pool once it has been read to the end, and
+/// fails when the upstream sends nothing for the read timeout (`proxy-read-timeout`: the
+/// longest wait between two reads, as nginx's `proxy_read_timeout`).
 pub(crate) struct Tracked<B: Body> {
     inner: B,
     guard: Option<InFlight>,
     conn: Option<Checkout>,
+    /// The read timeout, and its timer once the body has had to wait for the upstream (a
+    /// response that arrives with its head never makes one).
+    stall: Option<(std::time::Duration, Option<Pin<Box<tokio::time::Sleep>>>)>,
 }
+
+/// The error of a response body the upstream stopped sending.
+#[derive(Debug)]
+pub(crate) struct BodyStalled(std::time::Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the upstream sent nothing of the response body for {:?} (proxy-read-timeout)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
 
 impl<B: Body> Tracked<B> {
     /// Wraps `inner`, releasing `guard` (and `conn`, to the pool) at the end of the body.
@@ -370,20 +393,31 @@ impl<B: Body> Tracked<B> {
             inner,
             guard: Some(guard),
             conn,
+            stall: None,
         }
+    }
+
+    /// Fails the body when the upstream sends nothing for `limit`.
+    pub(crate) fn read_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.stall = Some((limit, None));
+        self
     }
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B> Body for Tracked<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<body::BoxError>,
+{
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, body::BoxError>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
-        match r {
+        match &r {
             Poll::Ready(None) => {
                 self.guard = None;
                 if let Some(conn) = self.conn.take() {
@@ -394,9 +428,28 @@ impl<B: Body + Unpin> Body for Tracked<B> {
                 self.guard = None;
                 self.conn = None;
             }
-            _ => {}
+            Poll::Ready(Some(Ok(_))) => {
+                // The wait for the next piece starts now.
+                if let Some((limit, Some(timer))) = &mut self.stall {
+                    timer.as_mut().reset(tokio::time::Instant::now() + *limit);
+                }
+            }
+            Poll::Pending => {
+                if let Some((limit, timer)) = &mut self.stall {
+                    let limit = *limit;
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        // Dropping the body ends the exchange: the connection is not reused.
+                        self.guard = None;
+                        self.conn = None;
+                        self.stall = None;
+                        metrics::counter!("sluice_upstream_body_timeouts_total").increment(1);
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled(limit)))));
+                    }
+                }
+            }
         }
-        r
+        r.map(|f| f.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

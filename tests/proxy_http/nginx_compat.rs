@@ -901,3 +901,110 @@ async fn proxy_send_timeout_cuts_an_upstream_that_stops_reading() {
     assert!(text.starts_with("HTTP/1.1 504"), "{text}");
     writer.abort();
 }
+
+/// `proxy-read-timeout` is the longest wait between two reads from the upstream (nginx's
+/// `proxy_read_timeout`): a response body that stalls is cut, one that keeps coming in pieces
+/// more often than that is served whole however long it takes.
+#[tokio::test]
+async fn proxy_read_timeout_cuts_a_stalled_response_body() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Answers with a head announcing 100 bytes; then sends `pieces` pieces of 10 bytes
+    // `gap` apart and, unless all 10 were sent, holds the connection open.
+    async fn upstream(pieces: usize, gap: std::time::Duration) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+                        .await;
+                    for _ in 0..pieces {
+                        if s.write_all(&[b'x'; 10]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(gap).await;
+                    }
+                    // Held open until sluice lets go.
+                    let _ = s.read(&mut buf).await;
+                });
+            }
+        });
+        addr
+    }
+    let stalls = upstream(3, std::time::Duration::from_millis(10)).await;
+    let trickles = upstream(10, std::time::Duration::from_millis(300)).await;
+    let annotations = "    nginx.ingress.kubernetes.io/proxy-read-timeout: \"1\"\n";
+    let h = Harness::start(&[
+        (
+            "stall.yaml",
+            doc_ingress(
+                "stall",
+                annotations,
+                "stall.bar.com",
+                &[("/", "Prefix", "stalls")],
+            ),
+        ),
+        (
+            "trickle.yaml",
+            doc_ingress(
+                "trickle",
+                annotations,
+                "trickle.bar.com",
+                &[("/", "Prefix", "trickles")],
+            ),
+        ),
+        ("svc1.yaml", service("stalls", &[(stalls, true)])),
+        ("svc2.yaml", service("trickles", &[(trickles, true)])),
+    ])
+    .await;
+    // Everything the client gets for `host` until the connection ends (within the deadline).
+    let read_all = |host: &'static str| {
+        let addr = h.running.http_addr;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let ended = tokio::time::timeout(DEADLINE, async {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    let text = String::from_utf8_lossy(&got);
+                    if let Some((_, body)) = text.split_once("\r\n\r\n")
+                        && body.len() >= 100
+                    {
+                        return;
+                    }
+                }
+            })
+            .await;
+            assert!(
+                ended.is_ok(),
+                "{host}: neither complete nor cut within {DEADLINE:?}"
+            );
+            String::from_utf8_lossy(&got).into_owned()
+        }
+    };
+    // 30 of 100 bytes, then the connection is closed: the client can tell it is truncated.
+    let text = read_all("stall.bar.com").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(body.len(), 30, "{text}");
+    // Ten pieces 300 ms apart: 3 s in all, never 1 s without a read.
+    let text = read_all("trickle.bar.com").await;
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(body.len(), 100, "{text}");
+}
