@@ -254,6 +254,10 @@ async fn https_and_grpcs_upstreams_verify_the_backend_against_the_given_ca() {
 
     let (status, body) = get(&h, "wrong.test").await;
     assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("TLS handshake with the upstream failed"),
+        "{body}"
+    );
 
     let (status, body) = get(&h, "unverified.test").await;
     assert_eq!(status, 200, "{body}");

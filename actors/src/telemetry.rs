@@ -243,6 +243,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
             "body_too_large",
             "upstream_error",
             "upstream_protocol",
+            "upstream_tls",
             "upstream_timeout",
         ] {
             metrics::counter!("sluice_proxy_errors_total", "entrypoint" => ep, "reason" => reason)

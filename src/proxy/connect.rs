@@ -76,15 +76,29 @@ impl TlsTarget {
             .map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::ConnectionRefused,
-                    format!("TLS handshake with {addr} failed: {e}"),
+                    TlsFailed(format!("TLS handshake with {addr} failed: {e}")),
                 )
             })?;
         if self.h2 && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
-                format!("{addr} does not speak HTTP/2 over TLS (no h2 by ALPN)"),
+                TlsFailed(format!(
+                    "{addr} does not speak HTTP/2 over TLS (no h2 by ALPN)"
+                )),
             ));
         }
         Ok(tls)
     }
 }
+
+/// A TLS handshake with an upstream that failed (inside the connect `io::Error`).
+#[derive(Debug)]
+pub(crate) struct TlsFailed(pub(crate) String);
+
+impl std::fmt::Display for TlsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsFailed {}

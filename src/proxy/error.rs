@@ -38,6 +38,9 @@ pub(crate) enum ProxyError {
     UpstreamProtocol,
     /// 504: connect or response-head timeout.
     UpstreamTimeout,
+    /// 502: the TLS handshake with the upstream failed (its certificate was not accepted, or
+    /// no common protocol).
+    UpstreamTls(String),
 }
 
 impl ProxyError {
@@ -55,6 +58,13 @@ impl ProxyError {
                 .is_some()
         }) {
             return ProxyError::BodyTooLarge;
+        }
+        if let Some(tls) = chain.iter().find_map(|s| {
+            s.downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<super::connect::TlsFailed>())
+        }) {
+            return ProxyError::UpstreamTls(tls.0.clone());
         }
         if chain.iter().any(|s| {
             s.downcast_ref::<io::Error>()
@@ -96,6 +106,7 @@ impl ProxyError {
             ProxyError::RateLimited => "rate_limited",
             ProxyError::AuthUnavailable => "auth_error",
             ProxyError::UpstreamRefused(_) => "upstream_error",
+            ProxyError::UpstreamTls(_) => "upstream_tls",
             ProxyError::UpstreamProtocol => "upstream_protocol",
             ProxyError::UpstreamTimeout => "upstream_timeout",
         }
@@ -112,9 +123,9 @@ impl ProxyError {
             }
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::AuthUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::UpstreamRefused(_) | ProxyError::UpstreamProtocol => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::UpstreamRefused(_)
+            | ProxyError::UpstreamProtocol
+            | ProxyError::UpstreamTls(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -164,6 +175,10 @@ impl ProxyError {
             }
             ProxyError::UpstreamProtocol => {
                 "bad gateway: the upstream broke the protocol\n".to_string()
+            }
+            ProxyError::UpstreamTls(e) => {
+                tracing::debug!(error = %e, "upstream TLS handshake failed");
+                "bad gateway: the TLS handshake with the upstream failed (its certificate was not accepted)\n".to_string()
             }
             ProxyError::UpstreamTimeout => {
                 "gateway timeout: the upstream did not answer in time\n".to_string()

@@ -88,6 +88,7 @@ pub(crate) fn code(e: &ProxyError) -> Code {
         | ProxyError::RateLimited
         | ProxyError::AuthUnavailable
         | ProxyError::UpstreamRefused(_)
+        | ProxyError::UpstreamTls(_)
         | ProxyError::UpstreamProtocol => Code::Unavailable,
     }
 }

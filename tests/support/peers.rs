@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Python packages every test may use, pinned (see shared/PEERS.md for what was checked).
-pub const PYTHON_REQUIREMENTS: &[&str] = &["moto[server]==5.2.5", "dnslib==0.9.26"];
+pub const PYTHON_REQUIREMENTS: &[&str] =
+    &["moto[server]==5.2.5", "dnslib==0.9.26", "grpcio==1.85.3"];
 
 /// Where peers keep their files: `CARGO_TARGET_TMPDIR/peers`.
 pub fn peers_dir() -> PathBuf {
