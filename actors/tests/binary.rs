@@ -189,6 +189,7 @@ async fn run_serves_and_exits_zero_on_sigterm() {
         ])
         .args(["--shutdown-delay", "1s", "--shutdown-grace", "5s"])
         .args(["--idle-timeout", "30s", "--max-connections", "100"])
+        .args(["--access-log", "--log-format", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -222,6 +223,50 @@ async fn run_serves_and_exits_zero_on_sigterm() {
         .await
         .expect("request through sluice");
     assert_eq!(status, 404);
+    // The access log: a JSON line per request, written once the response has been sent.
+    let access_line = |path: &str| {
+        logs().lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["target"] == "sluice::access" && v["path"] == path).then_some(v)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(v) = access_line("/through-the-binary") {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no access log line:\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(line["host"], "web.test", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["upstream_addr"], backend.to_string(), "{line}");
+    assert_eq!(line["retries"], 0, "{line}");
+    assert_eq!(line["completed"], true, "{line}");
+    assert!(line["bytes_out"].as_u64().unwrap_or(0) > 0, "{line}");
+    assert!(line["upstream_ms"].as_f64().is_some(), "{line}");
+    assert_eq!(
+        line["request_id"].as_str().map(str::len),
+        Some(32),
+        "sluice's request id: {line}"
+    );
+    assert_eq!(line["ingress"], "default/web", "{line}");
+    // An unrouted request: no upstream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(v) = logs().lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["target"] == "sluice::access" && v["host"] == "nothing.test").then_some(v)
+        }) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no access log line:\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(line["status"], 404, "{line}");
+    assert_eq!(line["upstream_addr"], "", "{line}");
+    assert_eq!(line["error"], "no_route", "{line}");
 
     // A request the backend holds while SIGTERM arrives.
     let inflight = tokio::spawn(async move { get(http, "slow.test", "/slow").await });

@@ -41,6 +41,8 @@ pub(super) struct Outgoing {
     pub(super) retryable: bool,
     /// How the endpoint is chosen when not by the balancer alone.
     pub(super) sticky: Sticky,
+    /// Request body bytes sent (counted for the access log only).
+    pub(super) bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Endpoint choice bound to the request (`affinity: cookie`, `upstream-hash-by`).
@@ -143,6 +145,7 @@ impl Proxy {
             };
             let mut upreq = upstream_request(upstream, endpoint, &mut out, version, attempt)?;
             let inflight = endpoint.start();
+            let sent_at = self.config.access_log.then(std::time::Instant::now);
             let sent = match upstream.settings.send_timeout {
                 // `proxy-send-timeout`: the upstream must keep taking the request body.
                 Some(limit) if !upreq.body().is_end_stream() => {
@@ -191,12 +194,21 @@ impl Proxy {
             };
             endpoint.mark_up();
             let cookie = out.sticky.set_cookie(endpoint);
+            let logged = sent_at.map(|at| super::access::UpstreamInfo {
+                addr: endpoint.addr,
+                head_time: at.elapsed(),
+                retries: u32::try_from(attempt).unwrap_or(u32::MAX),
+                bytes_in: out.bytes_in.clone(),
+            });
             let mut resp = respond(conn, out, resp, inflight, checkout, body_timeout)?;
             if let Some(c) = cookie {
                 resp.headers_mut().append(http::header::SET_COOKIE, c);
             }
             if let Some(at) = grpc_deadline {
                 resp = resp.map(|b| super::grpc::with_deadline(b, at));
+            }
+            if let Some(info) = logged {
+                resp.extensions_mut().insert(info);
             }
             return Ok(resp);
         }

@@ -19,6 +19,7 @@
 //!   `serve` (one accepted connection).
 
 pub mod accept;
+mod access;
 mod activity;
 mod auth;
 pub mod balance;

@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Proxy;
+use super::access;
 use super::auth;
 use super::body::{self, ProxyBody};
 use super::conn::{ConnInfo, Entrypoint};
@@ -35,7 +36,7 @@ use super::grpc;
 use super::headers;
 use super::serve::AmbiguousFraming;
 use super::snapshot::{Snapshot, Upstream};
-use super::stats::{self, RequestStats};
+use super::stats::RequestStats;
 use crate::model::UpstreamProtocol;
 use crate::model::host::is_valid_request_host;
 use crate::routing::{RouteMatch, normalize_request_path};
@@ -76,11 +77,15 @@ impl Proxy {
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
+        let access = self.config.access_log.then(|| access::Started::of(&req));
         if conn.entrypoint == Entrypoint::Http
             && let Some(resp) = self.acme_http01(&req)
         {
             self.record(conn, &method, &self.unrouted, None, resp.status(), start);
-            return resp;
+            return match access {
+                Some(a) => a.finish(conn, &method, &self.unrouted, None, resp, start),
+                None => resp,
+            };
         }
         // gRPC runs over HTTP/2 only: HTTP/1.1 requests skip the header lookup.
         let grpc = req.version() == Version::HTTP_2 && grpc::is_grpc(req.headers());
@@ -101,7 +106,10 @@ impl Proxy {
             .upstream
             .map_or(&self.unrouted, |i| &snap.upstreams[i].stats);
         self.record(conn, &method, stats, labels.error, resp.status(), start);
-        resp
+        match access {
+            Some(a) => a.finish(conn, &method, stats, labels.error, resp, start),
+            None => resp,
+        }
     }
 
     /// The answer to an ACME HTTP-01 request (`GET /.well-known/acme-challenge/<token>`) for a
@@ -490,6 +498,12 @@ impl Proxy {
             )),
             (false, None) => body::boxed(body),
         };
+        let (body, bytes_in) = if self.config.access_log && !body_empty {
+            let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            (access::counted(body, counter.clone()), Some(counter))
+        } else {
+            (body, None)
+        };
         let idempotent = matches!(
             parts.method,
             Method::GET
@@ -511,6 +525,7 @@ impl Proxy {
             client_upgrade,
             retryable,
             sticky: super::forward::Sticky::None,
+            bytes_in,
         })
     }
 
@@ -566,6 +581,7 @@ impl Proxy {
             client_upgrade: None,
             retryable: upstream.balancer.endpoints().len() > 1,
             sticky: super::forward::Sticky::None,
+            bytes_in: None,
         };
         self.forward(conn, upstream, out).await.ok()
     }
@@ -681,19 +697,6 @@ impl Proxy {
         stats.record(entrypoint, method, status, elapsed);
         if let Some(err) = error {
             metrics::counter!("sluice_proxy_errors_total", "entrypoint" => entrypoint.as_str(), "reason" => err).increment(1);
-        }
-        if self.config.access_log {
-            tracing::info!(
-                target: "sluice::access",
-                peer = %conn.peer,
-                entrypoint = entrypoint.as_str(),
-                method = stats::method_label(method),
-                status = status.as_u16(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                ingress = %stats.ingress,
-                service = %stats.service,
-                error = error.unwrap_or(""),
-            );
         }
     }
 }
