@@ -377,9 +377,17 @@ struct ServeArgs {
     /// Default upstream connect timeout (annotation sluice.io/proxy-connect-timeout).
     #[arg(long, default_value = "5s", value_parser = duration)]
     proxy_connect_timeout: Duration,
-    /// Default upstream response-head timeout (annotation sluice.io/proxy-read-timeout).
+    /// Default upstream read timeout: for the response head, then between two reads of its
+    /// body (annotation sluice.io/proxy-read-timeout).
     #[arg(long, default_value = "60s", value_parser = duration)]
     proxy_read_timeout: Duration,
+    /// Passive outlier detection: failures in a row (5xx, refused or reset connections,
+    /// timeouts) that eject an endpoint (0: never).
+    #[arg(long, default_value_t = 5)]
+    outlier_consecutive_failures: u32,
+    /// The first ejection's length; the n-th lasts n times it, up to 10 times.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    outlier_base_ejection: Duration,
     /// Chaos testing: the admin API accepts POST /debug/crash/{actor}. Never in production.
     #[arg(long)]
     chaos: bool,
@@ -420,6 +428,11 @@ impl ServeArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             https_redirect_port: self.https_redirect_port.unwrap_or(default_redirect_port),
             access_log: self.access_log,
+            outlier: sluice::proxy::outlier::OutlierPolicy {
+                consecutive: self.outlier_consecutive_failures,
+                base: self.outlier_base_ejection,
+                max: self.outlier_base_ejection * 10,
+            },
             ..ProxyConfig::default()
         }
     }

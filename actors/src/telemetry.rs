@@ -70,6 +70,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Response bodies cut because the upstream sent nothing for the read timeout.",
     ),
     (
+        "sluice_upstream_retries_total",
+        MetricKind::Counter,
+        "Requests tried again on another endpoint, by Service and reason.",
+    ),
+    (
+        "sluice_upstream_ejections_total",
+        MetricKind::Counter,
+        "Endpoints ejected by passive outlier detection.",
+    ),
+    (
         "sluice_open_connections",
         MetricKind::Gauge,
         "Client connections open now, by entrypoint and protocol (http, tls, upgraded).",
@@ -228,6 +238,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
         }
     }
     metrics::counter!("sluice_upstream_body_timeouts_total").increment(0);
+    metrics::counter!("sluice_upstream_ejections_total").increment(0);
     for ep in ["http", "https"] {
         metrics::counter!("sluice_requests_total", "entrypoint" => ep, "ingress" => "", "service" => "", "method" => "GET", "code" => "404").increment(0);
         let _ = metrics::histogram!("sluice_request_duration_seconds", "entrypoint" => ep, "ingress" => "", "service" => "");

@@ -20,7 +20,7 @@ pub use canary::{Canary, CanaryRule, cookie};
 pub use cidr::Cidr;
 pub use settings::{
     Affinity, BackendSettings, BasicAuth, ClientCert, ConnLimit, Cors, ForwardAuth, HashPart,
-    LoadBalancer, RateLimit, Redirect, UpstreamProtocol, UpstreamTls,
+    LoadBalancer, RateLimit, Redirect, RetryPolicy, UpstreamProtocol, UpstreamTls,
 };
 
 pub use diagnostic::{Diagnostic, Reason, Severity};

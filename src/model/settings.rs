@@ -42,6 +42,40 @@ impl UpstreamProtocol {
     }
 }
 
+/// When a failed request is tried again on another endpoint (ingress-nginx's
+/// `proxy-next-upstream`, `-tries` and `-timeout`). Only requests without a body are retried:
+/// sluice streams bodies instead of buffering them, so one already sent cannot be sent again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (at most the backend's endpoints).
+    pub attempts: u32,
+    /// On a refused, reset or broken connection, before the response head (`error`,
+    /// `invalid_header`).
+    pub on_error: bool,
+    /// On a connect or response-head timeout (`timeout`).
+    pub on_timeout: bool,
+    /// On these upstream statuses (`http_502`...).
+    pub statuses: Vec<u16>,
+    /// Methods that are not idempotent (POST, PATCH) too (`non_idempotent`).
+    pub non_idempotent: bool,
+    /// No new try once this long has passed since the first (`proxy-next-upstream-timeout`).
+    pub total: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    /// sluice's default: one more try on another endpoint after a connection error.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 2,
+            on_error: true,
+            on_timeout: false,
+            statuses: Vec::new(),
+            non_idempotent: false,
+            total: None,
+        }
+    }
+}
+
 /// A client certificate chain and its key, PEM.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientCert {
@@ -241,6 +275,9 @@ pub struct BackendSettings {
     pub protocol: UpstreamProtocol,
     /// TLS to the backend (`HTTPS` and `GRPCS` only).
     pub tls: Option<Arc<UpstreamTls>>,
+    /// `sluice.io/proxy-next-upstream` and its `-tries` and `-timeout`: `None` is
+    /// [`RetryPolicy::default`].
+    pub retry: Option<Arc<RetryPolicy>>,
     /// `sluice.io/proxy-connect-timeout`.
     pub connect_timeout: Option<Duration>,
     /// `sluice.io/proxy-read-timeout`: time allowed for the response head.
@@ -316,6 +353,7 @@ impl Default for BackendSettings {
             load_balancer: LoadBalancer::default(),
             protocol: UpstreamProtocol::default(),
             tls: None,
+            retry: None,
             connect_timeout: None,
             read_timeout: None,
             send_timeout: None,

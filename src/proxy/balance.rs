@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::clock::{ms, now_ms};
 use super::connect::TlsTarget;
 use super::h2pool::H2Pool;
+use super::outlier::{OutlierPolicy, OutlierState};
 use super::pool::ConnPool;
 use crate::model::{Backend, LoadBalancer, UpstreamProtocol, UpstreamTls};
 
@@ -56,7 +57,15 @@ pub struct EndpointState {
     /// per [`Transport`] that reaches this address.
     others: Mutex<Vec<(Arc<Transport>, Conns)>>,
     outstanding: AtomicUsize,
+    /// Refused a connection: skipped until then (ms of `clock`).
     down_until_ms: AtomicU64,
+    /// Ejected by outlier detection: skipped until then, unless more than half of the
+    /// backend's endpoints are.
+    ejected_until_ms: AtomicU64,
+    /// The failure history outlier detection decides on (locked on failures only).
+    outlier: Mutex<OutlierState>,
+    /// A failure has been recorded since the last success (a success need not lock).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl EndpointState {
@@ -72,6 +81,9 @@ impl EndpointState {
             others: Mutex::new(Vec::new()),
             outstanding: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            outlier: Mutex::new(OutlierState::default()),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -135,10 +147,49 @@ impl EndpointState {
         self.down_until_ms.store(until, Ordering::Relaxed);
     }
 
-    /// Clears the down mark (a request succeeded).
+    /// Clears the down mark (the endpoint answered).
     pub fn mark_up(&self) {
         if self.down_until_ms.load(Ordering::Relaxed) != 0 {
             self.down_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether outlier detection has ejected the endpoint.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    /// Records a failure (a 5xx answer, a refused or reset connection, a timeout); true when
+    /// it ejects the endpoint.
+    pub fn record_failure(&self, policy: &OutlierPolicy) -> bool {
+        self.failing.store(true, Ordering::Relaxed);
+        let now = now_ms();
+        let until = self
+            .outlier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failure(policy, now);
+        match until {
+            Some(until) => {
+                self.ejected_until_ms.store(until, Ordering::Relaxed);
+                metrics::counter!("sluice_upstream_ejections_total").increment(1);
+                tracing::info!(endpoint = %self.addr, ejected_for_ms = until - now, "endpoint ejected by outlier detection");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a success: the run of failures ends, and an ejection (the endpoint was tried
+    /// anyway) is lifted.
+    pub fn record_success(&self) {
+        if self.failing.load(Ordering::Relaxed) {
+            self.failing.store(false, Ordering::Relaxed);
+            self.outlier
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .success();
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
         }
     }
 
@@ -253,7 +304,20 @@ impl Balancer {
             1 => return eps.first().filter(usable),
             _ => {}
         }
-        let healthy = |e: &&Arc<EndpointState>| usable(e) && !e.is_down();
+        // Ejections are honoured while at most half of the endpoints carry one (counted only
+        // when an ejected endpoint comes up).
+        let too_many_ejected = std::cell::Cell::new(None::<bool>);
+        let ejection_honoured = || {
+            let too_many = too_many_ejected.get().unwrap_or_else(|| {
+                let n = eps.iter().filter(|x| x.is_ejected()).count();
+                n * 2 > eps.len()
+            });
+            too_many_ejected.set(Some(too_many));
+            !too_many
+        };
+        let healthy = |e: &&Arc<EndpointState>| {
+            usable(e) && !e.is_down() && (!e.is_ejected() || !ejection_honoured())
+        };
         let chosen = match self.policy {
             LoadBalancer::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -289,7 +353,7 @@ impl Balancer {
         let key = u64::from_str_radix(value, 16).ok()?;
         self.endpoints
             .iter()
-            .find(|e| e.key == key && Some(e.addr) != avoid && !e.is_down())
+            .find(|e| e.key == key && Some(e.addr) != avoid && !e.is_down() && !e.is_ejected())
     }
 
     /// The endpoint for a hash key (`upstream-hash-by`): rendezvous hashing, so a key keeps
@@ -299,7 +363,9 @@ impl Balancer {
         let best = |healthy_only: bool| {
             self.endpoints
                 .iter()
-                .filter(|e| Some(e.addr) != avoid && !(healthy_only && e.is_down()))
+                .filter(|e| {
+                    Some(e.addr) != avoid && !(healthy_only && (e.is_down() || e.is_ejected()))
+                })
                 .max_by_key(|e| mix(key ^ e.key))
         };
         best(true).or_else(|| best(false))

@@ -33,6 +33,8 @@ pub struct ProxyConfig {
     pub https_redirect_port: u16,
     /// Emit one JSON access-log line per request (tracing target `sluice::access`).
     pub access_log: bool,
+    /// Passive outlier detection: when an endpoint is ejected.
+    pub outlier: super::outlier::OutlierPolicy,
 }
 
 impl Default for ProxyConfig {
@@ -49,6 +51,7 @@ impl Default for ProxyConfig {
             trusted_proxies: Vec::new(),
             https_redirect_port: 443,
             access_log: false,
+            outlier: super::outlier::OutlierPolicy::default(),
         }
     }
 }

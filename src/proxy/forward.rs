@@ -23,6 +23,11 @@ use super::error::ProxyError;
 use super::headers;
 use super::pool::{self, Checkout};
 use super::snapshot::Upstream;
+use crate::model::RetryPolicy;
+
+/// The retry policy of a route without `proxy-next-upstream` annotations.
+static DEFAULT_RETRY: std::sync::LazyLock<RetryPolicy> =
+    std::sync::LazyLock::new(RetryPolicy::default);
 
 /// A request ready to go upstream (built by the prepare phase).
 pub(super) struct Outgoing {
@@ -126,9 +131,27 @@ impl Proxy {
         } else {
             None
         };
+        let policy = upstream.settings.retry.as_deref().unwrap_or(&DEFAULT_RETRY);
+        let attempts = if out.retryable {
+            usize::try_from(policy.attempts)
+                .unwrap_or(usize::MAX)
+                .min(upstream.balancer.endpoints().len())
+                .max(1)
+        } else {
+            1
+        };
+        upstream.retry_budget.deposit();
+        let first_at = std::time::Instant::now();
+        // Whether one more try may follow this one: tries left, the time limit, the budget.
+        let may_retry = |attempt: usize| {
+            attempt + 1 < attempts
+                && policy.total.is_none_or(|t| first_at.elapsed() < t)
+                && upstream.retry_budget.withdraw()
+        };
         let mut avoid = None;
         let mut last_error = None;
-        for attempt in 0..2 {
+        let mut attempt = 0;
+        let (endpoint, inflight, resp, checkout, sent_at) = loop {
             let chosen = match &out.sticky {
                 Sticky::Cookie {
                     current: Some(v), ..
@@ -140,10 +163,11 @@ impl Proxy {
                 _ => upstream.balancer.pick(avoid),
             };
             let Some(endpoint) = chosen else {
-                // No other endpoint to retry on: answer with what the first attempt got.
+                // No other endpoint to retry on: answer with what the last try got.
                 return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
             };
-            let mut upreq = upstream_request(upstream, endpoint, &mut out, version, attempt)?;
+            let last = attempt + 1 >= attempts;
+            let mut upreq = upstream_request(upstream, endpoint, &mut out, version, last)?;
             let inflight = endpoint.start();
             let sent_at = self.config.access_log.then(std::time::Instant::now);
             let sent = match upstream.settings.send_timeout {
@@ -171,48 +195,84 @@ impl Proxy {
                     .await
                 }
             };
-            let (resp, checkout) = match sent {
-                Err(_) => return Err(ProxyError::UpstreamTimeout),
-                Ok(Ok(sent)) => sent,
+            let err = match sent {
+                Ok(Ok((resp, checkout))) => {
+                    let status = resp.status();
+                    if status.is_server_error() {
+                        endpoint.record_failure(&self.config.outlier);
+                    } else {
+                        endpoint.record_success();
+                    }
+                    // `proxy-next-upstream: http_5xx...`: this answer is dropped (its
+                    // connection with it) and the request tried on another endpoint.
+                    if policy.statuses.contains(&status.as_u16()) && may_retry(attempt) {
+                        self.count_retry(upstream, "status");
+                        avoid = Some(endpoint.addr);
+                        out.body = Some(body::empty());
+                        last_error = Some(ProxyError::UpstreamRefused(format!(
+                            "{} answered {status}",
+                            endpoint.addr
+                        )));
+                        attempt += 1;
+                        continue;
+                    }
+                    break (endpoint, inflight, resp, checkout, sent_at);
+                }
+                Err(_) => ProxyError::UpstreamTimeout,
                 Ok(Err((err, is_connect))) => {
                     if is_connect {
                         metrics::counter!("sluice_upstream_connect_errors_total", "service" => upstream.stats.service.clone()).increment(1);
                         if matches!(err, ProxyError::UpstreamRefused(_)) {
                             endpoint.mark_down();
                         }
-                        // Nothing was sent: an idempotent request without a body is retried
-                        // once on another endpoint.
-                        if attempt == 0 && out.retryable {
-                            avoid = Some(endpoint.addr);
-                            out.body = Some(body::empty());
-                            last_error = Some(err);
-                            continue;
-                        }
                     }
-                    return Err(err);
+                    err
                 }
             };
-            endpoint.mark_up();
-            let cookie = out.sticky.set_cookie(endpoint);
-            let logged = sent_at.map(|at| super::access::UpstreamInfo {
-                addr: endpoint.addr,
-                head_time: at.elapsed(),
-                retries: u32::try_from(attempt).unwrap_or(u32::MAX),
-                bytes_in: out.bytes_in.clone(),
-            });
-            let mut resp = respond(conn, out, resp, inflight, checkout, body_timeout)?;
-            if let Some(c) = cookie {
-                resp.headers_mut().append(http::header::SET_COOKIE, c);
+            let (counts, retry) = match &err {
+                // The client's request body failed, or was too large: not the endpoint's
+                // doing, and nothing to try again.
+                ProxyError::BadRequest(_) | ProxyError::BodyTooLarge => (false, false),
+                ProxyError::UpstreamTimeout => (true, policy.on_timeout),
+                _ => (true, policy.on_error),
+            };
+            if counts {
+                endpoint.record_failure(&self.config.outlier);
             }
-            if let Some(at) = grpc_deadline {
-                resp = resp.map(|b| super::grpc::with_deadline(b, at));
+            if retry && may_retry(attempt) {
+                self.count_retry(upstream, err.label());
+                avoid = Some(endpoint.addr);
+                out.body = Some(body::empty());
+                last_error = Some(err);
+                attempt += 1;
+                continue;
             }
-            if let Some(info) = logged {
-                resp.extensions_mut().insert(info);
-            }
-            return Ok(resp);
+            return Err(err);
+        };
+        endpoint.mark_up();
+        let cookie = out.sticky.set_cookie(endpoint);
+        let logged = sent_at.map(|at| super::access::UpstreamInfo {
+            addr: endpoint.addr,
+            head_time: at.elapsed(),
+            retries: u32::try_from(attempt).unwrap_or(u32::MAX),
+            bytes_in: out.bytes_in.clone(),
+        });
+        let mut resp = respond(conn, out, resp, inflight, checkout, body_timeout)?;
+        if let Some(c) = cookie {
+            resp.headers_mut().append(http::header::SET_COOKIE, c);
         }
-        Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+        if let Some(at) = grpc_deadline {
+            resp = resp.map(|b| super::grpc::with_deadline(b, at));
+        }
+        if let Some(info) = logged {
+            resp.extensions_mut().insert(info);
+        }
+        Ok(resp)
+    }
+
+    /// Counts a retry (`sluice_upstream_retries_total`).
+    fn count_retry(&self, upstream: &Upstream, reason: &'static str) {
+        metrics::counter!("sluice_upstream_retries_total", "service" => upstream.stats.service.clone(), "reason" => reason).increment(1);
     }
 
     /// One exchange with one endpoint: the response, and the pooled HTTP/1.1 connection that
@@ -286,16 +346,16 @@ async fn stalled(progress: &body::Progress, limit: std::time::Duration) {
     }
 }
 
-/// The request for one attempt on `endpoint`. The first attempt of a retryable request
-/// copies the headers (a second attempt may need them); otherwise they are moved.
+/// The request for one attempt on `endpoint`. An attempt that may be followed by another
+/// copies the headers (the next one needs them); the last one moves them.
 fn upstream_request(
     upstream: &Upstream,
     endpoint: &EndpointState,
     out: &mut Outgoing,
     version: Version,
-    attempt: usize,
+    last: bool,
 ) -> Result<Request<ProxyBody>, ProxyError> {
-    let mut headers = if attempt == 0 && out.retryable {
+    let mut headers = if !last {
         out.headers.clone()
     } else {
         std::mem::take(&mut out.headers)

@@ -36,6 +36,7 @@ mod grpc;
 mod h2pool;
 pub mod headers;
 pub mod inspect;
+pub mod outlier;
 mod pool;
 pub mod prescan;
 pub mod ratelimit;

@@ -513,9 +513,15 @@ impl Proxy {
                 | Method::PUT
                 | Method::DELETE
         );
-        // Only a body-less idempotent request to a backend with another endpoint can be
-        // retried; only then do the headers need a copy for the second attempt.
-        let retryable = idempotent && body_empty && upstream.balancer.endpoints().len() > 1;
+        // Only a body-less request to a backend with another endpoint can be tried again
+        // (idempotent methods only, unless the retry policy allows the others); only then do
+        // the headers need a copy for the next attempt.
+        let retryable = body_empty
+            && upstream.balancer.endpoints().len() > 1
+            && match &settings.retry {
+                None => idempotent,
+                Some(r) => r.attempts > 1 && (idempotent || r.non_idempotent),
+            };
         Ok(Outgoing {
             method: parts.method,
             path_and_query: rewritten.unwrap_or(target),

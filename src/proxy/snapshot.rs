@@ -40,6 +40,8 @@ pub(super) struct Upstream {
     pub(super) plain: bool,
     /// Request metrics, with labels built and handles cached per backend.
     pub(super) stats: RequestStats,
+    /// Keeps retries to about a fifth of the backend's requests (from this publish on).
+    pub(super) retry_budget: super::outlier::RetryBudget,
 }
 
 impl Proxy {
@@ -73,6 +75,7 @@ impl Proxy {
                     connect_timeout: connect,
                     plain: !settings.has_request_filters(),
                     settings,
+                    retry_budget: super::outlier::RetryBudget::default(),
                     stats: RequestStats::new(
                         metrics::SharedString::from(b.ingress.to_string()),
                         metrics::SharedString::from(b.service.to_string()),

@@ -169,6 +169,14 @@ pub const PROXY_SEND_TIMEOUT: &str = "sluice.io/proxy-send-timeout";
 pub const SERVER_ALIAS: &str = "sluice.io/server-alias";
 /// `sluice.io/use-regex`: the Ingress's paths are regular expressions (ingress-nginx's).
 pub const USE_REGEX: &str = "sluice.io/use-regex";
+/// `sluice.io/proxy-next-upstream`: when a request is tried again on another endpoint, as
+/// space-separated conditions (`error`, `timeout`, `invalid_header`, `http_500`, `http_502`,
+/// `http_503`, `http_504`, `http_403`, `http_404`, `http_429`, `non_idempotent`, `off`).
+pub const PROXY_NEXT_UPSTREAM: &str = "sluice.io/proxy-next-upstream";
+/// `sluice.io/proxy-next-upstream-tries`: tries in all (0: one per endpoint).
+pub const PROXY_NEXT_UPSTREAM_TRIES: &str = "sluice.io/proxy-next-upstream-tries";
+/// `sluice.io/proxy-next-upstream-timeout`: no new try after this long (0: no limit).
+pub const PROXY_NEXT_UPSTREAM_TIMEOUT: &str = "sluice.io/proxy-next-upstream-timeout";
 /// `sluice.io/proxy-ssl-secret`: `[namespace/]name` of a Secret with `ca.crt` (the CAs an
 /// `HTTPS`/`GRPCS` backend's certificate must chain to) and optionally `tls.crt` and `tls.key`
 /// (the client certificate sluice presents).
@@ -187,7 +195,10 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 66] = [
+const NGINX_MAPPED: [(&str, &str); 69] = [
+    ("proxy-next-upstream", PROXY_NEXT_UPSTREAM),
+    ("proxy-next-upstream-tries", PROXY_NEXT_UPSTREAM_TRIES),
+    ("proxy-next-upstream-timeout", PROXY_NEXT_UPSTREAM_TIMEOUT),
     ("proxy-ssl-secret", PROXY_SSL_SECRET),
     ("proxy-ssl-verify", PROXY_SSL_VERIFY),
     ("proxy-ssl-name", PROXY_SSL_NAME),
@@ -463,6 +474,7 @@ pub fn settings(
             _ => bad(&key, v, "http, https, h2c, grpc, h2 or grpcs"),
         }
     }
+    s.retry = retry_policy(&get, &mut bad);
     for (ours, slot) in [
         (PROXY_CONNECT_TIMEOUT, &mut s.connect_timeout),
         (PROXY_READ_TIMEOUT, &mut s.read_timeout),
@@ -899,6 +911,92 @@ pub fn secret_refs(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Vec<O
             (!name.is_empty()).then(|| ObjectRef::new(namespace.clone(), name))
         })
         .collect()
+}
+
+/// The retry policy of `proxy-next-upstream`, `-tries` and `-timeout` (`None` when none is
+/// set: sluice's default). When one is set, the others default as in ingress-nginx:
+/// `error timeout`, 3 tries, no time limit. Bad values are reported through `bad` and their
+/// default is used.
+fn retry_policy<'a>(
+    get: &dyn Fn(&'static str) -> Option<(String, &'a String)>,
+    bad: &mut dyn FnMut(&str, &str, &str),
+) -> Option<std::sync::Arc<crate::model::RetryPolicy>> {
+    let (on, tries, total) = (
+        get(PROXY_NEXT_UPSTREAM),
+        get(PROXY_NEXT_UPSTREAM_TRIES),
+        get(PROXY_NEXT_UPSTREAM_TIMEOUT),
+    );
+    if on.is_none() && tries.is_none() && total.is_none() {
+        return None;
+    }
+    let mut p = crate::model::RetryPolicy {
+        attempts: 3,
+        on_error: true,
+        on_timeout: true,
+        statuses: Vec::new(),
+        non_idempotent: false,
+        total: None,
+    };
+    if let Some((key, v)) = on {
+        let mut parsed = crate::model::RetryPolicy {
+            attempts: p.attempts,
+            on_error: false,
+            on_timeout: false,
+            statuses: Vec::new(),
+            non_idempotent: false,
+            total: None,
+        };
+        let mut ok = true;
+        for token in v.split_whitespace() {
+            match token {
+                "error" | "invalid_header" => parsed.on_error = true,
+                "timeout" => parsed.on_timeout = true,
+                "non_idempotent" => parsed.non_idempotent = true,
+                "off" => parsed.attempts = 1,
+                t => match t
+                    .strip_prefix("http_")
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .filter(|c| [500, 502, 503, 504, 403, 404, 429].contains(c))
+                {
+                    Some(code) => parsed.statuses.push(code),
+                    None => {
+                        bad(
+                            &key,
+                            v,
+                            "space-separated error, timeout, invalid_header, http_500, http_502, \
+                             http_503, http_504, http_403, http_404, http_429, non_idempotent or off",
+                        );
+                        ok = false;
+                        break;
+                    }
+                },
+            }
+        }
+        if ok {
+            p = parsed;
+        }
+    }
+    if let Some((key, v)) = tries {
+        match v.trim().parse::<u32>() {
+            // 0: one try per endpoint (the balancer's count caps it).
+            Ok(0) => p.attempts = if p.attempts == 1 { 1 } else { u32::MAX },
+            Ok(n) if p.attempts != 1 => p.attempts = n,
+            Ok(_) => {}
+            Err(_) => bad(&key, v, "a number of tries (0: one per endpoint)"),
+        }
+    }
+    if let Some((key, v)) = total {
+        match parse_duration(v) {
+            Some(d) if d.is_zero() => p.total = None,
+            Some(d) => p.total = Some(d),
+            None => bad(
+                &key,
+                v,
+                "a duration such as 5s, 500ms or a number of seconds (0: no limit)",
+            ),
+        }
+    }
+    Some(std::sync::Arc::new(p))
 }
 
 /// TLS to an `HTTPS` or `GRPCS` backend (`proxy-ssl-secret`, `proxy-ssl-verify`,
@@ -2160,6 +2258,46 @@ mod foreign_tests {
         // `0` is unlimited under either name.
         let (s, _) = parse(&[("nginx.ingress.kubernetes.io/proxy-body-size", "0")]);
         assert_eq!(s.max_body_bytes, None);
+    }
+
+    #[test]
+    fn retry_policies_read_as_ingress_nginx_does() {
+        let (s, diags) = parse(&[]);
+        assert!(s.retry.is_none() && diags.is_empty());
+        let (s, diags) = parse(&[(
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "error http_503 non_idempotent",
+        )]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let r = s.retry.unwrap();
+        assert_eq!(r.attempts, 3, "ingress-nginx's default tries");
+        assert!(r.on_error && !r.on_timeout && r.non_idempotent);
+        assert_eq!(r.statuses, [503]);
+        let (s, _) = parse(&[
+            ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "5"),
+            (
+                "nginx.ingress.kubernetes.io/proxy-next-upstream-timeout",
+                "2",
+            ),
+        ]);
+        let r = s.retry.unwrap();
+        assert_eq!(r.attempts, 5);
+        assert!(r.on_error && r.on_timeout, "error timeout by default");
+        assert_eq!(r.total, Some(std::time::Duration::from_secs(2)));
+        let (s, _) = parse(&[
+            ("sluice.io/proxy-next-upstream", "off"),
+            ("sluice.io/proxy-next-upstream-tries", "4"),
+        ]);
+        assert_eq!(s.retry.unwrap().attempts, 1, "off wins");
+        let (s, diags) = parse(&[("sluice.io/proxy-next-upstream", "error sometimes")]);
+        assert_eq!(diags.len(), 1);
+        assert!(
+            diags[0].message.contains("error sometimes"),
+            "{}",
+            diags[0].message
+        );
+        let r = s.retry.unwrap();
+        assert!(r.on_error && r.on_timeout, "the default is used");
     }
 
     #[test]
