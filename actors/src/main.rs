@@ -366,6 +366,9 @@ struct ServeArgs {
     /// keep-alive; HTTP/2 gets GOAWAY).
     #[arg(long, default_value = "60s", value_parser = duration)]
     idle_timeout: Duration,
+    /// The longest wait between two reads of a request body from the client (408 after it).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    client_body_timeout: Duration,
     /// Client connections open at once over every listener; at the limit accepting pauses and
     /// the connection idle the longest is closed. Default: from the open-file limit,
     /// (soft RLIMIT_NOFILE - max(64, a tenth)) / 2.
@@ -419,6 +422,7 @@ impl ServeArgs {
         ProxyConfig {
             client_header_timeout: self.client_header_timeout,
             idle_timeout: self.idle_timeout,
+            client_body_timeout: self.client_body_timeout,
             max_connections: self
                 .max_connections
                 .unwrap_or_else(sluice::proxy::default_max_connections),

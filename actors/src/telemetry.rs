@@ -250,6 +250,7 @@ pub fn register_metrics(identity: &str, standalone: bool) {
             "auth_error",
             "rate_limited",
             "bad_request",
+            "client_timeout",
             "misdirected",
             "body_too_large",
             "upstream_error",

@@ -140,3 +140,74 @@ pub(crate) fn watched(
     .boxed_unsync();
     (body, progress)
 }
+
+/// The error of a request body the client stopped sending.
+#[derive(Debug)]
+pub struct ClientBodyStalled(pub std::time::Duration);
+
+impl std::fmt::Display for ClientBodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the client sent nothing of the request body for {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ClientBodyStalled {}
+
+/// `inner`, failing with [`ClientBodyStalled`] when it yields nothing for `limit` while it is
+/// being read (the timer exists only once the body has had to wait).
+pub fn client_timeout(inner: ProxyBody, limit: std::time::Duration) -> ProxyBody {
+    Stalling {
+        inner,
+        limit,
+        timer: None,
+    }
+    .boxed_unsync()
+}
+
+struct Stalling {
+    inner: ProxyBody,
+    limit: std::time::Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body for Stalling {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let limit = self.limit;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(Box::new(ClientBodyStalled(limit)))));
+                }
+                Poll::Pending
+            }
+            ready => {
+                if let Some(timer) = &mut self.timer {
+                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -13,6 +13,9 @@ pub struct ProxyConfig {
     /// Time a connection may stay open with no request in progress: HTTP/1.1 keep-alive
     /// between requests; HTTP/2 with no open stream (then GOAWAY).
     pub idle_timeout: Duration,
+    /// The longest wait between two reads of a request body from the client (nginx's
+    /// `client_body_timeout`): a body that stalls longer gets 408.
+    pub client_body_timeout: Duration,
     /// Client connections open at once (upgraded tunnels included) over every listener. At
     /// the limit the accept loops pause and the connection idle the longest is closed to make
     /// room. Default: from the process's open-file limit, see [`default_max_connections`].
@@ -42,6 +45,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             client_header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
             max_connections: default_max_connections(),
             max_header_bytes: 32 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),

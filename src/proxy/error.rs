@@ -14,6 +14,8 @@ pub(crate) enum ProxyError {
     BadRequest(&'static str),
     /// 400: the path could not be normalised.
     BadPath(RequestPathError),
+    /// 408: the client stopped sending its request body.
+    ClientTimeout,
     /// 404: no route and no default backend.
     NoRoute,
     /// 421: a TLS connection used for a host its certificate does not cover.
@@ -59,6 +61,12 @@ impl ProxyError {
         }) {
             return ProxyError::BodyTooLarge;
         }
+        if chain
+            .iter()
+            .any(|s| s.downcast_ref::<super::body::ClientBodyStalled>().is_some())
+        {
+            return ProxyError::ClientTimeout;
+        }
         if let Some(tls) = chain.iter().find_map(|s| {
             s.downcast_ref::<io::Error>()
                 .and_then(io::Error::get_ref)
@@ -98,6 +106,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => "bad_request",
             ProxyError::NoRoute => "no_route",
+            ProxyError::ClientTimeout => "client_timeout",
             ProxyError::Misdirected => "misdirected",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::NoEndpoints => "no_endpoints",
@@ -116,6 +125,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoEndpoints | ProxyError::Closed | ProxyError::RateLimited => {
@@ -154,6 +164,9 @@ impl ProxyError {
             ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
             ProxyError::NoRoute => "no route for this host and path\n".to_string(),
+            ProxyError::ClientTimeout => {
+                "request timeout: the request body stopped arriving\n".to_string()
+            }
             ProxyError::Misdirected => {
                 "misdirected request: this connection's certificate does not cover this host\n"
                     .to_string()

@@ -232,7 +232,9 @@ impl Proxy {
             let (counts, retry) = match &err {
                 // The client's request body failed, or was too large: not the endpoint's
                 // doing, and nothing to try again.
-                ProxyError::BadRequest(_) | ProxyError::BodyTooLarge => (false, false),
+                ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::ClientTimeout => (false, false),
                 ProxyError::UpstreamTimeout => (true, policy.on_timeout),
                 _ => (true, policy.on_error),
             };

@@ -27,6 +27,8 @@ pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Code {
+    /// 1.
+    Cancelled = 1,
     /// 4.
     DeadlineExceeded = 4,
     /// 7.
@@ -82,6 +84,7 @@ pub(crate) fn code(e: &ProxyError) -> Code {
         ProxyError::BodyTooLarge => Code::ResourceExhausted,
         ProxyError::Forbidden => Code::PermissionDenied,
         ProxyError::UpstreamTimeout => Code::DeadlineExceeded,
+        ProxyError::ClientTimeout => Code::Cancelled,
         ProxyError::Misdirected
         | ProxyError::NoEndpoints
         | ProxyError::Closed

@@ -498,6 +498,12 @@ impl Proxy {
             )),
             (false, None) => body::boxed(body),
         };
+        // `client_body_timeout`: a client that stops sending its body gets 408.
+        let body = if body_empty {
+            body
+        } else {
+            body::client_timeout(body, self.config.client_body_timeout)
+        };
         let (body, bytes_in) = if self.config.access_log && !body_empty {
             let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             (access::counted(body, counter.clone()), Some(counter))

@@ -1008,3 +1008,52 @@ async fn proxy_read_timeout_cuts_a_stalled_response_body() {
     let body = text.split_once("\r\n\r\n").unwrap().1;
     assert_eq!(body.len(), 100, "{text}");
 }
+
+/// nginx's `client_body_timeout`: a client that stops sending its request body gets 408 once
+/// it has sent nothing for that long; one that keeps sending is served.
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_gets_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let backend = echo([127, 0, 0, 1], "echo").await;
+    let h = Harness::start_with(
+        &[
+            (
+                "upload.yaml",
+                doc_ingress(
+                    "upload",
+                    "    sluice.io/ssl-redirect: \"false\"\n",
+                    "upload.bar.com",
+                    &[("/", "Prefix", "echo")],
+                ),
+            ),
+            ("svc.yaml", service("echo", &[(backend, true)])),
+        ],
+        sluice::proxy::ProxyConfig {
+            client_body_timeout: std::time::Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(h.running.http_addr)
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: upload.bar.com\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let answered = tokio::time::timeout(DEADLINE, async {
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer within {DEADLINE:?}");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}
