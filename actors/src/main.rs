@@ -354,6 +354,13 @@ struct ServeArgs {
     /// Peers (IP or CIDR, repeatable or comma-separated) whose X-Forwarded-* headers are kept.
     #[arg(long, value_delimiter = ',')]
     trusted_proxies: Vec<Cidr>,
+    /// Peers (IP or CIDR, repeatable or comma-separated) whose connections to the HTTP and
+    /// HTTPS listeners start with a PROXY protocol header (v1 or v2, e.g. from an AWS NLB):
+    /// the client it carries is the request's client (X-Forwarded-For, source ranges, rate
+    /// limits). A connection from these peers without a valid header is closed; other peers
+    /// are never read for one.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    proxy_protocol: Vec<Cidr>,
     /// Port in the Location of HTTP->HTTPS redirects (default: 443, or the --https-addr port
     /// for `demo`).
     #[arg(long)]
@@ -430,6 +437,7 @@ impl ServeArgs {
             connect_timeout: self.proxy_connect_timeout,
             read_timeout: self.proxy_read_timeout,
             trusted_proxies: self.trusted_proxies.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
             https_redirect_port: self.https_redirect_port.unwrap_or(default_redirect_port),
             access_log: self.access_log,
             outlier: sluice::proxy::outlier::OutlierPolicy {

@@ -32,6 +32,11 @@ pub struct ProxyConfig {
     pub upstream_idle_timeout: Duration,
     /// Peers whose `X-Forwarded-*` headers are trusted (CIDRs).
     pub trusted_proxies: Vec<Cidr>,
+    /// Peers (CIDRs) whose connections start with a PROXY protocol header (v1 or v2), read
+    /// before TLS and HTTP on both entrypoints: the client it carries becomes the connection's
+    /// peer. A connection from such a peer without a valid header is closed; connections from
+    /// other peers are never parsed for one.
+    pub proxy_protocol: Vec<Cidr>,
     /// The port HTTP requests are redirected to for HTTPS (omitted from the URL when 443).
     pub https_redirect_port: u16,
     /// Emit one JSON access-log line per request (tracing target `sluice::access`).
@@ -53,6 +58,7 @@ impl Default for ProxyConfig {
             read_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
+            proxy_protocol: Vec::new(),
             https_redirect_port: 443,
             access_log: false,
             outlier: super::outlier::OutlierPolicy::default(),

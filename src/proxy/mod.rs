@@ -14,6 +14,7 @@
 //! - `body` (the one body type), `pool` (idle upstream connections per endpoint),
 //!   `balance` (endpoint states and load balancing; each state owns its pool);
 //! - `conn` (connection facts, the tracker, tunnels), `headers`, `stats`, `error`;
+//! - `proxy_protocol` (the PROXY protocol header parser);
 //! - `config` ([`ProxyConfig`]), `snapshot` ([`Snapshot`], [`Proxy::publish`]);
 //! - `forward` (send upstream, retry, response), `request` (the phases of one request),
 //!   `serve` (one accepted connection).
@@ -39,6 +40,7 @@ pub mod inspect;
 pub mod outlier;
 mod pool;
 pub mod prescan;
+pub mod proxy_protocol;
 pub mod ratelimit;
 mod request;
 mod serve;

@@ -1,6 +1,8 @@
 //! Serving one accepted connection: plain HTTP (HTTP/1.1 or h2c) or TLS (handshake, then
 //! HTTP/1.1 or HTTP/2 by ALPN), until it closes, times out (see `activity`), is evicted by the
-//! connection limit, or shutdown completes it.
+//! connection limit, or shutdown completes it. A connection from a peer listed in
+//! `ProxyConfig::proxy_protocol` first gives its PROXY protocol header (`proxy_protocol`),
+//! whose client replaces the TCP peer.
 //!
 //! The connection's bytes pass through [`Watched`], which runs the HTTP/1.1 framing pre-parse
 //! (`prescan`) as they are read: it tells the connection's [`Activity`] when a request head
@@ -28,6 +30,7 @@ use super::activity::{Activity, Expiry, RequestGuard, Timeouts};
 use super::body::ProxyBody;
 use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
 use super::prescan::HeadScanner;
+use super::proxy_protocol::{self, Header};
 
 /// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding` (seen by
 /// the pre-parse; hyper has removed the length by then).
@@ -52,12 +55,18 @@ impl Proxy {
     pub(super) async fn serve_http_entered(
         self: Arc<Self>,
         tracker: Arc<ConnTracker>,
-        stream: TcpStream,
+        mut stream: TcpStream,
         peer: SocketAddr,
         (guard, activity): (ConnGuard, Arc<Activity>),
     ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
+        let Some((peer, local)) = self
+            .proxied(&mut stream, peer, local, Entrypoint::Http, &activity)
+            .await
+        else {
+            return;
+        };
         let info = ConnInfo::new(peer, local, Entrypoint::Http, None, tracker.clone());
         self.serve_io(tracker, stream, info, activity, true).await;
         drop(guard);
@@ -82,12 +91,18 @@ impl Proxy {
         self: Arc<Self>,
         tracker: Arc<ConnTracker>,
         acceptor: tokio_rustls::TlsAcceptor,
-        stream: TcpStream,
+        mut stream: TcpStream,
         peer: SocketAddr,
         (guard, activity): (ConnGuard, Arc<Activity>),
     ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
+        let Some((peer, local)) = self
+            .proxied(&mut stream, peer, local, Entrypoint::Https, &activity)
+            .await
+        else {
+            return;
+        };
         let limit = self
             .config
             .tls_handshake_timeout
@@ -130,6 +145,58 @@ impl Proxy {
         let info = ConnInfo::new(peer, local, Entrypoint::Https, sni, tracker.clone());
         self.serve_io(tracker, tls, info, activity, !h2).await;
         drop(guard);
+    }
+
+    /// The connection's client and the address it connected to: from the PROXY protocol
+    /// header when the TCP peer is one of [`ProxyConfig::proxy_protocol`](super::ProxyConfig)
+    /// (read exactly, within the TLS handshake timeout and the client header timeout), else
+    /// the TCP peer and local address. `None` when the header is missing, invalid or late, or
+    /// the connection is evicted meanwhile: the caller closes the connection.
+    async fn proxied(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        entrypoint: Entrypoint,
+        activity: &Activity,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        if !self
+            .config
+            .proxy_protocol
+            .iter()
+            .any(|c| c.contains(peer.ip()))
+        {
+            return Some((peer, local));
+        }
+        let limit = self
+            .config
+            .tls_handshake_timeout
+            .min(self.config.client_header_timeout);
+        let read = tokio::time::timeout(limit, proxy_protocol::read_header(stream));
+        let error = tokio::select! {
+            read = read => match read {
+                Ok(Ok(Header::Proxied { source, destination })) => {
+                    tracing::trace!(%peer, client = %source, "PROXY protocol header");
+                    return Some((source, destination));
+                }
+                Ok(Ok(Header::Unproxied)) => return Some((peer, local)),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, entrypoint = entrypoint.as_str(), error = %e, "PROXY protocol header refused: closing");
+                    e.reason()
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, entrypoint = entrypoint.as_str(), "no PROXY protocol header in time: closing");
+                    "timeout"
+                }
+            },
+            () = activity.evicted() => {
+                count_closed(entrypoint, Expiry::Evicted);
+                return None;
+            }
+        };
+        metrics::counter!("sluice_proxy_protocol_errors_total", "entrypoint" => entrypoint.as_str(), "reason" => error)
+            .increment(1);
+        None
     }
 
     /// Runs hyper over `io` with the connection's timeouts; `prescan` runs the HTTP/1.1
