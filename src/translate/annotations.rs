@@ -342,7 +342,10 @@ fn nginx_support(name: &str) -> Support {
     if AUTH_TUNING.iter().any(|t| name.starts_with(t)) || TUNING.contains(&name) {
         return Support::Ignored;
     }
-    const PROTECTIONS: [&str; 2] = ["satisfy", "enable-owasp-core-rules"];
+    // `ssl-passthrough` too: terminating TLS that the Ingress wants to reach its backend
+    // untouched (often for the backend's own client-certificate checks) would change who sees
+    // the plaintext.
+    const PROTECTIONS: [&str; 3] = ["satisfy", "enable-owasp-core-rules", "ssl-passthrough"];
     const PROTECTION_FAMILIES: [&str; 5] = [
         "auth-",
         "limit-",
@@ -2482,6 +2485,7 @@ mod foreign_tests {
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
             "nginx.ingress.kubernetes.io/auth-tls-secret",
             "nginx.ingress.kubernetes.io/global-rate-limit",
+            "nginx.ingress.kubernetes.io/ssl-passthrough",
             "nginx.ingress.kubernetes.io/enable-modsecurity",
             "traefik.ingress.kubernetes.io/router.middlewares",
             "traefik.ingress.kubernetes.io/router.tls.options",
