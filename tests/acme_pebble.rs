@@ -67,7 +67,8 @@ impl DataPlane {
         assert!(Arc::ptr_eq(proxy.challenges(), &challenges));
         let resolver = SniResolver::new(certs.clone()).with_challenges(challenges.clone());
         let acceptor = tokio_rustls::TlsAcceptor::from(
-            sluice::tls::server_config(Arc::new(resolver)).expect("server config"),
+            sluice::tls::server_config(Arc::new(resolver), &Default::default())
+                .expect("server config"),
         );
         let tracker = Arc::new(ConnTracker::default());
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

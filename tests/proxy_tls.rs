@@ -1,6 +1,7 @@
 //! TLS termination over real sockets: certificates chosen by SNI from `kubernetes.io/tls`
 //! Secrets written by the test, protocol versions and ALPN, the HTTP -> HTTPS redirect, 421 for
-//! misdirected requests (HTTP/1.1 and HTTP/2), broken Secrets and certificate rotation.
+//! misdirected requests (HTTP/1.1 and HTTP/2), broken Secrets and certificate rotation,
+//! `--default-certificate`, `--tls-min-version` and `--tls-cipher-suites`.
 
 mod support;
 use support::*;
@@ -20,7 +21,10 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
     SupportedProtocolVersion,
 };
+use sluice::model::ObjectRef;
 use sluice::proxy::ProxyConfig;
+use sluice::tls::{MinVersion, TlsPolicy};
+use sluice_actors::run::{self, RunOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -373,6 +377,15 @@ struct Site {
 /// manifests, and waits until the certificates are in place: the reload signal comes from the
 /// routing side, the certificate snapshot may follow it.
 async fn site(config: ProxyConfig, ca: Ca, extra: Vec<(&str, String)>) -> Site {
+    site_options(ca, extra, |opts| opts.proxy = config).await
+}
+
+/// [`site`] with the run options changed by `change`.
+async fn site_options(
+    ca: Ca,
+    extra: Vec<(&str, String)>,
+    change: impl FnOnce(&mut RunOptions),
+) -> Site {
     let leaf = ca.leaf(&["secure.test"]);
     let secure = echo([127, 0, 0, 1], "secure").await;
     let other = echo([127, 0, 0, 1], "other").await;
@@ -401,7 +414,7 @@ async fn site(config: ProxyConfig, ca: Ca, extra: Vec<(&str, String)>) -> Site {
         ),
     ];
     files.extend(extra);
-    let h = Harness::start_with(&files, config).await;
+    let h = Harness::start_options(&files, change).await;
     wait_for_leaf(h.running.https_addr, "secure.test", &leaf.der).await;
     Site { h, ca, leaf }
 }
@@ -1014,4 +1027,289 @@ async fn header_annotations_and_hsts_on_https_only() {
     assert_eq!(echoed(&r.body, "x-team"), ["payments"]);
     assert!(r.headers.get("strict-transport-security").is_none());
     assert_eq!(r.headers.get("x-frame-options").unwrap(), "DENY");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. --default-certificate
+// ---------------------------------------------------------------------------------------------
+
+fn with_default_certificate(opts: &mut RunOptions) {
+    opts.default_certificate = Some(ObjectRef::new("default", "fallback"));
+}
+
+/// `/api/diagnostics` as text.
+async fn diagnostics_text(h: &Harness) -> String {
+    let r = http_get(h.running.admin_addr, "admin", "/api/diagnostics").await;
+    assert_eq!(r.status, 200);
+    r.body
+}
+
+/// The `/api/diagnostics` entries about Secret `default/fallback` with `reason`.
+async fn fallback_diagnostics(h: &Harness, reason: &str) -> Vec<serde_json::Value> {
+    let body = diagnostics_text(h).await;
+    let all: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    all.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| {
+            d["kind"] == "Secret" && d["object"] == "default/fallback" && d["reason"] == reason
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn the_default_certificate_secret_is_served_for_unknown_names_and_no_sni_and_rotates() {
+    let ca = Ca::new("sluice test CA");
+    let fallback = ca.leaf(&["fallback.test"]);
+    let extra = vec![("fallback.yaml", leaf_secret("fallback", &fallback))];
+    let s = site_options(ca, extra, with_default_certificate).await;
+    let addr = s.h.running.https_addr;
+
+    // The snapshot with the fallback may follow the reload signal.
+    wait_for_leaf(addr, "unknown.test", &fallback.der).await;
+    assert!(
+        metric_lines(&s.h, "sluice_tls_certs_not_after")
+            .await
+            .iter()
+            .any(|l| l.contains("secret=\"default/fallback\"")),
+        "its expiry is exported"
+    );
+    let any = client_config(&Trust::Anything, ALL_VERSIONS, &[b"http/1.1"]);
+    let no_sni = tls_connect(addr, "127.0.0.1", any.clone()).await.unwrap();
+    assert_eq!(
+        presented_leaf(&no_sni),
+        fallback.der,
+        "no SNI: the fallback"
+    );
+    // A host with a route but no Secret is served the fallback too, and routed.
+    let tls = tls_connect(addr, "other.test", any.clone()).await.unwrap();
+    assert_eq!(presented_leaf(&tls), fallback.der);
+    let r = h1_get(tls, "other.test", "/").await;
+    assert_eq!((r.status, echo_service(&r.body)), (StatusCode::OK, "other"));
+    // A host with its own Secret keeps it (verified against the CA).
+    let verified = client_config(&Trust::Ca(&s.ca), ALL_VERSIONS, &[]);
+    let tls = tls_connect(addr, "secure.test", verified.clone())
+        .await
+        .unwrap();
+    assert_eq!(presented_leaf(&tls), s.leaf.der);
+    // The fallback is a real certificate: a client asking for its name verifies it.
+    let tls = tls_connect(addr, "fallback.test", verified).await.unwrap();
+    assert_eq!(presented_leaf(&tls), fallback.der);
+
+    // Rotation: new content in the same Secret is served without restart.
+    let rotated = s.ca.leaf(&["fallback.test", "rotated.test"]);
+    s.h.write("fallback.yaml", &leaf_secret("fallback", &rotated))
+        .await;
+    wait_for_leaf(addr, "unknown.test", &rotated.der).await;
+    wait_for_leaf(addr, "127.0.0.1", &rotated.der).await;
+    assert_eq!(
+        presented_leaf(&tls_connect(addr, "secure.test", any.clone()).await.unwrap()),
+        s.leaf.der
+    );
+
+    // A broken fallback: back to the generated certificate, reported on the Secret.
+    s.h.write(
+        "fallback.yaml",
+        &tls_secret("fallback", "garbage, not PEM\n", "more garbage\n"),
+    )
+    .await;
+    let h = &s.h;
+    wait_until("the generated certificate after the fallback broke", || {
+        let any = any.clone();
+        async move {
+            tls_connect(addr, "unknown.test", any)
+                .await
+                .is_ok_and(|tls| contains(&presented_leaf(&tls), b"sluice.invalid"))
+        }
+    })
+    .await;
+    wait_until(
+        "a SecretInvalid diagnostic on default/fallback",
+        || async move {
+            let text = diagnostics_text(h).await;
+            text.contains("SecretInvalid")
+                && text.contains("default/fallback")
+                && text.contains("--default-certificate")
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_default_certificate_secret_keeps_the_generated_one_and_is_reported() {
+    let s = site_options(
+        Ca::new("sluice test CA"),
+        Vec::new(),
+        with_default_certificate,
+    )
+    .await;
+    let addr = s.h.running.https_addr;
+    let h = &s.h;
+    wait_until(
+        "a SecretNotFound diagnostic naming default/fallback",
+        || async move {
+            fallback_diagnostics(h, "SecretNotFound")
+                .await
+                .iter()
+                .any(|d| {
+                    d["severity"] == "error"
+                        && d["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("--default-certificate default/fallback"))
+                })
+        },
+    )
+    .await;
+    let any = client_config(&Trust::Anything, ALL_VERSIONS, &[]);
+    for sni in ["unknown.test", "127.0.0.1"] {
+        let tls = tls_connect(addr, sni, any.clone()).await.unwrap();
+        assert!(
+            contains(&presented_leaf(&tls), b"sluice.invalid"),
+            "{sni}: the generated certificate"
+        );
+    }
+    assert_eq!(
+        presented_leaf(&tls_connect(addr, "secure.test", any).await.unwrap()),
+        s.leaf.der
+    );
+
+    // Once the Secret appears it is served, and the diagnostic goes away.
+    let fallback = s.ca.leaf(&["fallback.test"]);
+    s.h.write("fallback.yaml", &leaf_secret("fallback", &fallback))
+        .await;
+    wait_for_leaf(addr, "unknown.test", &fallback.der).await;
+    wait_until("the SecretNotFound diagnostic to go", || async move {
+        fallback_diagnostics(h, "SecretNotFound").await.is_empty()
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. --tls-min-version and --tls-cipher-suites
+// ---------------------------------------------------------------------------------------------
+
+/// A client trusting `ca` that offers only `suites` (and the versions they belong to).
+fn client_with_suites(ca: &Ca, suites: &[rustls::SupportedCipherSuite]) -> Arc<ClientConfig> {
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: suites.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    });
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).expect("CA as a root");
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(ALL_VERSIONS)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn tls_min_version_1_3_refuses_tls12_clients() {
+    let s = site_options(Ca::new("sluice test CA"), Vec::new(), |opts| {
+        opts.tls = TlsPolicy {
+            min_version: MinVersion::Tls13,
+            cipher_suites: Vec::new(),
+        };
+    })
+    .await;
+    let addr = s.h.running.https_addr;
+    let tls12 = client_config(&Trust::Ca(&s.ca), &[&rustls::version::TLS12], &[]);
+    let err = tls_connect(addr, "secure.test", tls12)
+        .await
+        .expect_err("a TLS 1.2 client is refused");
+    assert!(
+        err.to_string().contains("ProtocolVersion") || err.to_string().contains("version"),
+        "{err}"
+    );
+    let tls13 = client_config(
+        &Trust::Ca(&s.ca),
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+    );
+    let tls = tls_connect(addr, "secure.test", tls13).await.unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(ProtocolVersion::TLSv1_3)
+    );
+    let r = h1_get(tls, "secure.test", "/").await;
+    assert_eq!(
+        (r.status, echo_service(&r.body)),
+        (StatusCode::OK, "secure")
+    );
+}
+
+#[tokio::test]
+async fn only_the_configured_cipher_suites_are_negotiated() {
+    use rustls::crypto::aws_lc_rs::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384,
+    };
+    let s = site_options(Ca::new("sluice test CA"), Vec::new(), |opts| {
+        opts.tls.cipher_suites =
+            sluice::tls::policy::parse_cipher_suites("TLS13_AES_256_GCM_SHA384").unwrap();
+    })
+    .await;
+    let addr = s.h.running.https_addr;
+    let err = tls_connect(
+        addr,
+        "secure.test",
+        client_with_suites(&s.ca, &[TLS13_AES_128_GCM_SHA256]),
+    )
+    .await
+    .expect_err("no common cipher suite");
+    assert!(
+        err.to_string().contains("HandshakeFailure") || err.to_string().contains("handshake"),
+        "{err}"
+    );
+    let tls = tls_connect(
+        addr,
+        "secure.test",
+        client_with_suites(&s.ca, &[TLS13_AES_256_GCM_SHA384]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().map(|c| c.suite()),
+        Some(TLS13_AES_256_GCM_SHA384.suite())
+    );
+    assert_eq!(presented_leaf(&tls), s.leaf.der);
+}
+
+#[tokio::test]
+async fn unusable_tls_settings_are_startup_errors_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut opts = RunOptions::new(dir.path());
+    opts.tls = TlsPolicy {
+        min_version: MinVersion::Tls13,
+        cipher_suites: sluice::tls::policy::parse_cipher_suites(
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        )
+        .unwrap(),
+    };
+    let Err(err) = run::start(opts).await else {
+        panic!("sluice must refuse to start")
+    };
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("--tls-cipher-suites") && err.contains("--tls-min-version 1.3"),
+        "{err}"
+    );
+
+    // With --watch-namespace, the default certificate's namespace must be watched.
+    let mut opts = RunOptions::new(dir.path()).with_kube(run::KubeSource {
+        namespaces: vec!["team-a".into()],
+        ..Default::default()
+    });
+    with_default_certificate(&mut opts);
+    let Err(err) = run::start(opts).await else {
+        panic!("sluice must refuse to start")
+    };
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("--default-certificate default/fallback") && err.contains("team-a"),
+        "{err}"
+    );
 }

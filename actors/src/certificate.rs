@@ -7,7 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ractor::ActorProcessingErr;
 use rustls::sign::CertifiedKey;
-use sluice::tls::CertStore;
+use sluice::model::ObjectRef;
+use sluice::tls::{CertStore, DefaultChoice};
 use tokio::sync::watch;
 
 use crate::topics::{CertDiagnosticsTopic, Desired, forward};
@@ -18,8 +19,10 @@ use crate::worker::{Ctx, Worker};
 pub struct CertificateArgs {
     /// The snapshot the TLS resolver reads.
     pub certs: Arc<ArcSwap<CertStore>>,
-    /// Served when no certificate matches.
+    /// Served when no certificate matches and `default_secret` cannot be served.
     pub default_cert: Arc<CertifiedKey>,
+    /// `--default-certificate`: the TLS Secret served when no certificate matches.
+    pub default_secret: Option<ObjectRef>,
     /// The desired topic.
     pub desired: watch::Receiver<Option<Arc<Desired>>>,
     /// Where certificate diagnostics are published.
@@ -42,6 +45,8 @@ pub enum CertificateMsg {
 pub struct CertificateState {
     args: CertificateArgs,
     reported: HashSet<String>,
+    /// The `--default-certificate` Secret last served, if any.
+    default_served: Option<ObjectRef>,
 }
 
 impl Worker for Certificate {
@@ -59,6 +64,7 @@ impl Worker for Certificate {
         Ok(CertificateState {
             args,
             reported: HashSet::new(),
+            default_served: None,
         })
     }
 
@@ -71,10 +77,23 @@ impl Worker for Certificate {
         let CertificateMsg::Desired(desired) = msg;
         let args = &state.args;
         // The translation parsed every Secret it references: no second parse here.
-        let (store, diags) = CertStore::build_parsed(
+        let default = DefaultChoice::choose(
+            args.default_secret.as_ref(),
+            &desired.loaded.state.secrets,
+            &desired.translation.certs,
+            &args.default_cert,
+        );
+        let served = default.secret.as_ref().map(|(r, _)| r.clone());
+        if served != state.default_served
+            && let Some(secret) = &served
+        {
+            tracing::info!(target: "sluice::config", "--default-certificate: serving Secret {secret} when no other certificate matches");
+        }
+        state.default_served = served;
+        let (store, diags) = CertStore::build_with_default(
             &desired.translation.model.tls,
             &desired.translation.certs,
-            args.default_cert.clone(),
+            &default,
         );
         args.certs.store(Arc::new(store));
         let mut now = HashSet::new();

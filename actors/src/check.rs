@@ -99,7 +99,8 @@ fn unix_now() -> i64 {
 use crate::dns::DnsConfig;
 use crate::run::{DnsProviderKind, DnsSettings};
 
-/// Runs the check and prints the report to stdout. Exit code 1 when any file failed to parse
+/// Runs the check and prints the report to stdout (with `default_certificate`, also whether
+/// that Secret can be served as `--default-certificate`). Exit code 1 when any file failed to parse
 /// or any diagnostic is an error, 2 when the folder (or `acme_storage`) cannot be read at all
 /// or the DNS settings are not usable offline.
 pub fn run(
@@ -107,6 +108,7 @@ pub fn run(
     options: &Options,
     acme_storage: Option<&Path>,
     dns: Option<&DnsSettings>,
+    default_certificate: Option<&ObjectRef>,
 ) -> ExitCode {
     if !dir.is_dir() {
         eprintln!(
@@ -149,7 +151,17 @@ pub fn run(
             }
         }
     }
-    let translation = translate(&loaded.state, options);
+    let mut translation = translate(&loaded.state, options);
+    if let Some(wanted) = default_certificate {
+        // Reported as `sluice run --default-certificate` would report it.
+        let (_, diagnostics) = sluice::tls::DefaultChoice::lookup_at(
+            wanted,
+            &loaded.state.secrets,
+            &translation.certs,
+            unix_now(),
+        );
+        translation.diagnostics.extend(diagnostics);
+    }
     let table = RoutingTable::compile(&translation.model);
     let soon = expiring(&loaded.state.secrets, unix_now(), EXPIRY_WARNING);
     print!("{}", report(dir, &loaded, &translation, &table, &soon));

@@ -42,6 +42,10 @@ enum Command {
         publish_addresses: Vec<String>,
         #[command(flatten)]
         dns: DnsFlags,
+        /// Also check the Secret (NAMESPACE/NAME) that `sluice run --default-certificate`
+        /// would serve: missing or unusable is an error.
+        #[arg(long, value_parser = namespaced_name)]
+        default_certificate: Option<String>,
     },
     /// Serve Ingress traffic from a folder of manifests (standalone mode) or from the
     /// Kubernetes API (--kube).
@@ -84,6 +88,8 @@ enum Command {
         dns: DnsFlags,
         #[command(flatten)]
         dns_run: DnsRunFlags,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// Explain where a URL goes and why: the route that takes it (or the nearest miss and the
     /// field to change), every other candidate and why it lost, the backend and its endpoints,
@@ -122,6 +128,47 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+}
+
+/// The HTTPS entrypoint's default certificate and TLS policy (`sluice run`).
+#[derive(Args, Debug, Clone)]
+struct TlsFlags {
+    /// A kubernetes.io/tls Secret (NAMESPACE/NAME) served when no Secret covers the requested
+    /// name or the client sends no SNI, instead of the generated self-signed certificate.
+    /// Watched like the others: a change is picked up without restart. While it is missing or
+    /// unusable, the generated certificate is served and a diagnostic says why. With
+    /// --watch-namespace, its namespace must be one of them.
+    #[arg(long, value_parser = namespaced_name)]
+    default_certificate: Option<String>,
+    /// Lowest TLS version of the HTTPS entrypoint: 1.2 or 1.3.
+    #[arg(long, default_value = "1.2")]
+    tls_min_version: sluice::tls::MinVersion,
+    /// Cipher suites of the HTTPS entrypoint, comma-separated rustls names in order of
+    /// preference (TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256,
+    /// TLS13_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    /// TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    /// TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256); empty: rustls's defaults.
+    #[arg(long, default_value = "")]
+    tls_cipher_suites: String,
+}
+
+/// A NAMESPACE/NAME flag (checked by [`namespaced_name`]) as an object reference.
+fn object_ref(flag: Option<&str>) -> Option<sluice::model::ObjectRef> {
+    let (ns, name) = flag?.split_once('/')?;
+    Some(sluice::model::ObjectRef::new(ns, name))
+}
+
+impl TlsFlags {
+    /// The TLS policy, checked (unknown suite names, no suite usable with the minimum version).
+    fn policy(&self) -> anyhow::Result<sluice::tls::TlsPolicy> {
+        let policy = sluice::tls::TlsPolicy {
+            min_version: self.tls_min_version,
+            cipher_suites: sluice::tls::policy::parse_cipher_suites(&self.tls_cipher_suites)?,
+        };
+        policy.provider()?;
+        Ok(policy)
+    }
 }
 
 /// Which Ingresses are ours.
@@ -469,12 +516,14 @@ fn main() -> ExitCode {
             acme_storage,
             publish_addresses,
             dns,
+            default_certificate,
         } => match dns.settings(&publish_addresses, None) {
             Ok(dns) => sluice_actors::check::run(
                 &dir,
                 &classes.options(),
                 acme_storage.as_deref(),
                 dns.as_ref(),
+                object_ref(default_certificate.as_deref()).as_ref(),
             ),
             Err(e) => {
                 eprintln!("sluice check: {e:#}");
@@ -520,11 +569,16 @@ fn main() -> ExitCode {
             acme,
             dns,
             dns_run,
+            tls,
         } => {
             telemetry::init_logging(serve.log_format);
             telemetry::install_panic_hook();
             let dns = match dns.settings(&publish_addresses, Some(&dns_run)) {
                 Ok(d) => d,
+                Err(e) => return exit(Err(e)),
+            };
+            let tls_policy = match tls.policy() {
+                Ok(p) => p,
                 Err(e) => return exit(Err(e)),
             };
             let source = if kube {
@@ -557,6 +611,8 @@ fn main() -> ExitCode {
                 intensity: Default::default(),
                 acme: acme.settings(),
                 dns,
+                default_certificate: object_ref(tls.default_certificate.as_deref()),
+                tls: tls_policy,
             };
             exit(
                 serve.runtime().and_then(|rt| {
@@ -621,6 +677,8 @@ async fn demo(serve: ServeArgs) -> anyhow::Result<()> {
         intensity: Default::default(),
         acme: None,
         dns: None,
+        default_certificate: None,
+        tls: Default::default(),
     };
     let result = serve_until_signal(opts, serve.shutdown_grace, Some(dir.clone())).await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -26,10 +26,11 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::ActorRef;
 use rustls::sign::CertifiedKey;
+use sluice::model::ObjectRef;
 use sluice::proxy::drain::{self, Drain};
 use sluice::proxy::{ConnTracker, Entrypoint, Proxy, ProxyConfig};
 use sluice::source::kube as kube_source;
-use sluice::tls::{CertStore, SniResolver};
+use sluice::tls::{CertStore, SniResolver, TlsPolicy};
 use sluice::translate::Options;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -93,6 +94,11 @@ pub struct RunOptions {
     pub acme: Option<AcmeSettings>,
     /// DNS records (`--dns-provider route53|memory` turns them on).
     pub dns: Option<DnsSettings>,
+    /// `--default-certificate`: the `kubernetes.io/tls` Secret served when no other
+    /// certificate matches (`None`: the generated self-signed one).
+    pub default_certificate: Option<ObjectRef>,
+    /// `--tls-min-version`, `--tls-cipher-suites`: the HTTPS entrypoint's TLS policy.
+    pub tls: TlsPolicy,
 }
 
 /// Which DNS API (`--dns-provider`; `none` is `RunOptions::dns = None`).
@@ -259,6 +265,8 @@ impl RunOptions {
             intensity: Intensity::default(),
             acme: None,
             dns: None,
+            default_certificate: None,
+            tls: TlsPolicy::default(),
         }
     }
 
@@ -480,11 +488,13 @@ impl Runtime {
 
     fn certificate(&self) -> ChildSpec {
         let (certs, default_cert) = (self.certs.clone(), self.default_cert.clone());
+        let default_secret = self.opts.default_certificate.clone();
         let topics = self.topics.clone();
         ChildSpec::new("certificate", Restart::Permanent, move || {
             let args = CertificateArgs {
                 certs: certs.clone(),
                 default_cert: default_cert.clone(),
+                default_secret: default_secret.clone(),
                 desired: topics.desired.subscribe(),
                 diagnostics: topics.cert_diagnostics.clone(),
             };
@@ -670,7 +680,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
     // and the SNI resolver (TLS-ALPN-01).
     let challenges = sluice::acme::challenges_handle();
     let resolver = SniResolver::new(certs.clone()).with_challenges(challenges.clone());
-    let tls_config = sluice::tls::server_config(Arc::new(resolver))
+    let tls_config = sluice::tls::server_config(Arc::new(resolver), &opts.tls)
         .context("cannot build the TLS configuration")?;
     let proxy = Proxy::with_challenges(opts.proxy.clone(), certs.clone(), challenges.clone());
     let mode = match &opts.source {
@@ -686,6 +696,18 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<Running> {
             }
         }
         Source::Kube(k) => {
+            if let Some(secret) = &opts.default_certificate
+                && !k.namespaces.is_empty()
+                && !k.namespaces.contains(&secret.namespace)
+            {
+                anyhow::bail!(
+                    "--default-certificate {secret}: namespace {} is not watched (--watch-namespace {}): \
+                     sluice would never see the Secret; add --watch-namespace {}",
+                    secret.namespace,
+                    k.namespaces.join(","),
+                    secret.namespace
+                );
+            }
             // One client for the whole process: watches, status, Events and the Lease.
             let client = match (&k.config, &k.kubeconfig) {
                 (Some(config), _) => kube_source::client_from_config(config.clone())?,

@@ -10,6 +10,7 @@
 //! Everything uses the aws-lc-rs crypto provider explicitly.
 
 pub mod der;
+pub mod policy;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -25,7 +26,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 
-pub use store::{CertStore, ParsedSecrets};
+pub use policy::{MinVersion, PolicyError, TlsPolicy};
+pub use store::{CertStore, DefaultChoice, ParsedSecrets};
 
 /// ALPN protocol id of HTTP/2, offered first.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -91,6 +93,9 @@ pub enum TlsError {
     /// Building the rustls configuration failed.
     #[error("configuring TLS: {0}")]
     Config(#[source] rustls::Error),
+    /// The TLS policy (`--tls-min-version`, `--tls-cipher-suites`) cannot be used.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl TlsError {
@@ -106,7 +111,7 @@ impl TlsError {
             | TlsError::KeyPem(_)
             | TlsError::UnsupportedKey(_)
             | TlsError::KeyMismatch => Some("data[tls.key]"),
-            TlsError::Generate(_) | TlsError::Config(_) => None,
+            TlsError::Generate(_) | TlsError::Config(_) | TlsError::Policy(_) => None,
         }
     }
 }
@@ -259,15 +264,18 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The listener's rustls configuration: aws-lc-rs, TLS 1.3 and 1.2, no client certificates,
+/// The listener's rustls configuration: aws-lc-rs with the versions and cipher suites of
+/// `policy` (default: TLS 1.3 and 1.2, rustls's default suites), no client certificates,
 /// ALPN `h2`, `http/1.1`, then `acme-tls/1` (rustls refuses a handshake whose offered ALPN has
-/// no overlap with this list, so the challenge protocol must be in it), certificates from `resolver`, session resumption through stateless
-/// tickets (keys rotated every 6 hours) and an in-memory session-id cache
-/// ([`SESSION_CACHE_SIZE`] entries).
-pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+/// no overlap with this list, so the challenge protocol must be in it), certificates from
+/// `resolver`, session resumption through stateless tickets (keys rotated every 6 hours) and
+/// an in-memory session-id cache ([`SESSION_CACHE_SIZE`] entries).
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    policy: &TlsPolicy,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(policy.provider()?)
+        .with_protocol_versions(policy.min_version.versions())
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);

@@ -131,6 +131,36 @@ impl CertStore {
         (store, diagnostics)
     }
 
+    /// [`CertStore::build_parsed`] serving `default` (see [`DefaultChoice`]) when nothing
+    /// else matches: its diagnostics come first, and its Secret, when served, is listed in
+    /// [`CertStore::not_after`].
+    pub fn build_with_default(
+        tls: &[TlsHost],
+        parsed: &ParsedSecrets,
+        default: &DefaultChoice,
+    ) -> (CertStore, Vec<Diagnostic>) {
+        Self::build_with_default_at(tls, parsed, default, unix_now())
+    }
+
+    /// [`CertStore::build_with_default`] with `now` in Unix seconds.
+    pub fn build_with_default_at(
+        tls: &[TlsHost],
+        parsed: &ParsedSecrets,
+        default: &DefaultChoice,
+        now: i64,
+    ) -> (CertStore, Vec<Diagnostic>) {
+        let (mut store, diags) = Self::build_parsed_at(tls, parsed, Arc::clone(&default.key), now);
+        if let Some((secret, not_after)) = &default.secret
+            && !store.not_after.iter().any(|(r, _)| r == secret)
+        {
+            store.not_after.push((secret.clone(), *not_after));
+            store.not_after.sort();
+        }
+        let mut all = default.diagnostics.clone();
+        all.extend(diags);
+        (store, all)
+    }
+
     /// The certificate for a TLS handshake that asked for `sni` (none: the default).
     ///
     /// The name is compared lower-case with one trailing dot stripped: an exact host first,
@@ -196,6 +226,135 @@ impl CertStore {
             return key;
         }
         &self.default
+    }
+}
+
+/// The certificate served when no Secret covers the requested name (and when the client sends
+/// no SNI): the Secret named by `--default-certificate` when it exists and can be used, else the
+/// generated self-signed one. Chosen by [`DefaultChoice::choose_at`], a pure function of the
+/// Secrets, so every change or rotation of that Secret is picked up with the next snapshot.
+#[derive(Clone, Debug)]
+pub struct DefaultChoice {
+    /// The certificate to serve by default.
+    pub key: Arc<CertifiedKey>,
+    /// The `--default-certificate` Secret when it is the one served, with its leaf `notAfter`
+    /// (Unix seconds).
+    pub secret: Option<(ObjectRef, i64)>,
+    /// Why the wanted Secret is not served, or that it has expired.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl DefaultChoice {
+    /// [`DefaultChoice::choose_at`] judging expiry against the current time.
+    pub fn choose(
+        wanted: Option<&ObjectRef>,
+        secrets: &[Secret],
+        parsed: &ParsedSecrets,
+        generated: &Arc<CertifiedKey>,
+    ) -> DefaultChoice {
+        Self::choose_at(wanted, secrets, parsed, generated, unix_now())
+    }
+
+    /// Chooses the default certificate: `generated` when `wanted` is `None`; otherwise the
+    /// `kubernetes.io/tls` Secret `wanted` from `secrets` (parsed with `parsed`'s result when
+    /// the translation already parsed it, else parsed here), with `now` in Unix seconds.
+    ///
+    /// A missing Secret (`SecretNotFound`) or one of another type or that cannot be used
+    /// (`SecretInvalid`) yields an error [`Diagnostic`] on the Secret naming
+    /// `--default-certificate`, and `generated` is served; an expired one yields a warning and
+    /// is still served.
+    pub fn choose_at(
+        wanted: Option<&ObjectRef>,
+        secrets: &[Secret],
+        parsed: &ParsedSecrets,
+        generated: &Arc<CertifiedKey>,
+        now: i64,
+    ) -> DefaultChoice {
+        let (cert, diagnostics) = match wanted {
+            Some(wanted) => Self::lookup_at(wanted, secrets, parsed, now),
+            None => (None, Vec::new()),
+        };
+        DefaultChoice {
+            key: cert
+                .as_ref()
+                .map_or_else(|| Arc::clone(generated), |c| Arc::clone(&c.key)),
+            secret: wanted.zip(cert).map(|(r, c)| (r.clone(), c.not_after)),
+            diagnostics,
+        }
+    }
+
+    /// The certificate of the `--default-certificate` Secret `wanted`, or `None` with an error
+    /// diagnostic saying why it cannot be served (see [`DefaultChoice::choose_at`]); `sluice
+    /// check` reports these diagnostics without serving anything.
+    pub fn lookup_at(
+        wanted: &ObjectRef,
+        secrets: &[Secret],
+        parsed: &ParsedSecrets,
+        now: i64,
+    ) -> (Option<LoadedCert>, Vec<Diagnostic>) {
+        let refuse = |reason, field: &str, problem: String| {
+            let d = Diagnostic::error(
+                reason,
+                Kind::Secret,
+                wanted,
+                field,
+                format!(
+                    "{problem}; --default-certificate {wanted} cannot be served, the generated \
+                     self-signed certificate is served instead until the Secret is fixed"
+                ),
+            );
+            (None, vec![d])
+        };
+        let Some(secret) = secrets.iter().find(|s| object_ref(&s.metadata) == *wanted) else {
+            return refuse(
+                Reason::SecretNotFound,
+                "metadata.name",
+                "the Secret does not exist or is not visible to sluice (in Kubernetes mode its \
+                 namespace must be watched)"
+                    .to_string(),
+            );
+        };
+        let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+        if type_ != "kubernetes.io/tls" {
+            return refuse(
+                Reason::SecretInvalid,
+                "type",
+                format!("the Secret has type {type_:?}, not \"kubernetes.io/tls\""),
+            );
+        }
+        let own;
+        let result = match parsed.get(wanted) {
+            Some(p) => p,
+            None => {
+                own = super::parse_tls_secret(secret);
+                &own
+            }
+        };
+        let cert = match result {
+            Err(e) => {
+                return refuse(
+                    Reason::SecretInvalid,
+                    e.secret_field().unwrap_or("data"),
+                    e.to_string(),
+                );
+            }
+            Ok(cert) => cert.clone(),
+        };
+        let mut diagnostics = Vec::new();
+        if cert.not_after < now {
+            diagnostics.push(Diagnostic::warning(
+                Reason::SecretInvalid,
+                Kind::Secret,
+                wanted,
+                "data[tls.crt]",
+                format!(
+                    "the --default-certificate certificate expired at {}; it is still served, \
+                     but clients will reject it: renew it",
+                    super::der::format_unix(cert.not_after)
+                ),
+            ));
+        }
+        (Some(cert), diagnostics)
     }
 }
 

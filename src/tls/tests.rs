@@ -696,7 +696,11 @@ mod socket {
         let (store, diags) = CertStore::build(&tls, &secrets, default_cert());
         assert!(diags.is_empty(), "{diags:?}");
         let store = Arc::new(ArcSwap::from_pointee(store));
-        let config = server_config(Arc::new(SniResolver::new(store.clone()))).unwrap();
+        let config = server_config(
+            Arc::new(SniResolver::new(store.clone())),
+            &TlsPolicy::default(),
+        )
+        .unwrap();
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -772,4 +776,174 @@ mod socket {
 
         server.abort();
     }
+}
+
+// --default-certificate: which certificate is the default (DefaultChoice).
+
+fn fallback_secret(names: &[&str]) -> (Secret, Issued) {
+    let root = ca("root", None);
+    let l = leaf(names, &root);
+    (
+        secret("default", "fallback", &l.pem(), &l.key.serialize_pem()),
+        l,
+    )
+}
+
+#[test]
+fn default_choice_without_flag_is_the_generated_certificate() {
+    let generated = default_cert();
+    let (s, _) = fallback_secret(&["fallback.test"]);
+    let c = DefaultChoice::choose_at(None, &[s], &ParsedSecrets::new(), &generated, NOW);
+    assert!(Arc::ptr_eq(&c.key, &generated));
+    assert!(c.secret.is_none());
+    assert!(c.diagnostics.is_empty());
+}
+
+#[test]
+fn default_choice_serves_the_named_secret_for_unknown_names_and_no_sni() {
+    let generated = default_cert();
+    let (fallback, l) = fallback_secret(&["fallback.test"]);
+    let root = ca("root", None);
+    let own = leaf(&["own.test"], &root);
+    let secrets = vec![
+        fallback,
+        secret("default", "own", &own.pem(), &own.key.serialize_pem()),
+    ];
+    let wanted = ObjectRef::new("default", "fallback");
+    let c = DefaultChoice::choose_at(
+        Some(&wanted),
+        &secrets,
+        &ParsedSecrets::new(),
+        &generated,
+        NOW - 86_400 * 365,
+    );
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    assert_eq!(leaf_der(&c.key), l.cert.der().as_ref());
+    let tls = vec![host("own.test", "default", "own")];
+    let (store, diags) = CertStore::build_with_default_at(
+        &tls,
+        &ParsedSecrets::from([(
+            ObjectRef::new("default", "own"),
+            parse_tls_secret(&secrets[1]),
+        )]),
+        &c,
+        NOW - 86_400 * 365,
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(
+        leaf_der(&store.resolve(Some("unknown.test"))),
+        l.cert.der().as_ref()
+    );
+    assert_eq!(leaf_der(&store.resolve(None)), l.cert.der().as_ref());
+    assert_eq!(
+        leaf_der(&store.resolve(Some("own.test"))),
+        own.cert.der().as_ref()
+    );
+    let listed: Vec<String> = store
+        .not_after()
+        .iter()
+        .map(|(r, _)| r.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["default/fallback", "default/own"],
+        "the metric lists it"
+    );
+}
+
+#[test]
+fn default_choice_reuses_the_translation_parse() {
+    let generated = default_cert();
+    let (s, _) = fallback_secret(&["fallback.test"]);
+    let other = default_cert();
+    let wanted = ObjectRef::new("default", "fallback");
+    let parsed = ParsedSecrets::from([(
+        wanted.clone(),
+        Ok(LoadedCert {
+            key: other.clone(),
+            not_after: i64::MAX,
+        }),
+    )]);
+    let c = DefaultChoice::choose_at(Some(&wanted), &[s], &parsed, &generated, NOW);
+    assert!(Arc::ptr_eq(&c.key, &other));
+}
+
+#[test]
+fn missing_default_secret_keeps_the_generated_certificate_with_an_error() {
+    let generated = default_cert();
+    let wanted = ObjectRef::new("default", "fallback");
+    let c = DefaultChoice::choose_at(Some(&wanted), &[], &ParsedSecrets::new(), &generated, NOW);
+    assert!(Arc::ptr_eq(&c.key, &generated));
+    assert!(c.secret.is_none());
+    let [d] = c.diagnostics.as_slice() else {
+        panic!("one diagnostic: {:?}", c.diagnostics)
+    };
+    assert_eq!(
+        (d.severity, d.reason, d.kind, &d.object),
+        (
+            Severity::Error,
+            Reason::SecretNotFound,
+            Kind::Secret,
+            &wanted
+        )
+    );
+    assert!(
+        d.message.contains("--default-certificate default/fallback"),
+        "{d}"
+    );
+}
+
+#[test]
+fn broken_or_mistyped_default_secret_keeps_the_generated_certificate() {
+    let generated = default_cert();
+    let wanted = ObjectRef::new("default", "fallback");
+    let broken = secret("default", "fallback", "garbage", "garbage");
+    let c = DefaultChoice::choose_at(
+        Some(&wanted),
+        &[broken],
+        &ParsedSecrets::new(),
+        &generated,
+        NOW,
+    );
+    assert!(Arc::ptr_eq(&c.key, &generated));
+    let [d] = c.diagnostics.as_slice() else {
+        panic!("one diagnostic: {:?}", c.diagnostics)
+    };
+    assert_eq!(
+        (d.reason, d.field.as_str()),
+        (Reason::SecretInvalid, "data[tls.crt]")
+    );
+    assert!(d.message.contains("--default-certificate"), "{d}");
+
+    let (mut opaque, _) = fallback_secret(&["fallback.test"]);
+    opaque.type_ = Some("Opaque".into());
+    let c = DefaultChoice::choose_at(
+        Some(&wanted),
+        &[opaque],
+        &ParsedSecrets::new(),
+        &generated,
+        NOW,
+    );
+    assert!(Arc::ptr_eq(&c.key, &generated));
+    assert_eq!(c.diagnostics[0].field, "type");
+    assert_eq!(c.diagnostics[0].reason, Reason::SecretInvalid);
+}
+
+#[test]
+fn expired_default_secret_is_served_with_a_warning() {
+    let generated = default_cert();
+    let (s, l) = fallback_secret(&["fallback.test"]);
+    let wanted = ObjectRef::new("default", "fallback");
+    let c = DefaultChoice::choose_at(
+        Some(&wanted),
+        &[s],
+        &ParsedSecrets::new(),
+        &generated,
+        i64::MAX,
+    );
+    assert_eq!(leaf_der(&c.key), l.cert.der().as_ref());
+    let [d] = c.diagnostics.as_slice() else {
+        panic!("one diagnostic: {:?}", c.diagnostics)
+    };
+    assert_eq!(d.severity, Severity::Warning);
 }

@@ -60,6 +60,8 @@ impl Harness {
             intensity: Default::default(),
             acme: None,
             dns: None,
+            default_certificate: None,
+            tls: Default::default(),
         };
         change(&mut opts);
         let running = run::start(opts).await.expect("sluice starts");
