@@ -141,11 +141,12 @@ impl Proxy {
             1
         };
         upstream.retry_budget.deposit();
-        let first_at = std::time::Instant::now();
+        // Read only when there is a time limit (a clock read per request otherwise).
+        let first_at = policy.total.map(|t| (std::time::Instant::now(), t));
         // Whether one more try may follow this one: tries left, the time limit, the budget.
         let may_retry = |attempt: usize| {
             attempt + 1 < attempts
-                && policy.total.is_none_or(|t| first_at.elapsed() < t)
+                && first_at.is_none_or(|(at, t)| at.elapsed() < t)
                 && upstream.retry_budget.withdraw()
         };
         let mut avoid = None;
