@@ -70,6 +70,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Response bodies cut because the upstream sent nothing for the read timeout.",
     ),
     (
+        "sluice_proxy_protocol_errors_total",
+        MetricKind::Counter,
+        "Connections from --proxy-protocol peers closed for a missing, invalid, cut short or late PROXY header, by entrypoint and reason.",
+    ),
+    (
         "sluice_upstream_retries_total",
         MetricKind::Counter,
         "Requests tried again on another endpoint, by Service and reason.",
