@@ -297,23 +297,24 @@ impl Proxy {
                 )
                 .await
             }
+            // Boxed, as the other protocols' states are larger than plain HTTP/1.1's and
+            // would otherwise be part of (and copied with) every request's future.
             Some(Conns::H1(pool)) => {
-                pool::send(
+                Box::pin(pool::send(
                     pool,
                     upstream.connect_timeout,
                     self.config.upstream_idle_timeout,
                     req,
-                )
+                ))
                 .await
             }
             Some(Conns::H2(h2)) => {
-                return match h2
-                    .send(
-                        upstream.connect_timeout,
-                        self.config.upstream_idle_timeout,
-                        req,
-                    )
-                    .await
+                return match Box::pin(h2.send(
+                    upstream.connect_timeout,
+                    self.config.upstream_idle_timeout,
+                    req,
+                ))
+                .await
                 {
                     Ok(resp) => Ok((resp, None)),
                     Err(pool::SendError::Connect(e)) => {

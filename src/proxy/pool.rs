@@ -187,23 +187,33 @@ async fn connect(pool: &ConnPool, timeout: Duration) -> Result<SendRequest<Proxy
             });
             sender
         }
-        Some(tls) => {
-            let stream = tls
-                .handshake(addr, stream, timeout)
-                .await
-                .map_err(SendError::Connect)?;
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(SendError::Http)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!(upstream = %addr, error = %e, "upstream TLS connection closed with an error");
-                }
-            });
-            sender
-        }
+        // Boxed: the TLS handshake's and the TLS stream's state would otherwise be part of
+        // every plain request's future (moved, so copied, with it).
+        Some(tls) => Box::pin(connect_tls(tls, addr, stream, timeout)).await?,
     };
+    Ok(sender)
+}
+
+/// The TLS handshake and the HTTP/1.1 handshake over it (`HTTPS` backends).
+async fn connect_tls(
+    tls: &TlsTarget,
+    addr: SocketAddr,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, SendError> {
+    let stream = tls
+        .handshake(addr, stream, timeout)
+        .await
+        .map_err(SendError::Connect)?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(SendError::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(upstream = %addr, error = %e, "upstream TLS connection closed with an error");
+        }
+    });
     Ok(sender)
 }
 
