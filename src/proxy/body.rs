@@ -162,16 +162,14 @@ impl std::error::Error for ClientBodyStalled {}
 pub fn client_timeout(inner: ProxyBody, limit: std::time::Duration) -> ProxyBody {
     Stalling {
         inner,
-        limit,
-        timer: None,
+        stall: StallTimer::new(limit),
     }
     .boxed_unsync()
 }
 
 struct Stalling {
     inner: ProxyBody,
-    limit: std::time::Duration,
-    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    stall: StallTimer,
 }
 
 impl Body for Stalling {
@@ -183,21 +181,13 @@ impl Body for Stalling {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
-        let limit = self.limit;
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Pending => {
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Some(Err(Box::new(ClientBodyStalled(limit)))));
-                }
-                Poll::Pending
+            Poll::Pending if self.stall.expired(cx) => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyStalled(self.stall.limit)))))
             }
+            Poll::Pending => Poll::Pending,
             ready => {
-                if let Some(timer) = &mut self.timer {
-                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
-                }
+                self.stall.progressed();
                 ready
             }
         }
@@ -209,5 +199,38 @@ impl Body for Stalling {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The longest wait between two pieces of a body. The timer is made only once the body has
+/// had to wait (a body that arrives whole never makes one).
+#[derive(Debug)]
+pub(crate) struct StallTimer {
+    pub(crate) limit: std::time::Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallTimer {
+    pub(crate) fn new(limit: std::time::Duration) -> StallTimer {
+        StallTimer { limit, timer: None }
+    }
+
+    /// A piece arrived: the wait for the next one starts now.
+    pub(crate) fn progressed(&mut self) {
+        if let Some(timer) = &mut self.timer {
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.limit);
+        }
+    }
+
+    /// The body is waiting: whether it has waited `limit` (else `cx` is woken when it has).
+    pub(crate) fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let limit = self.limit;
+        self.timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
     }
 }

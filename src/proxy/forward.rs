@@ -441,9 +441,8 @@ pub(crate) struct Tracked<B: Body> {
     inner: B,
     guard: Option<InFlight>,
     conn: Option<Checkout>,
-    /// The read timeout, and its timer once the body has had to wait for the upstream (a
-    /// response that arrives with its head never makes one).
-    stall: Option<(std::time::Duration, Option<Pin<Box<tokio::time::Sleep>>>)>,
+    /// The read timeout (nothing from the upstream for that long fails the body).
+    stall: Option<body::StallTimer>,
 }
 
 /// The error of a response body the upstream stopped sending.
@@ -475,7 +474,7 @@ impl<B: Body> Tracked<B> {
 
     /// Fails the body when the upstream sends nothing for `limit`.
     pub(crate) fn read_timeout(mut self, limit: std::time::Duration) -> Self {
-        self.stall = Some((limit, None));
+        self.stall = Some(body::StallTimer::new(limit));
         self
     }
 }
@@ -505,23 +504,21 @@ where
                 self.conn = None;
             }
             Poll::Ready(Some(Ok(_))) => {
-                // The wait for the next piece starts now.
-                if let Some((limit, Some(timer))) = &mut self.stall {
-                    timer.as_mut().reset(tokio::time::Instant::now() + *limit);
+                if let Some(stall) = &mut self.stall {
+                    stall.progressed();
                 }
             }
             Poll::Pending => {
-                if let Some((limit, timer)) = &mut self.stall {
-                    let limit = *limit;
-                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                    if timer.as_mut().poll(cx).is_ready() {
-                        // Dropping the body ends the exchange: the connection is not reused.
-                        self.guard = None;
-                        self.conn = None;
-                        self.stall = None;
-                        metrics::counter!("sluice_upstream_body_timeouts_total").increment(1);
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled(limit)))));
-                    }
+                if let Some(stall) = &mut self.stall
+                    && stall.expired(cx)
+                {
+                    let limit = stall.limit;
+                    // Dropping the body ends the exchange: the connection is not reused.
+                    self.guard = None;
+                    self.conn = None;
+                    self.stall = None;
+                    metrics::counter!("sluice_upstream_body_timeouts_total").increment(1);
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled(limit)))));
                 }
             }
         }

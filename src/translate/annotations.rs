@@ -906,14 +906,46 @@ pub fn secret_refs(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Vec<O
         .into_iter()
         .filter_map(|ours| {
             let (_, name) = lookup(annotations, ours)?;
-            let name = match name.trim().split_once('/') {
-                Some((ns, n)) if ns == namespace => n,
-                Some(_) => return None,
-                None => name.trim(),
-            };
-            (!name.is_empty()).then(|| ObjectRef::new(namespace.clone(), name))
+            same_namespace_secret(&namespace, name).ok()
         })
         .collect()
+}
+
+/// The Secret an annotation value `[namespace/]name` names. It must be in the Ingress's
+/// `namespace`: sluice never reads another namespace's credentials or keys for an Ingress.
+fn same_namespace_secret(namespace: &str, value: &str) -> Result<ObjectRef, String> {
+    let value = value.trim();
+    let name = match value.split_once('/') {
+        None => value,
+        Some((ns, n)) if ns == namespace => n,
+        Some((ns, _)) => {
+            return Err(format!(
+                "{value:?}: the Secret must be in the Ingress's namespace ({namespace:?}, not \
+                 {ns:?}): sluice never reads another namespace's credentials for an Ingress"
+            ));
+        }
+    };
+    if name.is_empty() {
+        return Err(format!("{value:?} is not a Secret name"));
+    }
+    Ok(ObjectRef::new(namespace, name))
+}
+
+/// Closes the Ingress (every route answers 503) for a protection it asks for that cannot be
+/// honoured, with an error naming `key`.
+fn close_ingress(
+    ingress: &ObjectRef,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+    key: &str,
+    message: String,
+) {
+    s.closed = true;
+    diags.push(invalid(
+        ingress,
+        &key,
+        format!("{message}; every route of this Ingress answers 503 until it is fixed"),
+    ));
 }
 
 /// The retry policy of `proxy-next-upstream`, `-tries` and `-timeout` (`None` when none is
@@ -1037,15 +1069,9 @@ pub fn upstream_tls<'s>(
         }
         return;
     }
-    let close =
-        |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message: String| {
-            s.closed = true;
-            diags.push(invalid(
-                ingress,
-                &key,
-                format!("{message}; every route of this Ingress answers 503 until it is fixed"),
-            ));
-        };
+    let close = |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message| {
+        close_ingress(ingress, s, diags, key, message);
+    };
     let on_off = |key: &str, v: &str, default: bool| -> Result<bool, String> {
         match v.trim().to_ascii_lowercase().as_str() {
             "on" | "true" => Ok(true),
@@ -1063,26 +1089,11 @@ pub fn upstream_tls<'s>(
         sni: false,
     };
     if let Some((key, name)) = get(PROXY_SSL_SECRET) {
-        let name = name.trim();
-        let secret_ref = match name.split_once('/') {
-            None => ObjectRef::new(ingress.namespace.clone(), name),
-            Some((ns, n)) if ns == ingress.namespace => ObjectRef::new(ns, n),
-            Some((ns, _)) => {
-                return close(
-                    s,
-                    diags,
-                    &key,
-                    format!(
-                        "{name:?}: the Secret must be in the Ingress's namespace ({:?}, not {ns:?})",
-                        ingress.namespace
-                    ),
-                );
-            }
+        let secret_ref = match same_namespace_secret(&ingress.namespace, name) {
+            Ok(r) => r,
+            Err(e) => return close(s, diags, &key, e),
         };
-        let Some(found) = (!secret_ref.name.is_empty())
-            .then(|| secret(&secret_ref))
-            .flatten()
-        else {
+        let Some(found) = secret(&secret_ref) else {
             return close(s, diags, &key, format!("Secret {secret_ref} not found"));
         };
         let field = |k: &str| {
@@ -1147,15 +1158,9 @@ pub fn basic_auth<'s>(
         return;
     };
     let get = |ours: &'static str| lookup(annotations, ours);
-    let close =
-        |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message: String| {
-            s.closed = true;
-            diags.push(invalid(
-                ingress,
-                &key,
-                format!("{message}; every route of this Ingress answers 503 until it is fixed"),
-            ));
-        };
+    let close = |s: &mut BackendSettings, diags: &mut Vec<Diagnostic>, key: &str, message| {
+        close_ingress(ingress, s, diags, key, message);
+    };
     let Some((type_key, kind)) = get(AUTH_TYPE) else {
         for ours in [AUTH_SECRET, AUTH_SECRET_TYPE, AUTH_REALM] {
             if let Some((key, _)) = get(ours) {
@@ -1197,31 +1202,10 @@ pub fn basic_auth<'s>(
             "basic authentication needs auth-secret (the Secret with the users)".to_string(),
         );
     };
-    let name = name.trim();
-    let secret_ref = match name.split_once('/') {
-        None => ObjectRef::new(ingress.namespace.clone(), name),
-        Some((ns, n)) if ns == ingress.namespace => ObjectRef::new(ns, n),
-        Some((ns, _)) => {
-            return close(
-                s,
-                diags,
-                &secret_key,
-                format!(
-                    "{name:?}: the Secret must be in the Ingress's namespace ({:?}, not {ns:?}): \
-                     sluice never reads another namespace's credentials for an Ingress",
-                    ingress.namespace
-                ),
-            );
-        }
+    let secret_ref = match same_namespace_secret(&ingress.namespace, name) {
+        Ok(r) => r,
+        Err(e) => return close(s, diags, &secret_key, e),
     };
-    if secret_ref.name.is_empty() {
-        return close(
-            s,
-            diags,
-            &secret_key,
-            format!("{name:?} is not a Secret name"),
-        );
-    }
     let map = match get(AUTH_SECRET_TYPE) {
         None => false,
         Some((key, v)) => match v.trim() {
