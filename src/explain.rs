@@ -1478,6 +1478,15 @@ fn filters(
             "least-request".to_string(),
         );
     }
+    if s.ssl_passthrough {
+        push(
+            a::SSL_PASSTHROUGH,
+            key(a::SSL_PASSTHROUGH),
+            "TLS connections whose SNI routes here (path /) are spliced to the backend \
+             undecrypted; the backend terminates TLS"
+                .to_string(),
+        );
+    }
     if s.protocol != crate::model::UpstreamProtocol::default() {
         push(
             a::BACKEND_PROTOCOL,
@@ -1508,8 +1517,20 @@ fn answer(
     };
     let s = &b.settings;
     if s.closed {
+        if u.entrypoint == "https" && s.ssl_passthrough {
+            return "the TLS connection is closed (a passthrough route that is closed: fail \
+                    closed, see filters)"
+                .to_string();
+        }
         return "503 Service Unavailable: the route is closed (fail closed, see filters)"
             .to_string();
+    }
+    if u.entrypoint == "https" && s.ssl_passthrough {
+        return format!(
+            "the TLS connection is passed through undecrypted to Service {} (its route for /); \
+             a request sluice decrypted for this host gets 421",
+            b.label()
+        );
     }
     if let Some(r) = &s.redirect {
         return format!("{} redirect to {}", r.code, r.url);

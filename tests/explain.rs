@@ -563,3 +563,26 @@ fn exact_beats_prefix_and_the_default_backend_catches_the_rest() {
             .contains("the default backend of default/fallback"),
     );
 }
+
+#[test]
+fn ssl_passthrough_is_explained_as_a_spliced_connection() {
+    let e = golden(
+        "ssl_passthrough",
+        &[
+            Ing {
+                annotations: &[("nginx.ingress.kubernetes.io/ssl-passthrough", "true")],
+                ..Ing::default()
+            }
+            .yaml(),
+            svc("web", &[ready("10.0.0.1")]),
+        ],
+        "https://app.example.com/",
+    );
+    assert!(
+        e.answer.contains("passed through undecrypted to Service"),
+        "{}",
+        e.answer
+    );
+    let filters = format!("{e}");
+    assert!(filters.contains("ssl-passthrough"), "{filters}");
+}

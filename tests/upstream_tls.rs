@@ -5,6 +5,7 @@
 //! Ingress host as `:authority`, no `host` header) and `te: trailers`.
 
 mod support;
+use support::pki::{Pki, pki};
 use support::*;
 
 use std::convert::Infallible;
@@ -16,37 +17,6 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-
-/// A test certificate authority and a leaf for `names`, as PEM.
-struct Pki {
-    ca_pem: String,
-    chain_pem: String,
-    key_pem: String,
-}
-
-fn pki(names: &[&str]) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "upstream test CA");
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = params.self_signed(&ca_key).expect("CA certificate");
-    let key = rcgen::KeyPair::generate().expect("leaf key");
-    let params =
-        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>())
-            .expect("leaf params");
-    let leaf = params.signed_by(&key, &ca, &ca_key).expect("leaf");
-    Pki {
-        ca_pem: ca.pem(),
-        chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 /// What the backend answers: what it saw, one `name: value` line each.
 fn describe(req: &Request<Incoming>, sni: &str, tls: bool) -> String {

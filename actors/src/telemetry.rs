@@ -75,6 +75,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Connections from --proxy-protocol peers closed for a missing, invalid, cut short or late PROXY header, by entrypoint and reason.",
     ),
     (
+        "sluice_passthrough_connections_total",
+        MetricKind::Counter,
+        "TLS connections for ssl-passthrough hosts, by Ingress, Service and result (spliced, or why they were closed).",
+    ),
+    (
+        "sluice_passthrough_bytes_total",
+        MetricKind::Counter,
+        "Bytes of passed-through TLS connections, by Ingress, Service and direction (in: from clients, out: to clients).",
+    ),
+    (
         "sluice_upstream_retries_total",
         MetricKind::Counter,
         "Requests tried again on another endpoint, by Service and reason.",

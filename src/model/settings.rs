@@ -345,6 +345,10 @@ pub struct BackendSettings {
     /// allow/deny list, rate limit or client-certificate annotation of another controller):
     /// rather than serve it open, every route of it answers 503 (fail closed).
     pub closed: bool,
+    /// `sluice.io/ssl-passthrough` (ingress-nginx's): on the HTTPS entrypoint, a TLS
+    /// connection whose SNI routes (path `/`) to this backend is not terminated but spliced
+    /// to an endpoint as it is; requests that reach it over terminated TLS get 421.
+    pub ssl_passthrough: bool,
 }
 
 impl Default for BackendSettings {
@@ -381,6 +385,7 @@ impl Default for BackendSettings {
             use_regex: false,
             rewrite_target: None,
             closed: false,
+            ssl_passthrough: false,
         }
     }
 }

@@ -397,6 +397,7 @@ mod tests {
             table,
             upstreams: Vec::new(),
             generation,
+            passthrough: false,
         })
     }
 

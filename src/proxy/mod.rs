@@ -17,7 +17,8 @@
 //! - `proxy_protocol` (the PROXY protocol header parser);
 //! - `config` ([`ProxyConfig`]), `snapshot` ([`Snapshot`], [`Proxy::publish`]);
 //! - `forward` (send upstream, retry, response), `request` (the phases of one request),
-//!   `serve` (one accepted connection).
+//!   `serve` (one accepted connection), `passthrough` (TLS connections spliced to a backend
+//!   undecrypted).
 
 pub mod accept;
 mod access;
@@ -38,6 +39,7 @@ mod h2pool;
 pub mod headers;
 pub mod inspect;
 pub mod outlier;
+mod passthrough;
 mod pool;
 pub mod prescan;
 pub mod proxy_protocol;

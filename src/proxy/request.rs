@@ -308,9 +308,10 @@ impl Proxy {
     }
 
     /// Answers that need no upstream: 421 (a TLS connection used for a host the certificate
-    /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2), 503 (a route closed by an
-    /// unimplemented protection annotation), 403 (a client outside the source ranges), 503 (a client
-    /// over the rate limit), 308 to HTTPS, 413 (declared body over the limit).
+    /// chosen for its SNI does not cover, HTTP/1.1 as HTTP/2, or for a passthrough host), 503
+    /// (a route closed by an unimplemented protection annotation), 403 (a client outside the
+    /// source ranges), 503 (a client over the rate limit), 308 to HTTPS, 413 (declared body
+    /// over the limit).
     fn admit(
         &self,
         conn: &ConnInfo,
@@ -324,7 +325,11 @@ impl Proxy {
             .map_err(|_| ProxyError::BadRequest("missing Host header"))?;
         if conn.entrypoint == Entrypoint::Https {
             let bare = host_without_port(host);
-            if !self.certs.load().covers(conn.sni.as_deref(), bare) {
+            // A passthrough backend speaks TLS itself: a request sluice decrypted (a
+            // connection whose SNI named another host, or none) is not for it.
+            if upstream.settings.ssl_passthrough
+                || !self.certs.load().covers(conn.sni.as_deref(), bare)
+            {
                 return Err(ProxyError::Misdirected);
             }
         }

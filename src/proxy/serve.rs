@@ -29,8 +29,20 @@ use super::Proxy;
 use super::activity::{Activity, Expiry, RequestGuard, Timeouts};
 use super::body::ProxyBody;
 use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
+use super::passthrough::{self, Recorded};
 use super::prescan::HeadScanner;
 use super::proxy_protocol::{self, Header};
+
+/// How a TLS connection's handshake ended: terminated by sluice, or to be passed through to
+/// the backend at this index (with the ClientHello's bytes recorded).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives only from the handshake to the match below; boxing would cost every TLS connection an allocation"
+)]
+enum Handshake {
+    Terminated(tokio_rustls::server::TlsStream<Recorded<TcpStream>>),
+    Passthrough(usize, Recorded<TcpStream>),
+}
 
 /// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding` (seen by
 /// the pre-parse; hyper has removed the length by then).
@@ -107,10 +119,30 @@ impl Proxy {
             .config
             .tls_handshake_timeout
             .min(self.config.client_header_timeout);
-        let handshake = tokio::time::timeout(limit, acceptor.accept(stream));
-        let tls = tokio::select! {
+        // With a passthrough backend in the table, the ClientHello is read first (and kept)
+        // to decide between splicing and terminating; both halves share one deadline.
+        let snapshot = self.snapshot.load_full();
+        let lazy = snapshot.passthrough;
+        let io = Recorded::new(stream, lazy);
+        let handshake = tokio::time::timeout(limit, async {
+            if !lazy {
+                return acceptor.accept(io).await.map(Handshake::Terminated);
+            }
+            let mut start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+                    .await?;
+            if let Some(index) = passthrough::target(&snapshot, &start.client_hello()) {
+                return Ok(Handshake::Passthrough(index, start.io));
+            }
+            start.io.stop_recording();
+            start
+                .into_stream(acceptor.config().clone())
+                .await
+                .map(Handshake::Terminated)
+        });
+        let handshake = tokio::select! {
             done = handshake => match done {
-                Ok(Ok(tls)) => tls,
+                Ok(Ok(done)) => done,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     metrics::counter!("sluice_tls_handshake_errors_total", "reason" => "error")
@@ -128,6 +160,23 @@ impl Proxy {
                 return;
             }
         };
+        let tls = match handshake {
+            Handshake::Terminated(tls) => tls,
+            Handshake::Passthrough(index, client) => {
+                return self
+                    .splice(passthrough::Splice {
+                        snapshot,
+                        index,
+                        client,
+                        peer,
+                        tracker,
+                        activity,
+                        guard,
+                    })
+                    .await;
+            }
+        };
+        drop(snapshot);
         if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_ACME_TLS) {
             // A TLS-ALPN-01 validation: the handshake was the answer; never serve HTTP on it.
             metrics::counter!("sluice_acme_challenges_answered_total", "type" => "tls-alpn-01")

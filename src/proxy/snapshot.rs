@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub(super) upstreams: Vec<Upstream>,
     /// Increases with every publish.
     pub generation: u64,
+    /// Some backend is a TLS passthrough backend: the HTTPS entrypoint reads each ClientHello
+    /// before deciding to terminate (see `passthrough`).
+    pub(super) passthrough: bool,
 }
 
 /// One backend of the table, ready to forward to.
@@ -84,10 +87,12 @@ impl Proxy {
             })
             .collect();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let passthrough = table.backends().iter().any(|b| b.settings.ssl_passthrough);
         self.snapshot.store(Arc::new(Snapshot {
             table,
             upstreams,
             generation,
+            passthrough,
         }));
         generation
     }

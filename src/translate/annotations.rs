@@ -187,6 +187,9 @@ pub const PROXY_SSL_VERIFY: &str = "sluice.io/proxy-ssl-verify";
 pub const PROXY_SSL_NAME: &str = "sluice.io/proxy-ssl-name";
 /// `sluice.io/proxy-ssl-server-name`: `on` sends SNI to the backend (off by default).
 pub const PROXY_SSL_SERVER_NAME: &str = "sluice.io/proxy-ssl-server-name";
+/// `sluice.io/ssl-passthrough`: `"true"` passes TLS connections for the Ingress's hosts to the
+/// backend of path `/` without terminating them (see [`BackendSettings::ssl_passthrough`]).
+pub const SSL_PASSTHROUGH: &str = "sluice.io/ssl-passthrough";
 
 /// ingress-nginx's `proxy-body-size` default (nginx's `client_max_body_size`), applied to an
 /// Ingress that carries ingress-nginx annotations and sets no body size: it was written for
@@ -195,7 +198,8 @@ pub const NGINX_DEFAULT_BODY_SIZE: u64 = 1 << 20;
 
 /// The ingress-nginx annotations sluice reads, with the `sluice.io/` one of the same meaning
 /// (when several name one setting, the first present wins).
-const NGINX_MAPPED: [(&str, &str); 69] = [
+const NGINX_MAPPED: [(&str, &str); 70] = [
+    ("ssl-passthrough", SSL_PASSTHROUGH),
     ("proxy-next-upstream", PROXY_NEXT_UPSTREAM),
     ("proxy-next-upstream-tries", PROXY_NEXT_UPSTREAM_TRIES),
     ("proxy-next-upstream-timeout", PROXY_NEXT_UPSTREAM_TIMEOUT),
@@ -342,10 +346,7 @@ fn nginx_support(name: &str) -> Support {
     if AUTH_TUNING.iter().any(|t| name.starts_with(t)) || TUNING.contains(&name) {
         return Support::Ignored;
     }
-    // `ssl-passthrough` too: terminating TLS that the Ingress wants to reach its backend
-    // untouched (often for the backend's own client-certificate checks) would change who sees
-    // the plaintext.
-    const PROTECTIONS: [&str; 3] = ["satisfy", "enable-owasp-core-rules", "ssl-passthrough"];
+    const PROTECTIONS: [&str; 2] = ["satisfy", "enable-owasp-core-rules"];
     const PROTECTION_FAMILIES: [&str; 5] = [
         "auth-",
         "limit-",
@@ -1140,6 +1141,97 @@ pub fn upstream_tls<'s>(
         return close(s, diags, &key, e);
     }
     s.tls = Some(std::sync::Arc::new(tls));
+}
+
+/// `ssl-passthrough` (after the other settings and authentication are read). `"true"` (or
+/// Go's other spellings of a boolean, as ingress-nginx parses it) marks the backend for TLS
+/// passthrough. What cannot be honoured closes the Ingress rather than terminate TLS its
+/// author meant to reach the backend untouched: a value that is not a boolean, and
+/// authentication or rate limits beside it (they need the requests, which passthrough never
+/// sees; ingress-nginx silently drops them). A rule without a host, and paths other than `/`,
+/// are reported: only connections whose SNI routes to the backend of path `/` are passed
+/// through (as in ingress-nginx); the other paths are served over plain HTTP only.
+pub fn passthrough(
+    ingress: &ObjectRef,
+    annotations: Option<&BTreeMap<String, String>>,
+    spec: &k8s_openapi::api::networking::v1::IngressSpec,
+    s: &mut BackendSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some((key, value)) = annotations.and_then(|a| lookup(a, SSL_PASSTHROUGH)) else {
+        return;
+    };
+    match value.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => {}
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => return,
+        _ => {
+            return close_ingress(
+                ingress,
+                s,
+                diags,
+                &key,
+                format!(
+                    "{value:?} is not valid: expected \"true\" or \"false\"; whether TLS is to \
+                     reach the backend untouched is unknown"
+                ),
+            );
+        }
+    }
+    let unenforceable = [
+        (s.auth.is_some(), "auth-url"),
+        (s.basic_auth.is_some(), "auth-type"),
+        (s.rate_limit.is_some(), "limit-rps/limit-rpm"),
+        (s.conn_limit.is_some(), "limit-connections"),
+    ];
+    s.ssl_passthrough = true;
+    if let Some((_, what)) = unenforceable.iter().find(|(set, _)| *set) {
+        // Still a passthrough host: its connections are closed, never terminated.
+        return close_ingress(
+            ingress,
+            s,
+            diags,
+            &key,
+            format!(
+                "{what} cannot be enforced on connections passed through undecrypted (sluice \
+                 never sees their requests); remove one of the two"
+            ),
+        );
+    }
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        if rule.host.as_deref().is_none_or(str::is_empty) {
+            diags.push(Diagnostic::warning(
+                Reason::InvalidAnnotation,
+                Kind::Ingress,
+                ingress,
+                format!("spec.rules[{i}].host"),
+                format!(
+                    "{key}: a rule without a host is never passed through (the TLS \
+                     connection's SNI chooses the backend); its paths are served over plain \
+                     HTTP only"
+                ),
+            ));
+            continue;
+        }
+        let paths = rule
+            .http
+            .as_ref()
+            .map(|h| h.paths.as_slice())
+            .unwrap_or(&[]);
+        for (j, p) in paths.iter().enumerate() {
+            if p.path.as_deref().unwrap_or("/") != "/" {
+                diags.push(Diagnostic::warning(
+                    Reason::InvalidAnnotation,
+                    Kind::Ingress,
+                    ingress,
+                    format!("spec.rules[{i}].http.paths[{j}].path"),
+                    format!(
+                        "{key}: whole TLS connections go to the backend of path /; this path \
+                         is served over plain HTTP only"
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Basic authentication (`auth-type: basic`, `auth-secret`, `auth-secret-type`,
@@ -2469,7 +2561,6 @@ mod foreign_tests {
             "nginx.ingress.kubernetes.io/auth-tls-verify-client",
             "nginx.ingress.kubernetes.io/auth-tls-secret",
             "nginx.ingress.kubernetes.io/global-rate-limit",
-            "nginx.ingress.kubernetes.io/ssl-passthrough",
             "nginx.ingress.kubernetes.io/enable-modsecurity",
             "traefik.ingress.kubernetes.io/router.middlewares",
             "traefik.ingress.kubernetes.io/router.tls.options",

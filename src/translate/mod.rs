@@ -326,6 +326,13 @@ impl Translator<'_> {
             &mut settings,
             &mut self.diagnostics,
         );
+        annotations::passthrough(
+            &me,
+            ingress.metadata.annotations.as_ref(),
+            spec,
+            &mut settings,
+            &mut self.diagnostics,
+        );
         // A canary's paths split their main routes' traffic instead of being routes of their
         // own; a canary whose settings do not parse gets no traffic at all.
         let canary = match annotations::canary_rule(

@@ -2207,3 +2207,78 @@ fn default_backend_annotation_resolves_its_service_or_reports_it() {
         ]
     );
 }
+
+fn passthrough(value: &str) -> Ing {
+    ing("ns/tcp")
+        .annotate("nginx.ingress.kubernetes.io/ssl-passthrough", value)
+        .rule("a.com", [prefix("/")])
+}
+
+#[test]
+fn ssl_passthrough_marks_the_backend_and_warns_about_what_it_cannot_pass() {
+    for value in ["true", "True", "1"] {
+        let t = run(&world(vec![passthrough(value).build()]));
+        let s = &route(&t, "a.com/").backend.settings;
+        assert!(s.ssl_passthrough && !s.closed, "{value}");
+        no_diagnostics(&t);
+    }
+    let t = run(&world(vec![passthrough("false").build()]));
+    assert!(!route(&t, "a.com/").backend.settings.ssl_passthrough);
+    no_diagnostics(&t);
+
+    // Only the route for `/` of a named host is passed through: the others are reported.
+    let t = run(&world(vec![
+        passthrough("true")
+            .rule("b.com", [prefix("/api")])
+            .rule("", [prefix("/")])
+            .build(),
+    ]));
+    let fields: Vec<&str> = t.diagnostics.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.rules[1].http.paths[0].path", "spec.rules[2].host"],
+        "{:#?}",
+        t.diagnostics
+    );
+    assert!(
+        t.diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Warning && d.message.contains("plain HTTP only")),
+        "{:#?}",
+        t.diagnostics
+    );
+}
+
+#[test]
+fn ssl_passthrough_that_cannot_be_honoured_closes_the_ingress() {
+    // Not a boolean: whether TLS was to reach the backend untouched is unknown.
+    let t = run(&world(vec![passthrough("yes").build()]));
+    let s = &route(&t, "a.com/").backend.settings;
+    assert!(s.closed && !s.ssl_passthrough);
+    let d = only(
+        &t,
+        Severity::Error,
+        Reason::InvalidAnnotation,
+        "ns/tcp",
+        "metadata.annotations[nginx.ingress.kubernetes.io/ssl-passthrough]",
+    );
+    assert!(d.message.contains("503"), "{d}");
+
+    // Authentication needs the requests passthrough never sees: closed, still passthrough
+    // (its connections are closed rather than terminated).
+    let t = run(&world(vec![
+        passthrough("true")
+            .annotate("nginx.ingress.kubernetes.io/auth-url", "http://auth/check")
+            .build(),
+    ]));
+    let s = &route(&t, "a.com/").backend.settings;
+    assert!(s.closed && s.ssl_passthrough);
+    let d = only(
+        &t,
+        Severity::Error,
+        Reason::InvalidAnnotation,
+        "ns/tcp",
+        "metadata.annotations[nginx.ingress.kubernetes.io/ssl-passthrough]",
+    );
+    assert!(d.message.contains("auth-url cannot be enforced"), "{d}");
+}

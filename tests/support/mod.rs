@@ -403,6 +403,7 @@ pub mod fake_apiserver;
 pub mod moto;
 pub mod pebble;
 pub mod peers;
+pub mod pki;
 pub mod tls_client;
 
 /// Starts sluice with chaos testing enabled (`POST /debug/crash/{actor}`) and the given restart
