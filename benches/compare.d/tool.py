@@ -53,7 +53,7 @@ def parse_wrk(path):
 def parse_h2load(path):
     """One h2load run, or several appended to one file (summed; rps = succeeded / summed time)."""
     text = open(path, errors="replace").read()
-    out = {"rps": "nan", "requests": 0, "ok": 0, "failed": 0, "errored": 0, "timeout": 0, "s2xx": 0, "runs": 0}
+    out = {"rps": "nan", "requests": 0, "ok": 0, "failed": 0, "errored": 0, "timeout": 0, "s2xx": 0, "non2xx": 0, "data_bytes": 0, "runs": 0}
     secs = 0.0
     for m in re.finditer(r"finished in ([0-9.]+\w+), ([0-9.]+) req/s", text):
         secs += dur_us(m.group(1)) / 1e6
@@ -66,8 +66,11 @@ def parse_h2load(path):
         g = [int(x) for x in m.groups()]
         for k, v in zip(("requests", "ok", "failed", "errored", "timeout"), (g[2], g[3], g[4], g[5], g[6])):
             out[k] += v
-    for m in re.finditer(r"status codes: (\d+) 2xx", text):
+    for m in re.finditer(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text):
         out["s2xx"] += int(m.group(1))
+        out["non2xx"] += sum(int(x) for x in m.groups()[1:])
+    for m in re.finditer(r"traffic: .*, \S+ \((\d+)\) data", text):
+        out["data_bytes"] += int(m.group(1))
     if out["runs"] == 1:
         out["rps"] = re.search(r"finished in [0-9.]+\w+, ([0-9.]+) req/s", text).group(1)
     elif secs > 0:
