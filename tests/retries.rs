@@ -1,6 +1,7 @@
 //! Retries and passive outlier detection over real sockets: `proxy-next-upstream` conditions
-//! (errors, timeouts, statuses), idempotent methods only unless allowed, the retry budget, and
-//! endpoints that keep failing ejected, never all of them.
+//! (errors, timeouts, statuses), idempotent methods only unless allowed, small request bodies
+//! resent and large ones not, the retry budget, and endpoints that keep failing ejected, never
+//! all of them.
 
 mod support;
 use support::*;
@@ -24,6 +25,8 @@ enum Behaviour {
     Reset,
     /// Reads the request and never answers.
     Hang,
+    /// 200, body `from <name>: <the request body>`.
+    EchoBody,
 }
 
 /// A backend on a 127.0.0.x address of its own (so that endpoints differ by address), counting
@@ -55,6 +58,25 @@ async fn backend(ip_last: u8, name: &'static str, behaviour: Behaviour) -> Backe
                                 Ok::<_, Infallible>(r)
                             }
                         });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    }
+                    Behaviour::EchoBody => {
+                        let svc = hyper::service::service_fn(
+                            move |req: http::Request<hyper::body::Incoming>| {
+                                hits.fetch_add(1, Ordering::SeqCst);
+                                async move {
+                                    use http_body_util::BodyExt as _;
+                                    let body = req.into_body().collect().await?.to_bytes();
+                                    let text =
+                                        format!("from {name}: {}", String::from_utf8_lossy(&body));
+                                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(
+                                        text,
+                                    ))))
+                                }
+                            },
+                        );
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
@@ -114,6 +136,28 @@ async fn start(backends: &[&Backend], annotations: &[(&str, &str)]) -> Harness {
         ),
     ])
     .await
+}
+
+/// `method /` with `body` (and its `Content-Length`) on a fresh connection.
+async fn send_body(h: &Harness, method: &str, body: &str) -> (u16, String) {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(h.running.http_addr)
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri("/")
+        .header("host", "app.test")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = send.send_request(req).await.expect("an answer");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 async fn send(h: &Harness, method: &str) -> (u16, String) {
@@ -270,4 +314,47 @@ async fn an_endpoint_that_keeps_failing_is_ejected_but_never_all_of_them() {
     let (hx, hy) = (x.hits.load(Ordering::SeqCst), y.hits.load(Ordering::SeqCst));
     assert_eq!(hx + hy, 40);
     assert!(hx > 5 && hy > 5, "both still get requests: {hx} and {hy}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_request_body_is_resent_on_another_endpoint_and_a_large_one_is_not() {
+    let bad = backend(7, "bad", Behaviour::Reset).await;
+    let good = backend(8, "good", Behaviour::EchoBody).await;
+    let h = start(&[&bad, &good], &[]).await;
+    let small = "x".repeat(1000) + "end";
+    // Round robin: of two PUTs, one goes to the resetting endpoint first, and is resent whole.
+    for _ in 0..2 {
+        let (status, body) = send_body(&h, "PUT", &small).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, format!("from good: {small}"));
+    }
+    assert!(
+        bad.hits.load(Ordering::SeqCst) >= 1,
+        "the bad one was tried"
+    );
+    // Over 64 KiB the body streams: no second try, so the PUT that meets the resetting
+    // endpoint fails.
+    let large = "y".repeat(100 * 1024);
+    let mut failed = 0;
+    for _ in 0..2 {
+        let (status, body) = send_body(&h, "PUT", &large).await;
+        match status {
+            200 => assert_eq!(body.len(), "from good: ".len() + large.len()),
+            _ => failed += 1,
+        }
+    }
+    assert_eq!(failed, 1, "one large PUT met the resetting endpoint");
+    // A POST with a body is resent too once the policy allows non-idempotent retries.
+    let h = start(
+        &[&bad, &good],
+        &[(
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "error non_idempotent",
+        )],
+    )
+    .await;
+    for _ in 0..2 {
+        let (status, body) = send_body(&h, "POST", "payload").await;
+        assert_eq!((status, body.as_str()), (200, "from good: payload"));
+    }
 }

@@ -1,5 +1,6 @@
-//! Forwarding: pick an endpoint, send the prepared request (retrying a body-less idempotent
-//! request once on another endpoint when the first refused the connection), and turn the
+//! Forwarding: pick an endpoint, send the prepared request (retrying it on another endpoint
+//! as its retry policy says: a request without a body, or with a small body read whole
+//! first), and turn the
 //! upstream response into ours: a WebSocket tunnel for a 101, else the response with its
 //! hop-by-hop headers stripped and a body that releases the endpoint and its pooled
 //! connection when it ends ([`Tracked`]).
@@ -25,6 +26,10 @@ use super::pool::{self, Checkout};
 use super::snapshot::Upstream;
 use crate::model::RetryPolicy;
 
+/// The largest request body (by `Content-Length`) read whole before forwarding so that the
+/// request can be tried again on another endpoint; larger bodies stream and are not retried.
+pub(super) const RETRY_BODY_LIMIT: u64 = 64 * 1024;
+
 /// The retry policy of a route without `proxy-next-upstream` annotations.
 static DEFAULT_RETRY: std::sync::LazyLock<RetryPolicy> =
     std::sync::LazyLock::new(RetryPolicy::default);
@@ -42,8 +47,11 @@ pub(super) struct Outgoing {
     pub(super) request_id: HeaderValue,
     /// The client side of a WebSocket upgrade, when the request asks for one.
     pub(super) client_upgrade: Option<OnUpgrade>,
-    /// Whether a second attempt on another endpoint is allowed (nothing to resend).
+    /// Whether a second attempt on another endpoint is allowed (no body, or a buffered one).
     pub(super) retryable: bool,
+    /// The body is small and of declared length: read it whole before the first attempt so
+    /// that another attempt can resend it.
+    pub(super) buffer_body: bool,
     /// How the endpoint is chosen when not by the balancer alone.
     pub(super) sticky: Sticky,
     /// Request body bytes sent (counted for the access log only).
@@ -140,6 +148,13 @@ impl Proxy {
         } else {
             1
         };
+        // A small body of a retryable request is read whole first, to be resent.
+        let replay = if out.buffer_body {
+            let taken = out.body.take().unwrap_or_else(body::empty);
+            Some(Box::pin(read_whole(taken)).await?)
+        } else {
+            None
+        };
         upstream.retry_budget.deposit();
         // Read only when there is a time limit (a clock read per request otherwise).
         let first_at = policy.total.map(|t| (std::time::Instant::now(), t));
@@ -168,6 +183,9 @@ impl Proxy {
                 return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
             };
             let last = attempt + 1 >= attempts;
+            if let Some(bytes) = &replay {
+                out.body = Some(body::full(bytes.clone()));
+            }
             let mut upreq = upstream_request(upstream, endpoint, &mut out, version, last)?;
             let inflight = endpoint.start();
             let sent_at = self.config.access_log.then(std::time::Instant::now);
@@ -331,6 +349,19 @@ impl Proxy {
             Err(pool::SendError::Connect(e)) => Err((ProxyError::from_upstream_error(&e), true)),
             Err(pool::SendError::Http(e)) => Err((ProxyError::from_upstream_error(&e), false)),
         }
+    }
+}
+
+/// A request body read whole (within its limits: the body-size limit is 413, a client that
+/// stops sending is 408, anything else 400).
+async fn read_whole(b: ProxyBody) -> Result<bytes::Bytes, ProxyError> {
+    use http_body_util::BodyExt as _;
+    match b.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(match ProxyError::from_upstream_error(&*e) {
+            e @ (ProxyError::BodyTooLarge | ProxyError::ClientTimeout) => e,
+            _ => ProxyError::BadRequest("malformed or incomplete request body"),
+        }),
     }
 }
 

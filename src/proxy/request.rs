@@ -524,15 +524,26 @@ impl Proxy {
                 | Method::PUT
                 | Method::DELETE
         );
-        // Only a body-less request to a backend with another endpoint can be tried again
-        // (idempotent methods only, unless the retry policy allows the others); only then do
-        // the headers need a copy for the next attempt.
-        let retryable = body_empty
-            && upstream.balancer.endpoints().len() > 1
+        // A request to a backend with another endpoint can be tried again (idempotent
+        // methods only, unless the retry policy allows the others) when it has no body, or a
+        // small one of declared length to an HTTP/1.1 backend, which is read whole first
+        // (nginx buffers request bodies too) and resent; only then do the headers need a copy
+        // for the next attempt.
+        let may_retry = upstream.balancer.endpoints().len() > 1
             && match &settings.retry {
                 None => idempotent,
                 Some(r) => r.attempts > 1 && (idempotent || r.non_idempotent),
             };
+        let buffer_body = may_retry
+            && !body_empty
+            && client_upgrade.is_none()
+            && !settings.protocol.is_h2()
+            && parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .is_some_and(|n| n <= super::forward::RETRY_BODY_LIMIT);
+        let retryable = may_retry && (body_empty || buffer_body);
         Ok(Outgoing {
             method: parts.method,
             path_and_query: rewritten.unwrap_or(target),
@@ -541,6 +552,7 @@ impl Proxy {
             request_id,
             client_upgrade,
             retryable,
+            buffer_body,
             sticky: super::forward::Sticky::None,
             bytes_in,
         })
@@ -597,6 +609,7 @@ impl Proxy {
             request_id,
             client_upgrade: None,
             retryable: upstream.balancer.endpoints().len() > 1,
+            buffer_body: false,
             sticky: super::forward::Sticky::None,
             bytes_in: None,
         };
