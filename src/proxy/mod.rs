@@ -76,6 +76,8 @@ pub struct Proxy {
     /// ACME challenge answers (HTTP-01 here, TLS-ALPN-01 in the TLS resolver).
     challenges: ChallengesHandle,
     registry: EndpointRegistry,
+    /// Retry budgets per backend, carried across publishes.
+    budgets: snapshot::RetryBudgets,
     /// Per-client request budgets (`limit-rps`, `limit-rpm`).
     limiters: ratelimit::Limiters,
     /// Requests in progress per client (`limit-connections`).
@@ -134,6 +136,7 @@ impl Proxy {
             certs,
             challenges,
             registry: EndpointRegistry::default(),
+            budgets: snapshot::RetryBudgets::default(),
             auth_client: std::sync::OnceLock::new(),
             basic: basic::BasicCache::default(),
             conn_counts: ratelimit::ConnCounts::default(),

@@ -43,8 +43,9 @@ pub(super) struct Upstream {
     pub(super) plain: bool,
     /// Request metrics, with labels built and handles cached per backend.
     pub(super) stats: RequestStats,
-    /// Keeps retries to about a fifth of the backend's requests (from this publish on).
-    pub(super) retry_budget: super::outlier::RetryBudget,
+    /// Keeps retries to about a fifth of the backend's requests; carried across publishes
+    /// (see [`RetryBudgets`]).
+    pub(super) retry_budget: Arc<super::outlier::RetryBudget>,
 }
 
 impl Proxy {
@@ -52,11 +53,13 @@ impl Proxy {
     /// flight finish on the table they started with. Never blocks on the data plane.
     pub fn publish(&self, table: RoutingTable) -> u64 {
         let balancers = self.registry.balancers(table.backends());
+        let budgets = self.budgets.for_backends(table.backends());
         let upstreams = table
             .backends()
             .iter()
             .zip(balancers)
-            .map(|(b, balancer)| {
+            .zip(budgets)
+            .map(|((b, balancer), retry_budget)| {
                 let connect = b
                     .settings
                     .connect_timeout
@@ -78,7 +81,7 @@ impl Proxy {
                     connect_timeout: connect,
                     plain: !settings.has_request_filters(),
                     settings,
-                    retry_budget: super::outlier::RetryBudget::default(),
+                    retry_budget,
                     stats: RequestStats::new(
                         metrics::SharedString::from(b.ingress.to_string()),
                         metrics::SharedString::from(b.service.to_string()),
@@ -100,6 +103,52 @@ impl Proxy {
     /// The snapshot requests currently read.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+}
+
+/// The retry budget of each backend, by its Ingress, Service and port, carried from one
+/// publish to the next: endpoint changes (pods failing and being replaced, the moment retries
+/// matter) publish often, and a budget per publish would refill at each one.
+#[derive(Debug, Default)]
+pub(super) struct RetryBudgets {
+    by_backend: std::sync::Mutex<
+        std::collections::HashMap<
+            (
+                crate::model::ObjectRef,
+                crate::model::ObjectRef,
+                crate::model::ServicePort,
+            ),
+            Arc<super::outlier::RetryBudget>,
+        >,
+    >,
+}
+
+impl RetryBudgets {
+    /// The budgets of `backends` (in order): known ones kept, new ones full; the budgets of
+    /// backends no longer published are forgotten.
+    pub(super) fn for_backends(
+        &self,
+        backends: &[Arc<Backend>],
+    ) -> Vec<Arc<super::outlier::RetryBudget>> {
+        let mut known = self
+            .by_backend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = std::collections::HashMap::with_capacity(backends.len());
+        let out = backends
+            .iter()
+            .map(|b| {
+                let key = (b.ingress.clone(), b.service.clone(), b.port.clone());
+                let budget = known
+                    .remove(&key)
+                    .or_else(|| next.get(&key).cloned())
+                    .unwrap_or_default();
+                next.insert(key, budget.clone());
+                budget
+            })
+            .collect();
+        *known = next;
+        out
     }
 }
 
@@ -134,4 +183,36 @@ fn transport(b: &Backend) -> Result<Option<Arc<Transport>>, String> {
         tls,
         key: (protocol, settings, name),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ObjectRef, ServicePort};
+
+    fn backend(service: &str) -> Arc<Backend> {
+        Arc::new(Backend {
+            ingress: ObjectRef::new("ns", "ing"),
+            service: ObjectRef::new("ns", service),
+            port: ServicePort::Number(80),
+            endpoints: Vec::new(),
+            settings: BackendSettings::default(),
+        })
+    }
+
+    #[test]
+    fn a_backends_retry_budget_outlives_a_publish() {
+        let budgets = RetryBudgets::default();
+        let first = budgets.for_backends(&[backend("a"), backend("b")]);
+        while first[0].withdraw() {}
+        // The same backends again (new objects, as each publish makes): same budgets.
+        let second = budgets.for_backends(&[backend("b"), backend("a")]);
+        assert!(Arc::ptr_eq(&first[0], &second[1]));
+        assert!(Arc::ptr_eq(&first[1], &second[0]));
+        assert!(!second[1].withdraw(), "spent, not refilled");
+        // A backend that goes away and comes back starts full.
+        budgets.for_backends(&[backend("b")]);
+        let back = budgets.for_backends(&[backend("a")]);
+        assert!(back[0].withdraw());
+    }
 }
