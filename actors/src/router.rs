@@ -165,12 +165,14 @@ fn apply(args: &RouterArgs, loaded: Arc<Loaded>, reported: &mut HashSet<String>)
         loaded,
         translation,
     })));
-    args.readiness.set_config_live();
-    args.reloads.send_modify(|n| *n += 1);
     metrics::counter!("sluice_config_reloads_total").increment(1);
     metrics::gauge!("sluice_config_last_reload_success").set(if errors == 0 { 1.0 } else { 0.0 });
     #[allow(clippy::cast_precision_loss, reason = "a count of errors")]
     metrics::gauge!("sluice_config_errors").set(errors as f64);
     metrics::histogram!("sluice_config_apply_seconds").record(started.elapsed().as_secs_f64());
+    // Announced last: whoever sees the reload (readiness, tests, the admin API) sees its
+    // metrics too.
+    args.readiness.set_config_live();
+    args.reloads.send_modify(|n| *n += 1);
     tracing::info!(target: "sluice::config", generation, routes, errors, "configuration published");
 }

@@ -35,6 +35,7 @@ pub mod drain;
 mod error;
 mod forward;
 mod grpc;
+pub mod h1;
 mod h2pool;
 pub mod headers;
 pub mod inspect;

@@ -1,0 +1,197 @@
+//! What hyper's HTTP/1 server (the one sluice serves with today, configured as sluice
+//! configures it) decides for a request head: the reference [`head::parse_request`] must agree
+//! with. Used by tests/h1_head.rs and the `h1_head_differential` fuzz target; not on any
+//! serving path.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body::Body as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::head::{self, Framing, HeadError};
+
+/// A decision about a request head, comparable between the two parsers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Served: method, target, HTTP/1.1 or not, the headers (lower-case names, in order,
+    /// repeated `Content-Length` lines once), the framing.
+    Accepted {
+        /// The method.
+        method: String,
+        /// The request target.
+        target: http::Uri,
+        /// HTTP/1.1 (else HTTP/1.0).
+        http11: bool,
+        /// The headers.
+        headers: Vec<(String, Vec<u8>)>,
+        /// The body's framing.
+        framing: Framing,
+    },
+    /// Refused with this status.
+    Refused(u16),
+    /// Both `Content-Length` and `Transfer-Encoding`: sluice refuses it (400, the prescan in
+    /// front of hyper today), hyper alone serves it chunked without the length.
+    Ambiguous,
+    /// Neither: hyper closed the connection without answering, or did not decide in time.
+    Undecided,
+}
+
+/// The decision of [`head::parse_request`] for a whole head in `raw` (bytes after the head
+/// are ignored).
+pub fn ours(raw: &[u8], max_head_bytes: usize) -> Decision {
+    match head::parse_request(raw, max_head_bytes, &mut Vec::new()) {
+        Ok(Some(h)) => {
+            let mut headers = Vec::new();
+            let mut seen_length = false;
+            for (name, value) in &h.headers {
+                let name = String::from_utf8_lossy(name.of(raw)).to_ascii_lowercase();
+                if name == "content-length" {
+                    if seen_length {
+                        continue;
+                    }
+                    seen_length = true;
+                }
+                headers.push((name, value.of(raw).to_vec()));
+            }
+            Decision::Accepted {
+                method: String::from_utf8_lossy(h.method.of(raw)).into_owned(),
+                target: http::Uri::try_from(h.target.of(raw)).expect("checked by the parser"),
+                http11: h.http11,
+                headers,
+                framing: h.framing,
+            }
+        }
+        Ok(None) => Decision::Undecided,
+        Err(HeadError::Ambiguous) => Decision::Ambiguous,
+        Err(e) => Decision::Refused(e.status()),
+    }
+}
+
+/// What hyper's server decides for `raw` sent on a connection that then half-closes, with
+/// `max_buf_size` as sluice sets it. Runs on the current tokio runtime.
+pub async fn hyper(raw: &[u8], max_buf_size: usize) -> Decision {
+    let (mut client, server) = tokio::io::duplex(raw.len() + 64 * 1024);
+    let seen: Arc<Mutex<Option<Decision>>> = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let framing = if req.body().is_end_stream() {
+            Framing::Empty
+        } else {
+            match req.body().size_hint().exact() {
+                Some(n) => Framing::Length(n),
+                None => Framing::Chunked,
+            }
+        };
+        let mut headers = Vec::new();
+        for (name, value) in req.headers() {
+            headers.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+        }
+        let decision = Decision::Accepted {
+            method: req.method().as_str().to_string(),
+            target: req.uri().clone(),
+            http11: req.version() == http::Version::HTTP_11,
+            headers,
+            framing,
+        };
+        record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(decision);
+        async {
+            Ok::<_, Infallible>(http::Response::new(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+            ))
+        }
+    });
+    let conn = tokio::spawn(async move {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.max_buf_size(max_buf_size.max(8192));
+        let _ = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(server), svc)
+            .await;
+    });
+    let _ = client.write_all(raw).await;
+    let _ = client.shutdown().await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await;
+    conn.abort();
+    if let Some(d) = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        // hyper orders a repeated header's lines together; compare in that order.
+        return match d {
+            Decision::Accepted {
+                method,
+                target,
+                http11,
+                headers,
+                framing,
+            } => Decision::Accepted {
+                method,
+                target,
+                http11,
+                headers: grouped(headers),
+                framing,
+            },
+            other => other,
+        };
+    }
+    if read.is_err() {
+        return Decision::Undecided;
+    }
+    match answer
+        .strip_prefix(b"HTTP/1.1 ")
+        .and_then(|rest| std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok())
+    {
+        Some(status) => Decision::Refused(status),
+        None => Decision::Undecided,
+    }
+}
+
+/// Headers with each name's lines together, names in order of first appearance (how a
+/// `HeaderMap` iterates).
+pub fn grouped(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<String> = Vec::new();
+    for (n, _) in &headers {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+        .iter()
+        .flat_map(|n| headers.iter().filter(move |(m, _)| m == n).cloned())
+        .collect()
+}
+
+/// Both decisions, ours with its headers grouped as hyper's are, for comparison.
+pub async fn both(raw: &[u8], max_head_bytes: usize) -> (Decision, Decision) {
+    let ours = match ours(raw, max_head_bytes) {
+        Decision::Accepted {
+            method,
+            target,
+            http11,
+            headers,
+            framing,
+        } => Decision::Accepted {
+            method,
+            target,
+            http11,
+            headers: grouped(headers),
+            framing,
+        },
+        other => other,
+    };
+    let hyper = match hyper(raw, max_head_bytes).await {
+        // What sluice adds in front of hyper: a chunked request that also had a length.
+        Decision::Accepted {
+            framing: Framing::Chunked,
+            ..
+        } if ours == Decision::Ambiguous => Decision::Ambiguous,
+        other => other,
+    };
+    (ours, hyper)
+}
