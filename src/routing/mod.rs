@@ -295,10 +295,15 @@ impl RoutingTable {
                         .get(i)
                         .copied()
                         .filter(|&b| b != usize::MAX),
-                    canary: route.canary.as_deref().and_then(|c| {
-                        let b = *self.canary_backend.get(i)?;
-                        (b != usize::MAX).then_some((c, b))
-                    }),
+                    // `canary_backend` is empty when no route has a canary: checking it first
+                    // keeps the common lookup from reading the `Route` (a cache miss at 10 000
+                    // hosts) just to find `canary` is `None`.
+                    canary: self
+                        .canary_backend
+                        .get(i)
+                        .copied()
+                        .filter(|&b| b != usize::MAX)
+                        .and_then(|b| Some((route.canary.as_deref()?, b))),
                 })
             }
             None => self.default_backend.as_ref().map(|backend| RouteMatch {
