@@ -22,6 +22,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::UpgradeableConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -281,7 +282,7 @@ impl Proxy {
             let conn = pin!(self.server.serve_connection_with_upgrades(io, svc));
             self.drive(
                 conn,
-                |c| c.graceful_shutdown(),
+                UpgradeableConnection::graceful_shutdown,
                 &tracker,
                 &activity,
                 entrypoint,
@@ -295,7 +296,7 @@ impl Proxy {
             let conn = pin!(self.server.serve_connection_with_upgrades(io, svc));
             self.drive(
                 conn,
-                |c| c.graceful_shutdown(),
+                UpgradeableConnection::graceful_shutdown,
                 &tracker,
                 &activity,
                 entrypoint,
