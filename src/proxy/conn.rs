@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use http::HeaderValue;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -69,16 +70,72 @@ impl ConnInfo {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
+        let port_header = tracker.port_header(entrypoint, local.port());
         ConnInfo {
             peer,
             local,
             entrypoint,
             sni,
             tracker,
-            peer_header: super::headers::shared_value(&ip.to_string())
+            peer_header: HeaderValue::from_maybe_shared(Bytes::from_owner(Text::ip(ip)))
                 .unwrap_or(HeaderValue::from_static("unknown")),
-            port_header: HeaderValue::from(local.port()),
+            port_header,
         }
+    }
+}
+
+/// An IP address or port as text, formatted without a heap allocation; a header value's
+/// bytes own it (one allocation, shared by the value's clones).
+struct Text {
+    len: usize,
+    /// The longest IPv6 text, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`, is 45 bytes.
+    buf: [u8; 45],
+}
+
+impl Text {
+    /// An IP address: IPv4 written digit by digit (the formatting machinery costs more than
+    /// the rest of setting up the connection's header values), IPv6 formatted.
+    fn ip(ip: IpAddr) -> Text {
+        let IpAddr::V4(v4) = ip else {
+            return Text::of(ip);
+        };
+        let mut text = Text {
+            len: 0,
+            buf: [0; 45],
+        };
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                text.push(b'.');
+            }
+            if octet >= 100 {
+                text.push(b'0' + octet / 100);
+            }
+            if octet >= 10 {
+                text.push(b'0' + octet / 10 % 10);
+            }
+            text.push(b'0' + octet % 10);
+        }
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn of(value: impl std::fmt::Display) -> Text {
+        let mut buf = [0; 45];
+        let mut rest = &mut buf[..];
+        // Cannot fail: an address or port fits.
+        let _ = std::io::Write::write_fmt(&mut rest, format_args!("{value}"));
+        let len = 45 - rest.len();
+        Text { len, buf }
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -98,6 +155,9 @@ pub struct ConnTracker {
     /// `sluice_open_connections` handles by (entrypoint, protocol), looked up in the metrics
     /// registry once instead of twice per connection.
     gauges: [std::sync::OnceLock<metrics::Gauge>; 4],
+    /// The `X-Forwarded-Port` value of each entrypoint's first connection (its listener's
+    /// port, unless a PROXY protocol header gave another), shared by the later ones.
+    ports: [std::sync::OnceLock<(u16, HeaderValue)>; 2],
 }
 
 impl Default for ConnTracker {
@@ -111,6 +171,7 @@ impl Default for ConnTracker {
             shutdown: watch::channel(false).0,
             force: watch::channel(false).0,
             gauges: Default::default(),
+            ports: Default::default(),
         }
     }
 }
@@ -180,6 +241,23 @@ impl ConnTracker {
                 true
             }
             None => false,
+        }
+    }
+
+    /// `port` as a header value (`X-Forwarded-Port`): shared when it is the port the
+    /// entrypoint's connections usually have.
+    fn port_header(&self, entrypoint: Entrypoint, port: u16) -> HeaderValue {
+        let make = || {
+            HeaderValue::from_maybe_shared(Bytes::from_owner(Text::of(port)))
+                .unwrap_or_else(|_| HeaderValue::from(port))
+        };
+        let slot = match entrypoint {
+            Entrypoint::Http => 0,
+            Entrypoint::Https => 1,
+        };
+        match self.ports[slot].get_or_init(|| (port, make())) {
+            (p, value) if *p == port => value.clone(),
+            _ => make(),
         }
     }
 
@@ -280,4 +358,40 @@ pub(super) async fn tunnel(
     }
     drop(inflight);
     drop(guard);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_ports_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "9.99.199.200",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(Text::ip(parsed).as_ref(), ip.as_bytes());
+        }
+        assert_eq!(Text::of(65535u16).as_ref(), b"65535");
+        let tracker = Arc::new(ConnTracker::default());
+        let info = ConnInfo::new(
+            "[::ffff:192.0.2.7]:4000".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            Entrypoint::Http,
+            None,
+            tracker.clone(),
+        );
+        assert_eq!(info.peer_header, "192.0.2.7");
+        assert_eq!(info.port_header, "8080");
+        // Another port on the same entrypoint (from a PROXY protocol header).
+        assert_eq!(tracker.port_header(Entrypoint::Http, 80), "80");
+        assert_eq!(tracker.port_header(Entrypoint::Http, 8080), "8080");
+        assert_eq!(tracker.port_header(Entrypoint::Https, 443), "443");
+    }
 }
