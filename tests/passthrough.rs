@@ -13,24 +13,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A TLS backend with `pki`'s leaf that negotiates ALPN `x-passthrough` and answers one
 /// HTTP/1.1-shaped request per connection with what its handshake saw.
 async fn tls_backend(pki: &Pki) -> SocketAddr {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let certs = CertificateDer::pem_slice_iter(pki.chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"x-passthrough".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = pki.acceptor(&[b"x-passthrough"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -10,7 +10,6 @@ use support::*;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -45,19 +44,7 @@ async fn backend(pki: Option<&Pki>) -> SocketAddr {
         .await
         .expect("bind");
     let addr = listener.local_addr().unwrap();
-    let acceptor = pki.map(|p| {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(p.chain_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(p.key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
-    });
+    let acceptor = pki.map(|p| p.acceptor(&[b"h2", b"http/1.1"]));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -95,8 +82,6 @@ async fn backend(pki: Option<&Pki>) -> SocketAddr {
     });
     addr
 }
-
-use rustls::pki_types::pem::PemObject;
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()

@@ -34,3 +34,22 @@ pub fn pki(names: &[&str]) -> Pki {
         key_pem: key.serialize_pem(),
     }
 }
+
+impl Pki {
+    /// A TLS acceptor serving the leaf (its chain and key), offering `alpn`.
+    pub fn acceptor(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+        use rustls::pki_types::pem::PemObject;
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("leaf chain");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .expect("leaf key");
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+    }
+}

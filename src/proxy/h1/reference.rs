@@ -122,23 +122,7 @@ pub async fn hyper(raw: &[u8], max_buf_size: usize) -> Decision {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
     {
-        // hyper orders a repeated header's lines together; compare in that order.
-        return match d {
-            Decision::Accepted {
-                method,
-                target,
-                http11,
-                headers,
-                framing,
-            } => Decision::Accepted {
-                method,
-                target,
-                http11,
-                headers: grouped(headers),
-                framing,
-            },
-            other => other,
-        };
+        return d;
     }
     if read.is_err() {
         return Decision::Undecided;
@@ -152,39 +136,41 @@ pub async fn hyper(raw: &[u8], max_buf_size: usize) -> Decision {
     }
 }
 
-/// Headers with each name's lines together, names in order of first appearance (how a
-/// `HeaderMap` iterates).
-pub fn grouped(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
-    let mut names: Vec<String> = Vec::new();
+/// `d` with its headers' lines of one name together, names in order of first appearance
+/// (how hyper's `HeaderMap` iterates them).
+fn grouped(d: Decision) -> Decision {
+    let Decision::Accepted {
+        method,
+        target,
+        http11,
+        headers,
+        framing,
+    } = d
+    else {
+        return d;
+    };
+    let mut names: Vec<&String> = Vec::new();
     for (n, _) in &headers {
-        if !names.contains(n) {
-            names.push(n.clone());
+        if !names.contains(&n) {
+            names.push(n);
         }
     }
-    names
+    let headers = names
         .iter()
-        .flat_map(|n| headers.iter().filter(move |(m, _)| m == n).cloned())
-        .collect()
+        .flat_map(|n| headers.iter().filter(move |(m, _)| m == *n).cloned())
+        .collect();
+    Decision::Accepted {
+        method,
+        target,
+        http11,
+        headers,
+        framing,
+    }
 }
 
 /// Both decisions, ours with its headers grouped as hyper's are, for comparison.
 pub async fn both(raw: &[u8], max_head_bytes: usize) -> (Decision, Decision) {
-    let ours = match ours(raw, max_head_bytes) {
-        Decision::Accepted {
-            method,
-            target,
-            http11,
-            headers,
-            framing,
-        } => Decision::Accepted {
-            method,
-            target,
-            http11,
-            headers: grouped(headers),
-            framing,
-        },
-        other => other,
-    };
+    let ours = grouped(ours(raw, max_head_bytes));
     let hyper = match hyper(raw, max_head_bytes).await {
         // What sluice adds in front of hyper: a chunked request that also had a length.
         Decision::Accepted {
