@@ -7,9 +7,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use sluice::proxy::Http1Engine;
 use sluice::proxy::{Cidr, ProxyConfig};
 use sluice_actors::run::{self, RunOptions};
 use sluice_actors::telemetry::{self, LogFormat};
+
+/// `--http1-engine`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Http1EngineArg {
+    /// sluice's own HTTP/1.1 server.
+    Sluice,
+    /// hyper's HTTP/1 server.
+    Hyper,
+}
 
 /// sluice: a Kubernetes ingress controller (routing, TLS, ACME and DNS in one supervised binary).
 #[derive(Parser, Debug)]
@@ -445,6 +455,11 @@ struct ServeArgs {
     /// The first ejection's length; the n-th lasts n times it, up to 10 times.
     #[arg(long, default_value = "30s", value_parser = duration)]
     outlier_base_ejection: Duration,
+    /// The HTTP/1.1 server of client connections: `sluice` (its own: request heads parsed in
+    /// place, no buffer held by an idle connection) or `hyper` (the fallback). Default: the
+    /// SLUICE_HTTP1_ENGINE environment variable, else sluice.
+    #[arg(long, value_enum)]
+    http1_engine: Option<Http1EngineArg>,
     /// Chaos testing: the admin API accepts POST /debug/crash/{actor}. Never in production.
     #[arg(long)]
     chaos: bool,
@@ -487,6 +502,11 @@ impl ServeArgs {
             proxy_protocol: self.proxy_protocol.clone(),
             https_redirect_port: self.https_redirect_port.unwrap_or(default_redirect_port),
             access_log: self.access_log,
+            http1: match self.http1_engine {
+                Some(Http1EngineArg::Hyper) => Http1Engine::Hyper,
+                Some(Http1EngineArg::Sluice) => Http1Engine::Sluice,
+                None => Http1Engine::from_env(),
+            },
             outlier: sluice::proxy::outlier::OutlierPolicy {
                 consecutive: self.outlier_consecutive_failures,
                 base: self.outlier_base_ejection,

@@ -24,6 +24,53 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A client's request body: hyper's (HTTP/2, and HTTP/1.1 on the hyper engine), or one of
+/// the lean HTTP/1.1 server's (`h1::server`), boxed.
+pub enum ClientBody {
+    /// Read by hyper's server.
+    Hyper(hyper::body::Incoming),
+    /// Read by sluice's own HTTP/1.1 server (or empty).
+    Boxed(ProxyBody),
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientBody::Hyper(_) => "ClientBody::Hyper",
+            ClientBody::Boxed(_) => "ClientBody::Boxed",
+        })
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::Boxed(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
 /// Boxes any body whose error converts into [`BoxError`].
 pub fn boxed<B>(body: B) -> ProxyBody
 where

@@ -43,6 +43,29 @@ pub struct ProxyConfig {
     pub access_log: bool,
     /// Passive outlier detection: when an endpoint is ejected.
     pub outlier: super::outlier::OutlierPolicy,
+    /// Which server speaks HTTP/1.1 to clients.
+    pub http1: Http1Engine,
+}
+
+/// The HTTP/1.1 server of client connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Http1Engine {
+    /// sluice's own (`h1::server`): heads parsed in place, no buffer held while idle.
+    #[default]
+    Sluice,
+    /// hyper's HTTP/1 server (the fallback).
+    Hyper,
+}
+
+impl Http1Engine {
+    /// The engine named by `SLUICE_HTTP1_ENGINE` (`hyper` or `sluice`), else the default.
+    pub fn from_env() -> Http1Engine {
+        match std::env::var("SLUICE_HTTP1_ENGINE").as_deref() {
+            Ok("sluice") => Http1Engine::Sluice,
+            Ok("hyper") => Http1Engine::Hyper,
+            _ => Http1Engine::default(),
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +85,7 @@ impl Default for ProxyConfig {
             https_redirect_port: 443,
             access_log: false,
             outlier: super::outlier::OutlierPolicy::default(),
+            http1: Http1Engine::from_env(),
         }
     }
 }

@@ -77,15 +77,18 @@ impl ConnInfo {
             entrypoint,
             sni,
             tracker,
-            peer_header: HeaderValue::from_maybe_shared(Bytes::from_owner(Text::ip(ip)))
-                .unwrap_or(HeaderValue::from_static("unknown")),
+            // Copied out: an allocation of the text's length (the value lives as long as
+            // the connection), not of the whole `Text`.
+            peer_header: HeaderValue::from_maybe_shared(Bytes::copy_from_slice(
+                Text::ip(ip).as_ref(),
+            ))
+            .unwrap_or(HeaderValue::from_static("unknown")),
             port_header,
         }
     }
 }
 
-/// An IP address or port as text, formatted without a heap allocation; a header value's
-/// bytes own it (one allocation, shared by the value's clones).
+/// An IP address or port as text, formatted without a heap allocation.
 struct Text {
     len: usize,
     /// The longest IPv6 text, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`, is 45 bytes.

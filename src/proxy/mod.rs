@@ -62,7 +62,8 @@ use crate::tls::CertStore;
 
 use balance::EndpointRegistry;
 pub use config::{
-    Cidr, ProxyConfig, default_max_connections, max_connections_for, soft_open_files_limit,
+    Cidr, Http1Engine, ProxyConfig, default_max_connections, max_connections_for,
+    soft_open_files_limit,
 };
 pub use conn::{ConnInfo, ConnTracker, Entrypoint};
 pub use serve::{Guarded, serve_with_timeouts};

@@ -17,12 +17,12 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
+use super::body::ClientBody;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::Proxy;
@@ -74,7 +74,7 @@ struct RequestLabels {
 
 impl Proxy {
     /// Handles one request. Never fails: errors become responses.
-    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<ClientBody>) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let access = self.config.access_log.then(|| access::Started::of(&req));
@@ -116,7 +116,7 @@ impl Proxy {
     /// token and host (port ignored) in the challenges snapshot; `None` for anything else, so
     /// that an unknown token falls through to normal routing (an app may serve its own).
     /// Checked before routing and before the HTTPS redirect.
-    fn acme_http01(&self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+    fn acme_http01(&self, req: &Request<ClientBody>) -> Option<Response<ProxyBody>> {
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
             return None;
         }
@@ -141,7 +141,7 @@ impl Proxy {
         &self,
         snap: &Snapshot,
         conn: &ConnInfo,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         labels: &mut RequestLabels,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (parts, body) = req.into_parts();
@@ -168,7 +168,7 @@ impl Proxy {
         conn: &ConnInfo,
         routed: Routed<'_>,
         parts: http::request::Parts,
-        body: Incoming,
+        body: ClientBody,
         labels: &mut RequestLabels,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let upstream = &snap.upstreams[routed.matched.backend_index];
@@ -409,7 +409,7 @@ impl Proxy {
         upstream: &Upstream,
         routed: Routed<'_>,
         mut parts: http::request::Parts,
-        body: Incoming,
+        body: ClientBody,
     ) -> Result<Outgoing, ProxyError> {
         let Routed {
             host_value,

@@ -10,13 +10,16 @@
 //! and `Transfer-Encoding` (answered 400).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::Either;
 use http::{Request, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -28,8 +31,11 @@ use tokio::net::TcpStream;
 
 use super::Proxy;
 use super::activity::{Activity, Expiry, RequestGuard, Timeouts};
-use super::body::ProxyBody;
+use super::body::{ClientBody, ProxyBody};
+use super::config::Http1Engine;
 use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
+use super::error::ProxyError;
+use super::h1::server::{self as h1, Asked, Next, Shared, Transport};
 use super::passthrough::{self, Recorded};
 use super::prescan::HeadScanner;
 use super::proxy_protocol::{self, Header};
@@ -65,24 +71,66 @@ impl Proxy {
     }
 
     /// [`Proxy::serve_http`] for a connection already counted by the accept loop.
-    pub(super) async fn serve_http_entered(
+    ///
+    /// Not an `async fn`: the returned future is the connection task's, and its size (its
+    /// largest state) is held for the connection's whole life. The common case (no PROXY
+    /// protocol header, sluice's HTTP/1.1 server) is set up here and returns the server's
+    /// future itself; the other cases are boxed.
+    pub(super) fn serve_http_entered(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        (guard, activity): (ConnGuard, Arc<Activity>),
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let local = stream.local_addr().unwrap_or(peer);
+        let _ = stream.set_nodelay(true);
+        if self.expects_proxy_header(peer) || self.config.http1 != Http1Engine::Sluice {
+            let general = self.serve_http_general(tracker, stream, peer, local, guard, activity);
+            return Either::Left(Box::pin(general));
+        }
+        let info = Arc::new(ConnInfo::new(
+            peer,
+            local,
+            Entrypoint::Http,
+            None,
+            tracker.clone(),
+        ));
+        let shared = Arc::new(Shared::new(stream));
+        Either::Right(self.serve_h1(tracker, shared, info, activity, guard))
+    }
+
+    /// [`Proxy::serve_http_entered`] with a PROXY protocol header to read first, or on
+    /// hyper's HTTP/1.1 server.
+    async fn serve_http_general(
         self: Arc<Self>,
         tracker: Arc<ConnTracker>,
         mut stream: TcpStream,
         peer: SocketAddr,
-        (guard, activity): (ConnGuard, Arc<Activity>),
+        local: SocketAddr,
+        guard: ConnGuard,
+        activity: Arc<Activity>,
     ) {
-        let local = stream.local_addr().unwrap_or(peer);
-        let _ = stream.set_nodelay(true);
         let Some((peer, local)) = self
             .proxied(&mut stream, peer, local, Entrypoint::Http, &activity)
             .await
         else {
             return;
         };
-        let info = ConnInfo::new(peer, local, Entrypoint::Http, None, tracker.clone());
-        self.serve_io(tracker, stream, info, activity, false).await;
-        drop(guard);
+        let info = Arc::new(ConnInfo::new(
+            peer,
+            local,
+            Entrypoint::Http,
+            None,
+            tracker.clone(),
+        ));
+        if self.config.http1 == Http1Engine::Sluice {
+            let shared = Arc::new(Shared::new(stream));
+            self.serve_h1(tracker, shared, info, activity, guard).await;
+        } else {
+            self.serve_io(tracker, stream, info, activity, false).await;
+            drop(guard);
+        }
     }
 
     /// Serves one accepted TLS connection: handshake (bounded by the handshake timeout and
@@ -110,11 +158,15 @@ impl Proxy {
     ) {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
-        let Some((peer, local)) = self
-            .proxied(&mut stream, peer, local, Entrypoint::Https, &activity)
-            .await
-        else {
-            return;
+        let (peer, local) = if self.expects_proxy_header(peer) {
+            let proxied =
+                Box::pin(self.proxied(&mut stream, peer, local, Entrypoint::Https, &activity));
+            match proxied.await {
+                Some(addrs) => addrs,
+                None => return,
+            }
+        } else {
+            (peer, local)
         };
         let limit = self
             .config
@@ -192,9 +244,29 @@ impl Proxy {
         if h2 {
             activity.set_h2();
         }
-        let info = ConnInfo::new(peer, local, Entrypoint::Https, sni, tracker.clone());
-        self.serve_io(tracker, tls, info, activity, h2).await;
-        drop(guard);
+        let info = Arc::new(ConnInfo::new(
+            peer,
+            local,
+            Entrypoint::Https,
+            sni,
+            tracker.clone(),
+        ));
+        if !h2 && self.config.http1 == Http1Engine::Sluice {
+            let shared = Arc::new(Shared::new(tls));
+            self.serve_h1(tracker, shared, info, activity, guard).await;
+        } else {
+            let hyper = Box::pin(self.serve_io(tracker, tls, info, activity, h2));
+            hyper.await;
+            drop(guard);
+        }
+    }
+
+    /// Whether a connection from `peer` starts with a PROXY protocol header.
+    fn expects_proxy_header(&self, peer: SocketAddr) -> bool {
+        self.config
+            .proxy_protocol
+            .iter()
+            .any(|c| c.contains(peer.ip()))
     }
 
     /// The connection's client and the address it connected to: from the PROXY protocol
@@ -210,12 +282,7 @@ impl Proxy {
         entrypoint: Entrypoint,
         activity: &Activity,
     ) -> Option<(SocketAddr, SocketAddr)> {
-        if !self
-            .config
-            .proxy_protocol
-            .iter()
-            .any(|c| c.contains(peer.ip()))
-        {
+        if !self.expects_proxy_header(peer) {
             return Some((peer, local));
         }
         let limit = self
@@ -255,14 +322,13 @@ impl Proxy {
         self: Arc<Self>,
         tracker: Arc<ConnTracker>,
         io: I,
-        info: ConnInfo,
+        info: Arc<ConnInfo>,
         activity: Arc<Activity>,
         h2: bool,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let entrypoint = info.entrypoint;
-        let info = Arc::new(info);
         let io = TokioIo::new(Watched {
             inner: io,
             scanner: (!h2).then(HeadScanner::new),
@@ -303,6 +369,164 @@ impl Proxy {
             )
             .await;
         }
+    }
+
+    /// Serves an HTTP/1.1 connection with sluice's own server (`h1::server`), under the same
+    /// timeouts, connection limit and shutdown as hyper's; what it leaves to hyper (upgrades,
+    /// `Expect: 100-continue`, h2c) continues on hyper with the bytes already read.
+    async fn serve_h1<I: Transport>(
+        self: Arc<Self>,
+        tracker: Arc<ConnTracker>,
+        shared: Arc<Shared<I>>,
+        info: Arc<ConnInfo>,
+        activity: Arc<Activity>,
+        guard: ConnGuard,
+    ) {
+        let entrypoint = info.entrypoint;
+        let closing = AtomicBool::new(false);
+        let timeouts = Timeouts {
+            header: self.config.client_header_timeout,
+            idle: self.config.idle_timeout,
+        };
+        let mut shutdown = tracker.shutdown_signal();
+        let stop_now = *shutdown.borrow_and_update();
+        let hand_off = {
+            let mut conn = pin!(self.h1_requests(&shared, &info, &activity, &closing));
+            // Serving, until the connection ends or something asks it to stop.
+            let mut grace = None;
+            let mut ended = None;
+            if !stop_now {
+                tokio::select! {
+                    hand_off = conn.as_mut() => ended = Some(hand_off),
+                    _ = shutdown.changed() => {}
+                    why = activity.expired(timeouts) => {
+                        count_closed(entrypoint, why);
+                        match why {
+                            // Dropping the connection closes it.
+                            Expiry::FirstRequest | Expiry::Header => ended = Some(false),
+                            // The request in progress finishes first (bounded).
+                            Expiry::Idle | Expiry::Evicted => {
+                                grace = Some(timeouts.header.min(Duration::from_secs(5)));
+                            }
+                        }
+                    }
+                }
+            }
+            match ended {
+                Some(hand_off) => hand_off,
+                None => {
+                    // Stopping: an idle connection closes now; a request in progress
+                    // finishes first (the connection closes after it).
+                    closing.store(true, Ordering::Relaxed);
+                    if activity.state().active > 0 {
+                        // Boxed: rare, and its timers would otherwise take room in the
+                        // connection's future for its whole life.
+                        let finish = Box::pin(async {
+                            tokio::select! {
+                                _ = conn.as_mut() => {}
+                                () = tokio::time::sleep(grace.unwrap_or(Duration::MAX)) => {}
+                                () = tracker.forced() => {}
+                            }
+                        });
+                        finish.await;
+                    }
+                    false
+                }
+            }
+        };
+        if hand_off && let Some(io) = shared.hand_off() {
+            let hyper = Box::pin(self.serve_io(tracker, io, info, activity, false));
+            hyper.await;
+        } else {
+            shared.close().await;
+        }
+        drop(guard);
+    }
+
+    /// The requests of one lean HTTP/1.1 connection, in turn. `true`: the connection is for
+    /// hyper from here on.
+    async fn h1_requests<I: Transport>(
+        &self,
+        shared: &Arc<Shared<I>>,
+        info: &ConnInfo,
+        activity: &Arc<Activity>,
+        closing: &AtomicBool,
+    ) -> bool {
+        let max_head = self.config.max_header_bytes.max(8192);
+        let mut spans = Vec::new();
+        let mut first = true;
+        loop {
+            // The exchange (or the refusal) is boxed, and the request it is built from is
+            // scoped to this block: this future, held for the connection's whole life, keeps
+            // only what waiting for the next head needs.
+            let (exchange, served) = {
+                let next =
+                    h1::next_request(shared, max_head, std::mem::take(&mut spans), first, || {
+                        activity.set_head_arriving(true);
+                    })
+                    .await;
+                first = false;
+                match next {
+                    Next::Request(req, asked, kept) => {
+                        spans = kept;
+                        activity.heads_completed(1, false);
+                        activity.request_started();
+                        let guard = RequestGuard(activity.clone());
+                        let exchange: Exchange<'_> = Box::pin(async move {
+                            let resp = self.handle(info, req).await;
+                            let keep = h1::write_response(shared, resp, asked, closing).await;
+                            drop(guard);
+                            keep
+                        });
+                        (exchange, true)
+                    }
+                    Next::HandOff => return true,
+                    Next::Closed => return false,
+                    Next::Refused(e) => {
+                        (self.h1_refused(shared, info, activity, closing, e), false)
+                    }
+                }
+            };
+            let keep = exchange.await;
+            if !served || !keep || closing.load(Ordering::Relaxed) || !h1::body_done(shared) {
+                return false;
+            }
+        }
+    }
+
+    /// The answer to a refused HTTP/1.1 head; the connection closes after it.
+    fn h1_refused<'a, I: Transport>(
+        &'a self,
+        shared: &'a Arc<Shared<I>>,
+        info: &'a ConnInfo,
+        activity: &'a Arc<Activity>,
+        closing: &'a AtomicBool,
+        e: super::h1::head::HeadError,
+    ) -> Exchange<'a> {
+        tracing::debug!(peer = %info.peer, error = ?e, "HTTP/1.1 request head refused");
+        if e != super::h1::head::HeadError::Ambiguous {
+            return Box::pin(async move {
+                h1::refuse(shared, e).await;
+                false
+            });
+        }
+        // As hyper's path answers it (the pre-parse's rule), counted as a request.
+        activity.heads_completed(1, true);
+        activity.request_started();
+        let guard = RequestGuard(activity.clone());
+        let resp =
+            ProxyError::BadRequest("both Content-Length and Transfer-Encoding").into_response();
+        let asked = Asked {
+            head: false,
+            http11: true,
+            keep_alive: false,
+            trailers: false,
+        };
+        Box::pin(async move {
+            h1::write_response(shared, resp, asked, closing).await;
+            drop(guard);
+            false
+        })
     }
 
     /// Drives one connection (`graceful` starts its graceful shutdown) until it ends, times
@@ -363,6 +587,10 @@ impl Proxy {
     }
 }
 
+/// One request's exchange on a lean HTTP/1.1 connection, boxed: `true` when the connection
+/// can carry another request.
+type Exchange<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 /// A request's start on its connection: counted in progress (until the guard drops with the
 /// response body), and marked when its HTTP/1.1 head had ambiguous framing.
 fn started(
@@ -388,7 +616,7 @@ async fn respond(
     guard: RequestGuard,
     req: Request<Incoming>,
 ) -> Result<http::Response<Guarded>, Infallible> {
-    let resp = proxy.handle(&info, req).await;
+    let resp = proxy.handle(&info, req.map(ClientBody::Hyper)).await;
     Ok(resp.map(|body| Guarded {
         inner: body,
         _guard: guard,

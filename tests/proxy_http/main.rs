@@ -21,6 +21,7 @@ mod headers;
 mod hosts;
 mod http2;
 mod keep_alive;
+mod lean_h1;
 mod nginx_compat;
 mod paths;
 mod routing;

@@ -54,6 +54,8 @@ pub struct RequestHead {
     pub method: Span,
     /// The request target as sent.
     pub target: Span,
+    /// The request target, parsed (as hyper's server parses it).
+    pub uri: http::Uri,
     /// HTTP/1.1 (else HTTP/1.0).
     pub http11: bool,
     /// (name, value) of each header line, in order.
@@ -135,9 +137,9 @@ pub fn parse_request(
         return Err(HeadError::UriTooLong);
     }
     // What hyper's server accepts as a request target (`http::Uri`): checked the same way.
-    if http::Uri::try_from(target.as_bytes()).is_err() {
+    let Ok(uri) = http::Uri::try_from(target.as_bytes()) else {
         return Err(HeadError::Malformed);
-    }
+    };
     let http11 = version == 1;
     let mut keep_alive = http11;
     let mut saw_close = false;
@@ -206,6 +208,7 @@ pub fn parse_request(
         len,
         method: Span::within(buf, method.as_bytes()),
         target: Span::within(buf, target.as_bytes()),
+        uri,
         http11,
         headers: std::mem::take(headers),
         framing,

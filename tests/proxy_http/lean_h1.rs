@@ -1,0 +1,326 @@
+//! sluice's own HTTP/1.1 server (the default) on what it does itself: pipelining, chunked
+//! request bodies, HTTP/1.0 keep-alive, response framing, refused heads, and what it hands to
+//! hyper (`Expect: 100-continue`, h2c). Each test runs on both engines, so the fallback
+//! (`--http1-engine hyper`) is held to the same answers; the rest of this suite runs on the
+//! default engine (or `SLUICE_HTTP1_ENGINE`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice::proxy::{Http1Engine, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::backends::*;
+use crate::clients::*;
+use crate::support::*;
+
+/// Both engines, sluice's first.
+const ENGINES: [Http1Engine; 2] = [Http1Engine::Sluice, Http1Engine::Hyper];
+
+fn on(engine: Http1Engine) -> ProxyConfig {
+    ProxyConfig {
+        http1: engine,
+        ..ProxyConfig::default()
+    }
+}
+
+/// Reads from `stream` until `buf` holds `count` complete responses with a
+/// `content-length` (or the deadline fails the test).
+async fn read_responses(stream: &mut TcpStream, count: usize) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if complete_responses(&text) >= count {
+                return text;
+            }
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the connection closed after: {text}");
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("responses before the deadline")
+}
+
+/// Responses in `text` whose whole body (by `content-length`) has arrived.
+fn complete_responses(text: &str) -> usize {
+    let mut rest = text;
+    let mut count = 0;
+    while let Some((head, after)) = rest.split_once("\r\n\r\n") {
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        if after.len() < len {
+            break;
+        }
+        count += 1;
+        rest = &after[len..];
+    }
+    count
+}
+
+/// The status of every response in `raw` (the echo's bodies end without CRLF, so responses
+/// are found by their status line anywhere).
+fn statuses(raw: &str) -> Vec<u16> {
+    raw.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, m)| raw.get(i + m.len()..i + m.len() + 3)?.parse().ok())
+        .collect()
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).await.expect("connect")
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let mut s = connect(h.running.http_addr).await;
+        s.write_all(
+            b"GET /first HTTP/1.1\r\nHost: web.test\r\n\r\n\
+              GET /second HTTP/1.1\r\nHost: web.test\r\n\r\n\
+              GET /third HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let raw = read_until_close(&mut s).await;
+        assert_eq!(statuses(&raw), [200, 200, 200], "{engine:?}: {raw}");
+        let at = |p: &str| raw.find(&format!("GET {p} HTTP/1.1")).expect(p);
+        assert!(
+            at("/first") < at("/second") && at("/second") < at("/third"),
+            "{engine:?}: {raw}"
+        );
+        assert!(
+            raw.to_ascii_lowercase().contains("connection: close"),
+            "{engine:?}: {raw}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_body_with_extensions_and_trailers_reaches_the_upstream_decoded() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let raw = raw_roundtrip(
+            h.running.http_addr,
+            b"POST /up HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              5;name=value\r\nhello\r\n6\r\n world\r\nA \r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\n",
+        )
+        .await;
+        assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+        assert!(raw.contains("body: 21 bytes"), "{engine:?}: {raw}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_split_across_reads_and_a_following_request_both_arrive() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let mut s = connect(h.running.http_addr).await;
+        s.write_all(b"PUT /one HTTP/1.1\r\nHost: web.test\r\nContent-Length: 10\r\n\r\n01234")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(b"56789GET /two HTTP/1.1\r\nHost: web.test\r\n\r\n")
+            .await
+            .unwrap();
+        let raw = read_responses(&mut s, 2).await;
+        assert_eq!(statuses(&raw), [200, 200], "{engine:?}: {raw}");
+        assert!(raw.contains("body: 10 bytes"), "{engine:?}: {raw}");
+        assert!(raw.contains("GET /two HTTP/1.1"), "{engine:?}: {raw}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_chunked_framing_is_answered_400_and_the_connection_closes() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        for body in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"5\r\nhelloXX0\r\n\r\n"] {
+            let mut req =
+                b"POST / HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            req.extend_from_slice(body);
+            req.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: web.test\r\n\r\n");
+            let raw = raw_roundtrip(h.running.http_addr, &req).await;
+            assert_eq!(raw_statuses(&raw), [400], "{engine:?}: {raw}");
+            assert!(!raw.contains("/smuggled"), "{engine:?}: {raw}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn http10_clients_get_keep_alive_only_when_they_ask() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let mut s = connect(h.running.http_addr).await;
+        for path in ["/a", "/b"] {
+            s.write_all(
+                format!("GET {path} HTTP/1.0\r\nHost: web.test\r\nConnection: keep-alive\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let raw = read_responses(&mut s, 1).await;
+            assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+            assert!(
+                raw.to_ascii_lowercase().contains("connection: keep-alive"),
+                "{engine:?}: {raw}"
+            );
+        }
+        let raw = raw_roundtrip(
+            h.running.http_addr,
+            b"GET /c HTTP/1.0\r\nHost: web.test\r\n\r\n",
+        )
+        .await;
+        // Closed after the response (`raw_roundtrip` reads to the end): sluice says so with
+        // `connection: close` (as nginx does), hyper by answering HTTP/1.0.
+        assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+        let lower = raw.to_ascii_lowercase();
+        assert!(
+            lower.contains("connection: close") || raw.starts_with("HTTP/1.0 "),
+            "{engine:?}: {raw}"
+        );
+        assert!(
+            !lower.contains("connection: keep-alive"),
+            "{engine:?}: {raw}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_response_of_unknown_length_is_chunked_for_http11_and_close_delimited_for_http10() {
+    for engine in ENGINES {
+        // An upstream that streams its answer without a length.
+        let addr = CannedBackend::start(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed without a length",
+        )
+        .await
+        .addr;
+        let h = Harness::start_with(
+            &[
+                (
+                    "web.yaml",
+                    ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
+                ),
+                ("svc.yaml", service("web", &[(addr, true)])),
+            ],
+            on(engine),
+        )
+        .await;
+        let raw = raw_roundtrip(
+            h.running.http_addr,
+            b"GET / HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+        let lower = raw.to_ascii_lowercase();
+        assert!(
+            lower.contains("transfer-encoding: chunked"),
+            "{engine:?}: {raw}"
+        );
+        assert!(raw.ends_with("\r\n0\r\n\r\n"), "{engine:?}: {raw}");
+        let raw = raw_roundtrip(
+            h.running.http_addr,
+            b"GET / HTTP/1.0\r\nHost: web.test\r\n\r\n",
+        )
+        .await;
+        assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+        assert!(
+            !raw.to_ascii_lowercase().contains("transfer-encoding"),
+            "{engine:?}: {raw}"
+        );
+        assert!(
+            raw.ends_with("streamed without a length"),
+            "{engine:?}: {raw}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refused_heads_get_their_status_and_a_closed_connection() {
+    for engine in ENGINES {
+        let h = web_harness(ProxyConfig {
+            max_header_bytes: 8192,
+            ..on(engine)
+        })
+        .await;
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: web.test\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(10_000)
+        );
+        let cases: [(&[u8], u16); 4] = [
+            (big.as_bytes(), 431),
+            (b"GET / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (b"GET /\x01 HTTP/1.1\r\nHost: web.test\r\n\r\n", 400),
+        ];
+        for (req, status) in cases {
+            let raw = raw_roundtrip(h.running.http_addr, req).await;
+            assert_eq!(raw_statuses(&raw), [status], "{engine:?}: {raw}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn expect_continue_is_answered_by_hyper_on_the_same_connection() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let mut s = connect(h.running.http_addr).await;
+        // A request served by sluice's server first, then one it hands to hyper.
+        s.write_all(b"GET /before HTTP/1.1\r\nHost: web.test\r\n\r\n")
+            .await
+            .unwrap();
+        let raw = read_responses(&mut s, 1).await;
+        assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+        s.write_all(
+            b"PUT /upload HTTP/1.1\r\nHost: web.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+            .await
+            .expect("100 Continue before the deadline")
+            .unwrap();
+        let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+        s.write_all(b"hello").await.unwrap();
+        let raw = read_responses(&mut s, 1).await;
+        assert_eq!(raw_statuses(&raw), [200], "{engine:?}: {raw}");
+        assert!(raw.contains("body: 5 bytes"), "{engine:?}: {raw}");
+    }
+}
+
+#[tokio::test]
+async fn an_h2c_client_is_served_by_hyper() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let stream = connect(h.running.http_addr).await;
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2c handshake");
+        tokio::spawn(conn);
+        let resp = send
+            .send_request(
+                http::Request::get("http://web.test/h2c")
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .expect("h2c request");
+        let reply = read_reply(resp).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("GET /h2c"), "{}", reply.body);
+    }
+}
