@@ -3,10 +3,11 @@
 //! (refused with the same status, or accepted with the same method, target, version, headers
 //! and body framing). Handpicked heads (request smuggling's shapes, limits, malformed lines)
 //! and generated ones. The `h1_head_differential` fuzz target runs the same comparison on
-//! arbitrary bytes.
+//! arbitrary bytes. The chunked body decoder is compared the same way (handpicked and
+//! generated bodies here, the `chunked_differential` fuzz target on arbitrary bytes).
 
 use proptest::prelude::*;
-use sluice::proxy::h1::reference::{Decision, both};
+use sluice::proxy::h1::reference::{Decision, both, hyper_chunked, ours_chunked};
 
 const MAX_HEAD: usize = 32 * 1024;
 
@@ -144,5 +145,91 @@ proptest! {
         raw.push_str(eol);
         raw.push_str("body");
         check(raw.as_bytes());
+    }
+}
+
+fn check_chunked(body: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hyper = rt.block_on(hyper_chunked(body)).unwrap_or_else(|| {
+        panic!(
+            "hyper decided nothing for {:?}",
+            String::from_utf8_lossy(body)
+        )
+    });
+    let ours = ours_chunked(body);
+    assert_eq!(
+        ours,
+        hyper,
+        "{:?}",
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    );
+}
+
+#[test]
+fn handpicked_chunked_bodies_get_hypers_decision() {
+    let long_ext = format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(17 * 1024));
+    let long_trailer = format!("0\r\nx: {}\r\n\r\n", "v".repeat(17 * 1024));
+    let many_trailers: String = std::iter::once("0\r\n".to_string())
+        .chain((0..101).map(|i| format!("t{i}: 1\r\n")))
+        .chain(std::iter::once("\r\n".to_string()))
+        .collect();
+    let bodies: Vec<&[u8]> = vec![
+        b"0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n6;a=b\r\n world\r\n0\r\n\r\n",
+        b"5 \t ;x\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nx-t: 1\r\ny: 2\r\n\r\n",
+        b"0000000000000000000000005\r\nhello\r\n0\r\n\r\n",
+        b"ffffffffffffffff\r\nx",
+        b"10000000000000000\r\nx",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\r\nhelloXY0\r\n\r\n",
+        b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhel",
+        b"0\r\n",
+        b"0\r\n\r",
+        b"0\r\n\n\r\n\r\n",
+        b"0\r\nno colon\r\n\r\n",
+        b"0\r\nx: 1\ny: 2\r\n\r\n",
+        b"0\r\nx:\x01\r\n\r\n",
+        b"0\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+        long_ext.as_bytes(),
+        long_trailer.as_bytes(),
+        many_trailers.as_bytes(),
+    ];
+    for body in bodies {
+        check_chunked(body);
+    }
+}
+
+/// Pieces of chunked framing, valid and not.
+const PIECES: &[&str] = &[
+    "0", "1", "5", "a", "F", "10", "00", " ", "\t", ";", ";ext=1", "\r", "\n", "\r\n", "x",
+    "hello", "x-t: 1", ":", "\u{e9}", "\x00", "-",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn generated_chunked_bodies_get_hypers_decision(
+        pieces in prop::collection::vec(prop::sample::select(PIECES), 0..16),
+        valid_prefix in any::<bool>(),
+    ) {
+        let mut body = String::new();
+        if valid_prefix {
+            body.push_str("3\r\nabc\r\n");
+        }
+        for p in pieces {
+            body.push_str(p);
+        }
+        check_chunked(body.as_bytes());
     }
 }

@@ -181,3 +181,63 @@ pub async fn both(raw: &[u8], max_head_bytes: usize) -> (Decision, Decision) {
     };
     (ours, hyper)
 }
+
+/// What a chunked request body decoder makes of `body` (the bytes after the head; the client
+/// closes after them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyDecision {
+    /// The body, decoded.
+    Body(Vec<u8>),
+    /// The body failed (malformed, over a limit, or cut short).
+    Failed,
+}
+
+/// The decision of the lean server's chunked decoder (`server::decode_chunked_body`).
+pub fn ours_chunked(body: &[u8]) -> BodyDecision {
+    match super::server::decode_chunked_body(body) {
+        Ok(bytes) => BodyDecision::Body(bytes),
+        Err(_) => BodyDecision::Failed,
+    }
+}
+
+/// What hyper's server makes of `body` as a chunked request body, read by a service that
+/// collects it, the client half-closing after it. `None`: hyper did not decide in time.
+pub async fn hyper_chunked(body: &[u8]) -> Option<BodyDecision> {
+    let mut raw = b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    raw.extend_from_slice(body);
+    let (mut client, server) = tokio::io::duplex(raw.len() + 64 * 1024);
+    let seen: Arc<Mutex<Option<BodyDecision>>> = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let record = record.clone();
+        async move {
+            let got = match http_body_util::BodyExt::collect(req.into_body()).await {
+                Ok(c) => BodyDecision::Body(c.to_bytes().to_vec()),
+                Err(_) => BodyDecision::Failed,
+            };
+            record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert(got);
+            Ok::<_, Infallible>(http::Response::new(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+            ))
+        }
+    });
+    let conn = tokio::spawn(async move {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The body is read to its end (or its failure) even though the client has closed.
+        builder.half_close(true);
+        let _ = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(server), svc)
+            .await;
+    });
+    let _ = client.write_all(&raw).await;
+    let _ = client.shutdown().await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await;
+    conn.abort();
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}

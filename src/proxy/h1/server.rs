@@ -40,10 +40,12 @@ use crate::proxy::body::{self, BoxError, ClientBody, ProxyBody};
 const HEAD_READ: usize = 1024;
 /// How many bytes a read of a request body asks for at a time.
 const BODY_READ: usize = 16 * 1024;
-/// The most bytes of chunk extensions one body may carry (hyper's limit).
+/// Chunk extensions one body may carry, in bytes (hyper's limit: it refuses at this count).
 const MAX_CHUNK_EXTENSIONS: u64 = 16 * 1024;
-/// The most bytes of trailers one chunked body may carry.
-const MAX_TRAILERS: u64 = 16 * 1024;
+/// Trailer bytes one chunked body may carry (hyper's limit: it refuses at this length).
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// Trailer lines one chunked body may carry (hyper's default header count).
+const MAX_TRAILER_LINES: usize = 100;
 /// Response bytes gathered before they are written (small bodies go out with their head).
 const WRITE_GATHER: usize = 16 * 1024;
 
@@ -90,6 +92,8 @@ struct Inner<I> {
     body: BodyState,
     /// The sequence number of the current request's body.
     seq: u64,
+    /// The decoder of the current body, when it is chunked.
+    chunked: Chunked,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,17 +102,21 @@ enum BodyState {
     Done,
     /// This many bytes of a `Content-Length` body are left.
     Length(u64),
-    /// A chunked body, at this point of its framing.
-    Chunked(Chunk),
+    /// A chunked body (its decoder is `Inner::chunked`).
+    Chunked,
     /// The body failed (malformed framing, or the client went away).
     Failed,
 }
 
-/// Where a chunked body's decoder is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a chunked body's decoder is: the states of hyper's decoder, which this one follows
+/// byte for byte (the `chunked_differential` fuzz target and tests/h1_head.rs compare them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Chunk {
-    /// In a chunk-size line's hex digits (`digits` so far, value `size`).
-    Size { size: u64, digits: u8 },
+    /// The first hex digit of a chunk-size line.
+    #[default]
+    Start,
+    /// In a chunk-size line's hex digits, value `size` so far.
+    Size { size: u64 },
     /// Whitespace after the size.
     SizeSpace { size: u64 },
     /// A chunk extension, up to the line's end.
@@ -121,7 +129,7 @@ enum Chunk {
     DataCr,
     /// The LF after a chunk's data.
     DataLf,
-    /// After the last chunk: a CR (end) or a trailer line.
+    /// After the last chunk: a CR (the end) or the first byte of a trailer line.
     EndCr,
     /// In a trailer line.
     Trailer,
@@ -131,6 +139,18 @@ enum Chunk {
     EndLf,
     /// The body has ended.
     End,
+}
+
+/// A chunked body's decoder: its state and what it has counted over the whole body.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: Chunk,
+    /// Chunk-extension bytes so far.
+    extension_bytes: u64,
+    /// The trailer section as received (checked as header lines at the end, then dropped).
+    trailers: Option<Vec<u8>>,
+    /// Trailer lines so far.
+    trailer_lines: usize,
 }
 
 /// Why a request body failed.
@@ -154,6 +174,7 @@ impl<I: Transport> Shared<I> {
                 buf: BytesMut::new(),
                 body: BodyState::Done,
                 seq: 0,
+                chunked: Chunked::default(),
             }),
         }
     }
@@ -263,18 +284,13 @@ impl<I: Transport> Inner<I> {
                     }
                     None
                 }
-                BodyState::Chunked(state) => match decode_chunked(state, &mut self.buf) {
-                    Ok((Chunk::End, _)) => {
+                BodyState::Chunked => match self.chunked.decode(&mut self.buf) {
+                    Ok(None) if self.chunked.state == Chunk::End => {
                         self.body = BodyState::Done;
                         return Poll::Ready(None);
                     }
-                    Ok((state, data)) => {
-                        self.body = BodyState::Chunked(state);
-                        if let Some(data) = data {
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        None
-                    }
+                    Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(None) => None,
                     Err(why) => Some(why),
                 },
             };
@@ -306,70 +322,81 @@ impl<I: Transport> Inner<I> {
     }
 }
 
-/// Decodes chunked framing from the front of `buf`: the new state and the next data, if
-/// the buffer held some (`Chunk::End`: the body ended). Chunk extensions and trailers are
-/// checked and dropped.
-fn decode_chunked(
-    mut state: Chunk,
-    buf: &mut BytesMut,
-) -> Result<(Chunk, Option<Bytes>), &'static str> {
-    // Extension and trailer bytes are counted within one call only as a guard against a
-    // line that never ends; across calls `buf` is bounded by the reads.
-    let mut extension_bytes = 0u64;
-    let mut trailer_bytes = 0u64;
-    loop {
-        if state == Chunk::End {
-            return Ok((state, None));
-        }
-        if let Chunk::Data(left) = state {
-            if buf.is_empty() {
-                return Ok((state, None));
-            }
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-            let data = buf.split_to(n).freeze();
-            let left = left - n as u64;
-            state = if left == 0 {
-                Chunk::DataCr
-            } else {
-                Chunk::Data(left)
-            };
-            return Ok((state, Some(data)));
-        }
-        let Some(&b) = buf.first() else {
-            return Ok((state, None));
-        };
-        buf.advance(1);
-        state = match state {
-            Chunk::Size { size, digits } => match b {
-                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                    if digits >= 15 {
-                        return Err("chunk size too large");
+impl Chunked {
+    /// A decoder at the start of a body.
+    fn new() -> Chunked {
+        Chunked::default()
+    }
+
+    /// Decodes chunked framing from the front of `buf`: the next data, if the buffer held
+    /// some; `Ok(None)` with the state at `Chunk::End` when the body has ended, otherwise
+    /// when more bytes are needed. Chunk extensions are dropped; trailers are checked as
+    /// header lines (as hyper parses them) and dropped.
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+        loop {
+            match self.state {
+                Chunk::End => return Ok(None),
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
                     }
-                    let d = (b as char).to_digit(16).unwrap_or(0);
-                    Chunk::Size {
-                        size: size * 16 + u64::from(d),
-                        digits: digits + 1,
-                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(left)
+                    };
+                    return Ok(Some(data));
                 }
-                _ if digits == 0 => return Err("invalid chunk size line"),
-                b' ' | b'\t' => Chunk::SizeSpace { size },
-                b';' => Chunk::Extension { size },
-                b'\r' => Chunk::SizeLf { size },
-                _ => return Err("invalid chunk size line"),
+                _ => {}
+            }
+            let Some(&b) = buf.first() else {
+                return Ok(None);
+            };
+            buf.advance(1);
+            self.state = self.step(b)?;
+            if self.state == Chunk::End {
+                self.check_trailers()?;
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The state after byte `b` of the framing (not of chunk data).
+    fn step(&mut self, b: u8) -> Result<Chunk, &'static str> {
+        let hex = |b: u8| (b as char).to_digit(16).map(u64::from);
+        Ok(match self.state {
+            Chunk::Start => match hex(b) {
+                Some(d) => Chunk::Size { size: d },
+                None => return Err("invalid chunk size line: missing size digit"),
+            },
+            Chunk::Size { size } => match (hex(b), b) {
+                (Some(d), _) => Chunk::Size {
+                    size: size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(d))
+                        .ok_or("chunk size overflow")?,
+                },
+                (None, b'\t' | b' ') => Chunk::SizeSpace { size },
+                (None, b';') => Chunk::Extension { size },
+                (None, b'\r') => Chunk::SizeLf { size },
+                _ => return Err("invalid chunk size"),
             },
             Chunk::SizeSpace { size } => match b {
-                b' ' | b'\t' => Chunk::SizeSpace { size },
+                b'\t' | b' ' => Chunk::SizeSpace { size },
                 b';' => Chunk::Extension { size },
                 b'\r' => Chunk::SizeLf { size },
-                _ => return Err("invalid chunk size line"),
+                _ => return Err("invalid chunk size line whitespace"),
             },
             Chunk::Extension { size } => match b {
                 b'\r' => Chunk::SizeLf { size },
-                b'\n' => return Err("invalid chunk extension"),
+                b'\n' => return Err("chunk extension contains a newline"),
                 _ => {
-                    extension_bytes += 1;
-                    if extension_bytes > MAX_CHUNK_EXTENSIONS {
-                        return Err("chunk extensions too large");
+                    self.extension_bytes += 1;
+                    if self.extension_bytes >= MAX_CHUNK_EXTENSIONS {
+                        return Err("chunk extensions over the limit");
                     }
                     Chunk::Extension { size }
                 }
@@ -377,43 +404,105 @@ fn decode_chunked(
             Chunk::SizeLf { size } => match b {
                 b'\n' if size == 0 => Chunk::EndCr,
                 b'\n' => Chunk::Data(size),
-                _ => return Err("invalid chunk size line"),
+                _ => return Err("invalid chunk size LF"),
             },
-            // Both returned before a byte is taken.
-            Chunk::Data(_) | Chunk::End => return Err("chunked decoder state"),
             Chunk::DataCr => match b {
                 b'\r' => Chunk::DataLf,
-                _ => return Err("no CRLF after chunk data"),
+                _ => return Err("invalid chunk data CR"),
             },
             Chunk::DataLf => match b {
-                b'\n' => Chunk::Size { size: 0, digits: 0 },
-                _ => return Err("no CRLF after chunk data"),
+                b'\n' => Chunk::Start,
+                _ => return Err("invalid chunk data LF"),
             },
-            Chunk::EndCr => match b {
-                b'\r' => Chunk::EndLf,
-                b'\n' => return Err("invalid trailer line"),
-                _ => Chunk::Trailer,
-            },
-            Chunk::Trailer => match b {
-                b'\r' => Chunk::TrailerLf,
-                b'\n' => return Err("invalid trailer line"),
-                _ => {
-                    trailer_bytes += 1;
-                    if trailer_bytes > MAX_TRAILERS {
-                        return Err("trailers too large");
+            Chunk::EndCr => {
+                if b == b'\r' {
+                    if self.trailers.is_some() {
+                        self.push_trailer(b)?;
                     }
+                    Chunk::EndLf
+                } else {
+                    self.trailers.get_or_insert_with(Vec::new);
+                    self.push_trailer(b)?;
                     Chunk::Trailer
                 }
-            },
+            }
+            Chunk::Trailer => {
+                self.push_trailer(b)?;
+                if b == b'\r' {
+                    Chunk::TrailerLf
+                } else {
+                    Chunk::Trailer
+                }
+            }
             Chunk::TrailerLf => match b {
-                b'\n' => Chunk::EndCr,
-                _ => return Err("invalid trailer line"),
+                b'\n' => {
+                    if self.trailer_lines >= MAX_TRAILER_LINES {
+                        return Err("too many trailer lines");
+                    }
+                    self.trailer_lines += 1;
+                    self.push_trailer(b)?;
+                    Chunk::EndCr
+                }
+                _ => return Err("invalid trailer LF"),
             },
             Chunk::EndLf => match b {
-                b'\n' => Chunk::End,
-                _ => return Err("invalid end of chunked body"),
+                b'\n' => {
+                    if self.trailers.is_some() {
+                        self.push_trailer(b)?;
+                    }
+                    Chunk::End
+                }
+                _ => return Err("invalid chunked body end LF"),
             },
+            // Handled by `decode` before a byte is taken.
+            Chunk::Data(_) | Chunk::End => return Err("chunked decoder state"),
+        })
+    }
+
+    fn push_trailer(&mut self, b: u8) -> Result<(), &'static str> {
+        let trailers = self.trailers.get_or_insert_with(Vec::new);
+        trailers.push(b);
+        if trailers.len() >= MAX_TRAILER_BYTES {
+            return Err("trailers over the limit");
+        }
+        Ok(())
+    }
+
+    /// The trailer section, if any, must be header lines (what hyper's decoder accepts).
+    fn check_trailers(&mut self) -> Result<(), &'static str> {
+        let Some(trailers) = self.trailers.take() else {
+            return Ok(());
         };
+        let mut slots = vec![httparse::EMPTY_HEADER; self.trailer_lines];
+        match httparse::parse_headers(&trailers, &mut slots) {
+            Ok(httparse::Status::Complete((_, lines))) => {
+                for line in lines.iter() {
+                    if HeaderName::from_bytes(line.name.as_bytes()).is_err()
+                        || HeaderValue::from_bytes(line.value).is_err()
+                    {
+                        return Err("invalid trailer");
+                    }
+                }
+                Ok(())
+            }
+            _ => Err("invalid trailers"),
+        }
+    }
+}
+
+/// Decodes all of `input` as a chunked body, as the connection would (the end of `input` is
+/// the client closing): the body, or why it failed. For tests and the differential fuzz
+/// target.
+pub fn decode_chunked_body(input: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut buf = BytesMut::from(input);
+    let mut decoder = Chunked::new();
+    let mut out = Vec::new();
+    loop {
+        match decoder.decode(&mut buf)? {
+            Some(data) => out.extend_from_slice(&data),
+            None if decoder.state == Chunk::End => return Ok(out),
+            None => return Err("the client closed the connection before the end of the body"),
+        }
     }
 }
 
@@ -592,7 +681,8 @@ fn build<I: Transport>(
             }))
         }
         Framing::Chunked => {
-            inner.body = BodyState::Chunked(Chunk::Size { size: 0, digits: 0 });
+            inner.body = BodyState::Chunked;
+            inner.chunked = Chunked::new();
             ClientBody::Boxed(body::boxed(RequestBody {
                 shared: shared.clone(),
                 seq: inner.seq,
@@ -960,33 +1050,23 @@ impl<I: Transport> Shared<I> {
 mod tests {
     use super::*;
 
-    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, bool), &'static str> {
-        let mut buf = BytesMut::from(input);
-        let mut state = Chunk::Size { size: 0, digits: 0 };
-        let mut out = Vec::new();
-        loop {
-            let (next, data) = decode_chunked(state, &mut buf)?;
-            state = next;
-            match data {
-                Some(d) => out.extend_from_slice(&d),
-                None if state == Chunk::End => return Ok((out, true)),
-                None => return Ok((out, false)),
-            }
-        }
-    }
-
     #[test]
     fn chunked_bodies_decode_with_extensions_and_trailers() {
         assert_eq!(
-            decode_all(b"5\r\nhello\r\n6;name=v\r\n world\r\n0\r\n\r\n"),
-            Ok((b"hello world".to_vec(), true))
+            decode_chunked_body(b"5\r\nhello\r\n6;name=v\r\n world\r\n0\r\n\r\n"),
+            Ok(b"hello world".to_vec())
         );
         assert_eq!(
-            decode_all(b"A \r\n0123456789\r\n0\r\nx-t: 1\r\n\r\n"),
-            Ok((b"0123456789".to_vec(), true))
+            decode_chunked_body(b"A \r\n0123456789\r\n0\r\nx-t: 1\r\n\r\n"),
+            Ok(b"0123456789".to_vec())
         );
-        // Incomplete: not ended.
-        assert_eq!(decode_all(b"5\r\nhel"), Ok((b"hel".to_vec(), false)));
+        // Leading zeros do not count against the size (as in hyper).
+        assert_eq!(
+            decode_chunked_body(b"00000000000000000001\r\nx\r\n0\r\n\r\n"),
+            Ok(b"x".to_vec())
+        );
+        // Incomplete at the client's close: failed.
+        assert!(decode_chunked_body(b"5\r\nhel").is_err());
     }
 
     #[test]
@@ -994,16 +1074,17 @@ mod tests {
         for bad in [
             &b"\r\n"[..],
             b"g\r\n",
-            b"5\nhello\r\n",
-            b"5\r\nhelloX\r\n",
-            b"1234567890abcdef0\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloX\r\n0\r\n\r\n",
+            b"10000000000000000\r\n",
             b"5;a\nb\r\n",
-            b"0\r\n\n",
             b"-1\r\n",
             b"0x5\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n\r\r",
         ] {
             assert!(
-                decode_all(bad).is_err(),
+                decode_chunked_body(bad).is_err(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
