@@ -235,7 +235,7 @@ fn last_coding_is_chunked(value: &[u8]) -> bool {
 }
 
 /// Whether a comma-separated header value has `token` (case-insensitive).
-fn list_has(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn list_has(value: &[u8], token: &[u8]) -> bool {
     is_text(value)
         && value
             .split(|&b| b == b',')

@@ -736,7 +736,7 @@ pub async fn write_response<I: Transport>(
         .headers
         .get_all(header::CONNECTION)
         .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"))
+        .any(|v| head::list_has(v.as_bytes(), b"close"))
     {
         keep = false;
     }
@@ -943,13 +943,6 @@ fn chunk_size_line(buf: &mut [u8; 20], size: usize) -> &[u8] {
     &buf[..len + 2]
 }
 
-/// Whether a comma-separated header value has `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// The `Date` header's value, formatted once a second per thread.
 mod date {
     use std::cell::RefCell;
@@ -1009,35 +1002,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+write_through!(Prefixed);
 
 impl<I: Transport> Shared<I> {
     /// The transport and unconsumed bytes, for hyper to continue the connection.
