@@ -713,7 +713,7 @@ impl Proxy {
         resp
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         conn: &ConnInfo,
         method: &Method,

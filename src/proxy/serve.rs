@@ -482,9 +482,10 @@ impl Proxy {
                     }
                     Next::HandOff => return true,
                     Next::Closed => return false,
-                    Next::Refused(e) => {
-                        (self.h1_refused(shared, info, activity, closing, e), false)
-                    }
+                    Next::Refused(e, method) => (
+                        self.h1_refused(shared, info, activity, closing, e, method),
+                        false,
+                    ),
                 }
             };
             let keep = exchange.await;
@@ -502,6 +503,7 @@ impl Proxy {
         activity: &'a Arc<Activity>,
         closing: &'a AtomicBool,
         e: super::h1::head::HeadError,
+        method: Option<http::Method>,
     ) -> Exchange<'a> {
         tracing::debug!(peer = %info.peer, error = ?e, "HTTP/1.1 request head refused");
         if e != super::h1::head::HeadError::Ambiguous {
@@ -514,8 +516,19 @@ impl Proxy {
         activity.heads_completed(1, true);
         activity.request_started();
         let guard = RequestGuard(activity.clone());
-        let resp =
-            ProxyError::BadRequest("both Content-Length and Transfer-Encoding").into_response();
+        let error = ProxyError::BadRequest("both Content-Length and Transfer-Encoding");
+        if let Some(method) = method {
+            // Counted as hyper's path counts it (a request no backend answered).
+            self.record(
+                info,
+                &method,
+                &self.unrouted,
+                Some(error.label()),
+                http::StatusCode::BAD_REQUEST,
+                std::time::Instant::now(),
+            );
+        }
+        let resp = error.into_response();
         let asked = Asked {
             head: false,
             http11: true,

@@ -324,3 +324,36 @@ async fn an_h2c_client_is_served_by_hyper() {
         assert!(reply.body.contains("GET /h2c"), "{}", reply.body);
     }
 }
+
+#[tokio::test]
+async fn ambiguous_framing_is_answered_400_and_counted() {
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let raw = raw_roundtrip(
+            h.running.http_addr,
+            b"PUT /x HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(raw_statuses(&raw), [400], "{engine:?}: {raw}");
+        assert!(
+            raw.contains("Content-Length and Transfer-Encoding"),
+            "{engine:?}: {raw}"
+        );
+        let metrics = fetch(h.running.admin_addr, "admin", "/metrics").await.2;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("sluice_requests_total")
+                    && l.contains("method=\"PUT\"")
+                    && l.contains("code=\"400\"")),
+            "{engine:?}: {metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("sluice_proxy_errors_total")
+                    && l.contains("reason=\"bad_request\"")),
+            "{engine:?}: {metrics}"
+        );
+    }
+}

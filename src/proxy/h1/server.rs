@@ -565,8 +565,8 @@ pub type Spans = Vec<(head::Span, head::Span)>;
 pub enum Next {
     /// A request to serve.
     Request(Request<ClientBody>, Asked, Spans),
-    /// A head refused with this error.
-    Refused(HeadError),
+    /// A head refused with this error (and its method, when the request line parsed).
+    Refused(HeadError, Option<Method>),
     /// A connection for hyper to serve, from the head just read.
     HandOff,
     /// The connection ended (closed by the client, or a read failed).
@@ -613,7 +613,13 @@ pub async fn next_request<I: Transport>(
                 match parsed {
                     Ok(Some(head)) => break head,
                     Ok(None) => {}
-                    Err(e) => return Next::Refused(e),
+                    Err(e) => {
+                        let method = inner.buf[..]
+                            .split(|&b| b == b' ')
+                            .next()
+                            .and_then(|m| Method::from_bytes(m).ok());
+                        return Next::Refused(e, method);
+                    }
                 }
             }
         }
@@ -627,7 +633,7 @@ pub async fn next_request<I: Transport>(
     }
     match build(shared, head) {
         Ok((req, asked, spans)) => Next::Request(req, asked, spans),
-        Err(e) => Next::Refused(e),
+        Err(e) => Next::Refused(e, None),
     }
 }
 
