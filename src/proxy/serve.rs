@@ -89,13 +89,7 @@ impl Proxy {
             let general = self.serve_http_general(tracker, stream, peer, local, guard, activity);
             return Either::Left(Box::pin(general));
         }
-        let info = Arc::new(ConnInfo::new(
-            peer,
-            local,
-            Entrypoint::Http,
-            None,
-            tracker.clone(),
-        ));
+        let info = plain_info(&tracker, peer, local);
         let shared = Arc::new(Shared::new(stream));
         Either::Right(self.serve_h1(tracker, shared, info, activity, guard))
     }
@@ -117,13 +111,7 @@ impl Proxy {
         else {
             return;
         };
-        let info = Arc::new(ConnInfo::new(
-            peer,
-            local,
-            Entrypoint::Http,
-            None,
-            tracker.clone(),
-        ));
+        let info = plain_info(&tracker, peer, local);
         if self.config.http1 == Http1Engine::Sluice {
             let shared = Arc::new(Shared::new(stream));
             self.serve_h1(tracker, shared, info, activity, guard).await;
@@ -709,6 +697,17 @@ pub async fn serve_with_timeouts<S, B>(
         _ = conn => {}
         () = tokio::time::sleep(client_header_timeout.min(Duration::from_secs(5))) => {}
     }
+}
+
+/// What a plain-HTTP connection's requests are told about it.
+fn plain_info(tracker: &Arc<ConnTracker>, peer: SocketAddr, local: SocketAddr) -> Arc<ConnInfo> {
+    Arc::new(ConnInfo::new(
+        peer,
+        local,
+        Entrypoint::Http,
+        None,
+        tracker.clone(),
+    ))
 }
 
 /// Counts a connection closed by a timeout or by the connection limit.

@@ -129,6 +129,8 @@ async fn a_body_split_across_reads_and_a_following_request_both_arrive() {
         s.write_all(b"PUT /one HTTP/1.1\r\nHost: web.test\r\nContent-Length: 10\r\n\r\n01234")
             .await
             .unwrap();
+        // Makes a split read likely (the answer must be the same either way; nothing waits
+        // on the proxy here).
         tokio::time::sleep(Duration::from_millis(50)).await;
         s.write_all(b"56789GET /two HTTP/1.1\r\nHost: web.test\r\n\r\n")
             .await

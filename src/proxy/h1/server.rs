@@ -34,8 +34,8 @@ use tokio::net::TcpStream;
 use super::head::{self, Framing, HeadError, RequestHead};
 use crate::proxy::body::{self, BoxError, ClientBody, ProxyBody};
 
-/// How many bytes a read of a request head asks for at a time: most heads fit (a browser's
-/// are about 0.5 to 1.5 KiB), and the buffer is small enough that the many connections of a
+/// How many bytes a read of a request head asks for at a time: small heads fit in one read
+/// (larger ones take more reads), and the buffer is small enough that the many connections of a
 /// burst do not leave large holes in the heap.
 const HEAD_READ: usize = 1024;
 /// How many bytes a read of a request body asks for at a time.
@@ -323,11 +323,6 @@ impl<I: Transport> Inner<I> {
 }
 
 impl Chunked {
-    /// A decoder at the start of a body.
-    fn new() -> Chunked {
-        Chunked::default()
-    }
-
     /// Decodes chunked framing from the front of `buf`: the next data, if the buffer held
     /// some; `Ok(None)` with the state at `Chunk::End` when the body has ended, otherwise
     /// when more bytes are needed. Chunk extensions are dropped; trailers are checked as
@@ -495,7 +490,7 @@ impl Chunked {
 /// target.
 pub fn decode_chunked_body(input: &[u8]) -> Result<Vec<u8>, &'static str> {
     let mut buf = BytesMut::from(input);
-    let mut decoder = Chunked::new();
+    let mut decoder = Chunked::default();
     let mut out = Vec::new();
     loop {
         match decoder.decode(&mut buf)? {
@@ -688,7 +683,7 @@ fn build<I: Transport>(
         }
         Framing::Chunked => {
             inner.body = BodyState::Chunked;
-            inner.chunked = Chunked::new();
+            inner.chunked = Chunked::default();
             ClientBody::Boxed(body::boxed(RequestBody {
                 shared: shared.clone(),
                 seq: inner.seq,
