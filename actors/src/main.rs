@@ -15,9 +15,9 @@ use sluice_actors::telemetry::{self, LogFormat};
 /// `--http1-engine`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Http1EngineArg {
-    /// sluice's own HTTP/1.1 server.
+    /// sluice's own HTTP/1.1 server and upstream client.
     Sluice,
-    /// hyper's HTTP/1 server.
+    /// hyper's HTTP/1 server and client.
     Hyper,
 }
 
@@ -455,9 +455,10 @@ struct ServeArgs {
     /// The first ejection's length; the n-th lasts n times it, up to 10 times.
     #[arg(long, default_value = "30s", value_parser = duration)]
     outlier_base_ejection: Duration,
-    /// The HTTP/1.1 server of client connections: `sluice` (its own: request heads parsed in
-    /// place, no buffer held by an idle connection) or `hyper` (the fallback). Default: the
-    /// SLUICE_HTTP1_ENGINE environment variable, else sluice.
+    /// The HTTP/1.1 server of client connections and client of plain-HTTP/1.1 backends:
+    /// `sluice` (its own: request heads parsed in place, no buffer held by an idle
+    /// connection, the backend exchange run in the request's task) or `hyper` (the
+    /// fallback). Default: the SLUICE_HTTP1_ENGINE environment variable, else sluice.
     #[arg(long, value_enum)]
     http1_engine: Option<Http1EngineArg>,
     /// Chaos testing: the admin API accepts POST /debug/crash/{actor}. Never in production.

@@ -43,17 +43,19 @@ pub struct ProxyConfig {
     pub access_log: bool,
     /// Passive outlier detection: when an endpoint is ejected.
     pub outlier: super::outlier::OutlierPolicy,
-    /// Which server speaks HTTP/1.1 to clients.
+    /// Which server speaks HTTP/1.1 to clients, and which client to plain-HTTP/1.1 backends.
     pub http1: Http1Engine,
 }
 
-/// The HTTP/1.1 server of client connections.
+/// The HTTP/1.1 server of client connections and client of plain-HTTP/1.1 backends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Http1Engine {
-    /// sluice's own (`h1::server`): heads parsed in place, no buffer held while idle.
+    /// sluice's own (`h1::server`: heads parsed in place, no buffer held while idle;
+    /// `h1::client`: the exchange in the request's task, no buffer held by a pooled
+    /// connection).
     #[default]
     Sluice,
-    /// hyper's HTTP/1 server (the fallback).
+    /// hyper's HTTP/1 server and client (the fallback).
     Hyper,
 }
 

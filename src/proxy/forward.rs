@@ -303,9 +303,22 @@ impl Proxy {
         upstream: &Upstream,
         endpoint: &Arc<EndpointState>,
         req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Option<Checkout>), (ProxyError, bool)> {
+    ) -> Result<(Response<UpstreamBody>, Option<Checkout>), (ProxyError, bool)> {
         let conns = upstream.transport.as_ref().map(|t| endpoint.conns(t));
         let sent = match &conns {
+            // sluice's own client, in this task: plain HTTP/1.1 without an upgrade.
+            None if self.config.http1 == super::Http1Engine::Sluice
+                && !req.headers().contains_key(http::header::UPGRADE) =>
+            {
+                let resp = super::h1::client::send(
+                    endpoint.pool(),
+                    upstream.connect_timeout,
+                    self.config.upstream_idle_timeout,
+                    req,
+                )
+                .await?;
+                return Ok((resp.map(UpstreamBody::Lean), None));
+            }
             None => {
                 pool::send(
                     endpoint.pool(),
@@ -334,7 +347,7 @@ impl Proxy {
                 ))
                 .await
                 {
-                    Ok(resp) => Ok((resp, None)),
+                    Ok(resp) => Ok((resp.map(UpstreamBody::Hyper), None)),
                     Err(pool::SendError::Connect(e)) => {
                         Err((ProxyError::from_upstream_error(&e), true))
                     }
@@ -345,7 +358,7 @@ impl Proxy {
             }
         };
         match sent {
-            Ok((resp, checkout)) => Ok((resp, Some(checkout))),
+            Ok((resp, checkout)) => Ok((resp.map(UpstreamBody::Hyper), Some(checkout))),
             Err(pool::SendError::Connect(e)) => Err((ProxyError::from_upstream_error(&e), true)),
             Err(pool::SendError::Http(e)) => Err((ProxyError::from_upstream_error(&e), false)),
         }
@@ -426,7 +439,7 @@ fn upstream_request(
 fn respond(
     conn: &ConnInfo,
     out: Outgoing,
-    mut resp: Response<Incoming>,
+    mut resp: Response<UpstreamBody>,
     inflight: InFlight,
     checkout: Option<Checkout>,
     body_timeout: std::time::Duration,
@@ -468,6 +481,42 @@ fn respond(
         rparts,
         body::boxed(Tracked::new(rbody, inflight, checkout).read_timeout(body_timeout)),
     ))
+}
+
+/// An upstream response's body: from hyper's client (HTTP/2, TLS, upgrades, the hyper
+/// engine) or from sluice's own (`h1::client`).
+pub(crate) enum UpstreamBody {
+    Hyper(Incoming),
+    Lean(super::h1::client::ResponseBody),
+}
+
+impl Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, body::BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Lean(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+            UpstreamBody::Lean(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Hyper(b) => b.size_hint(),
+            UpstreamBody::Lean(b) => b.size_hint(),
+        }
+    }
 }
 
 /// A response body that holds an [`InFlight`] guard until it ends or is dropped, hands the

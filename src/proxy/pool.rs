@@ -1,5 +1,6 @@
-//! HTTP/1.1 upstream connections: hyper's connection-level client with a small pool of idle
-//! connections per endpoint.
+//! HTTP/1.1 upstream connections: a small pool of idle connections per endpoint, for hyper's
+//! connection-level client and for sluice's own (`h1::client`, plain TCP: a pooled
+//! connection there is its socket alone, checked for a close before reuse).
 //!
 //! hyper-util's pooled client costs, per request, a pool lookup hashed by scheme and
 //! authority (SipHash), a spawned task that waits for the connection to become idle again,
@@ -27,6 +28,7 @@ use hyper_util::rt::TokioIo;
 
 use super::body::ProxyBody;
 use super::connect::TlsTarget;
+use super::h1::client::Conn;
 
 /// Idle connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -38,6 +40,8 @@ pub(crate) struct ConnPool {
     /// TLS on each connection (`HTTPS` backends).
     tls: Option<TlsTarget>,
     idle: Mutex<Vec<Idle>>,
+    /// Idle connections of sluice's own client (`h1::client`, plain TCP only).
+    lean: Mutex<Vec<LeanIdle>>,
 }
 
 impl ConnPool {
@@ -52,6 +56,7 @@ impl ConnPool {
             addr,
             tls,
             idle: Mutex::new(Vec::new()),
+            lean: Mutex::new(Vec::new()),
         }
     }
 }
@@ -61,6 +66,48 @@ impl ConnPool {
 struct Idle {
     sender: SendRequest<ProxyBody>,
     since: Instant,
+}
+
+/// An idle connection of sluice's own client: its socket, and no buffer.
+#[derive(Debug)]
+struct LeanIdle {
+    conn: Conn,
+    since: Instant,
+}
+
+impl ConnPool {
+    /// The endpoint's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The most recently used idle connection of sluice's client that is still open and not
+    /// idle for too long.
+    pub(crate) fn take_lean(&self, idle_timeout: Duration) -> Option<Conn> {
+        let mut idle = self.lean.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(mut c) = idle.pop() {
+            if c.since.elapsed() <= idle_timeout && c.conn.is_open() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection of sluice's client whose last response ended cleanly.
+    pub(crate) fn put_lean(&self, conn: Conn, idle_timeout: Duration) {
+        let now = Instant::now();
+        let mut idle = self.lean.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale = idle
+            .iter()
+            .take_while(|c| now.duration_since(c.since) > idle_timeout)
+            .count();
+        if stale > 0 {
+            idle.drain(..stale);
+        }
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(LeanIdle { conn, since: now });
+        }
+    }
 }
 
 /// Why a request did not get a response.
@@ -217,13 +264,18 @@ async fn connect_tls(
     Ok(sender)
 }
 
-/// Idle connections in the pool.
+/// Idle connections in the pool (both clients').
 #[cfg(test)]
 pub(super) fn idle_count(pool: &ConnPool) -> usize {
     pool.idle
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .len()
+        + pool
+            .lean
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
 }
 
 #[cfg(test)]

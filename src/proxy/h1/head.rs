@@ -113,9 +113,12 @@ pub fn parse_request(
     max_head_bytes: usize,
     headers: &mut Vec<(Span, Span)>,
 ) -> Result<Option<RequestHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    // Uninitialised slots: the parser writes the ones it fills (initialising all of them
+    // cost about as much as parsing a small head).
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= max_head_bytes.min(usize::from(u16::MAX)) {

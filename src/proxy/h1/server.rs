@@ -141,10 +141,16 @@ enum Chunk {
     End,
 }
 
-/// A chunked body's decoder: its state and what it has counted over the whole body.
+/// A chunked body's decoder: its state and what it has counted over the whole body. The
+/// upstream client (`h1::client`) decodes response bodies with it too, keeping their trailers.
 #[derive(Debug, Default)]
-struct Chunked {
+pub(super) struct Chunked {
     state: Chunk,
+    /// Keep the trailers (as a header map, taken with [`Chunked::take_trailers`]) instead of
+    /// dropping them once checked.
+    keep_trailers: bool,
+    /// The checked trailers, when kept.
+    kept: Option<HeaderMap>,
     /// Chunk-extension bytes so far.
     extension_bytes: u64,
     /// The trailer section as received (checked as header lines at the end, then dropped).
@@ -323,11 +329,29 @@ impl<I: Transport> Inner<I> {
 }
 
 impl Chunked {
+    /// A decoder that keeps the body's trailers.
+    pub(super) fn keeping_trailers() -> Chunked {
+        Chunked {
+            keep_trailers: true,
+            ..Chunked::default()
+        }
+    }
+
+    /// Whether the body has ended.
+    pub(super) fn ended(&self) -> bool {
+        self.state == Chunk::End
+    }
+
+    /// The trailers of an ended body, when kept and present.
+    pub(super) fn take_trailers(&mut self) -> Option<HeaderMap> {
+        self.kept.take()
+    }
+
     /// Decodes chunked framing from the front of `buf`: the next data, if the buffer held
     /// some; `Ok(None)` with the state at `Chunk::End` when the body has ended, otherwise
     /// when more bytes are needed. Chunk extensions are dropped; trailers are checked as
     /// header lines (as hyper parses them) and dropped.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+    pub(super) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
         loop {
             match self.state {
                 Chunk::End => return Ok(None),
@@ -471,12 +495,20 @@ impl Chunked {
         let mut slots = vec![httparse::EMPTY_HEADER; self.trailer_lines];
         match httparse::parse_headers(&trailers, &mut slots) {
             Ok(httparse::Status::Complete((_, lines))) => {
+                let mut kept = HeaderMap::new();
                 for line in lines.iter() {
-                    if HeaderName::from_bytes(line.name.as_bytes()).is_err()
-                        || HeaderValue::from_bytes(line.value).is_err()
-                    {
+                    let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(line.name.as_bytes()),
+                        HeaderValue::from_bytes(line.value),
+                    ) else {
                         return Err("invalid trailer");
+                    };
+                    if self.keep_trailers {
+                        kept.append(name, value);
                     }
+                }
+                if self.keep_trailers && !kept.is_empty() {
+                    self.kept = Some(kept);
                 }
                 Ok(())
             }
