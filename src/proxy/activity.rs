@@ -13,7 +13,7 @@
 //! | between requests, nothing arriving (HTTP/1.1 keep-alive, HTTP/2 with no open stream) | last response end + idle timeout | close (HTTP/2: GOAWAY, then close) |
 //! | a request in progress | none | - |
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
@@ -108,8 +108,53 @@ pub(super) struct Activity {
     /// HTTP/1.1 heads completed by the pre-parse.
     heads_seen: AtomicU64,
     evicting: AtomicBool,
-    /// The connection's task, woken by [`Activity::evict`] (only that task waits on it).
+    /// The connection's task, woken by [`Activity::evict`], the tracker's sweep and its
+    /// shutdown (only that task waits on it).
     evict: AtomicWaker,
+    /// The timeouts the tracker's sweep applies, in ms: the header timeout in the high 32
+    /// bits, the idle timeout in the low ones (0: the connection keeps its own timer, see
+    /// [`Activity::expired`]). One word: this record lives as long as the connection.
+    swept_ms: AtomicU64,
+    /// What the sweep found (0: nothing yet, else [`Expiry::code`]).
+    swept: AtomicU8,
+    /// The tracker is shutting down.
+    stopping: AtomicBool,
+}
+
+/// Why a swept connection was woken ([`Activity::woken`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wake {
+    /// A deadline passed, or the connection limit evicted it.
+    Expired(Expiry),
+    /// Graceful shutdown began.
+    Shutdown,
+}
+
+impl Expiry {
+    fn code(self) -> u8 {
+        match self {
+            Expiry::FirstRequest => 1,
+            Expiry::Header => 2,
+            Expiry::Idle => 3,
+            Expiry::Evicted => 4,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Expiry> {
+        Some(match code {
+            1 => Expiry::FirstRequest,
+            2 => Expiry::Header,
+            3 => Expiry::Idle,
+            4 => Expiry::Evicted,
+            _ => return None,
+        })
+    }
+}
+
+/// How often the tracker's sweep looks at connections with these timeouts: a tenth of the
+/// shorter one, between 5 ms and 1 s (a deadline is seen at most that late).
+pub(super) fn sweep_period(t: &Timeouts) -> Duration {
+    (t.header.min(t.idle) / 10).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
 
 impl Activity {
@@ -127,6 +172,9 @@ impl Activity {
             heads_seen: AtomicU64::new(0),
             evicting: AtomicBool::new(false),
             evict: AtomicWaker::new(),
+            swept_ms: AtomicU64::new(0),
+            swept: AtomicU8::new(0),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -219,6 +267,71 @@ impl Activity {
                 std::task::Poll::Ready(())
             } else {
                 std::task::Poll::Pending
+            }
+        })
+    }
+
+    /// From now on the tracker's sweep applies `t` to this connection (instead of a timer of
+    /// its own): [`Activity::woken`] resolves when a deadline passes.
+    /// (Each timeout in whole ms, from 1 ms to about 49 days.)
+    pub(super) fn set_swept(&self, t: Timeouts) {
+        let part = |d: Duration| u64::from(u32::try_from(ms(d)).unwrap_or(u32::MAX).max(1));
+        self.swept_ms
+            .store((part(t.header) << 32) | part(t.idle), Ordering::SeqCst);
+    }
+
+    /// The timeouts the sweep applies, when it does.
+    pub(super) fn swept_timeouts(&self) -> Option<Timeouts> {
+        let packed = self.swept_ms.load(Ordering::SeqCst);
+        (packed != 0).then(|| Timeouts {
+            header: Duration::from_millis(packed >> 32),
+            idle: Duration::from_millis(packed & u64::from(u32::MAX)),
+        })
+    }
+
+    /// The sweep at `now_ms`: a passed deadline is recorded and the connection woken. Once
+    /// recorded, the expiry stays (the connection is closing).
+    pub(super) fn sweep(&self, t: &Timeouts, now_ms: u64) {
+        if self.swept.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        if let Some((at, why)) = deadline(&self.state(), t)
+            && at <= now_ms
+        {
+            self.swept.store(why.code(), Ordering::Release);
+            self.evict.wake();
+        }
+    }
+
+    /// Graceful shutdown began: a swept connection is woken.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.evict.wake();
+    }
+
+    fn wake_reason(&self) -> Option<Wake> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Some(Wake::Shutdown);
+        }
+        if self.evicting.load(Ordering::Acquire) {
+            return Some(Wake::Expired(Expiry::Evicted));
+        }
+        Expiry::from_code(self.swept.load(Ordering::Acquire)).map(Wake::Expired)
+    }
+
+    /// Resolves when the tracker's sweep found a deadline passed, the connection was
+    /// evicted, or shutdown began; says which. No timer of the connection's own: an idle
+    /// connection waits on one waker slot, a few bytes in its task instead of a timer's
+    /// few hundred.
+    pub(super) fn woken(&self) -> impl Future<Output = Wake> + '_ {
+        std::future::poll_fn(|cx| {
+            if let Some(w) = self.wake_reason() {
+                return std::task::Poll::Ready(w);
+            }
+            self.evict.register(cx.waker());
+            match self.wake_reason() {
+                Some(w) => std::task::Poll::Ready(w),
+                None => std::task::Poll::Pending,
             }
         })
     }
@@ -349,5 +462,46 @@ mod tests {
         let waiter = tokio::spawn(async move { c.expired(T).await });
         b.evict();
         assert_eq!(waiter.await.unwrap(), Expiry::Evicted);
+    }
+
+    #[test]
+    fn the_sweep_records_a_passed_deadline_once_and_keeps_it() {
+        let a = Activity::new();
+        a.set_swept(T);
+        let t = a.swept_timeouts().expect("swept");
+        assert_eq!(t, T);
+        let accepted = a.state().accepted_ms;
+        assert_eq!(a.wake_reason(), None);
+        // Before the header timeout: nothing.
+        a.sweep(&t, accepted + 9_999);
+        assert_eq!(a.wake_reason(), None);
+        a.sweep(&t, accepted + 10_000);
+        assert_eq!(a.wake_reason(), Some(Wake::Expired(Expiry::FirstRequest)));
+        // A request starting afterwards does not take it back (the connection is closing).
+        a.request_started();
+        a.sweep(&t, accepted + 10_001);
+        assert_eq!(a.wake_reason(), Some(Wake::Expired(Expiry::FirstRequest)));
+        // Shutdown and eviction come first.
+        a.evict();
+        assert_eq!(a.wake_reason(), Some(Wake::Expired(Expiry::Evicted)));
+        a.stop();
+        assert_eq!(a.wake_reason(), Some(Wake::Shutdown));
+        // A connection with a timer of its own is not swept.
+        assert_eq!(Activity::new().swept_timeouts(), None);
+    }
+
+    #[test]
+    fn the_sweep_looks_often_enough_for_short_timeouts_and_rarely_for_long_ones() {
+        assert_eq!(sweep_period(&T), Duration::from_secs(1));
+        let short = Timeouts {
+            header: Duration::from_millis(300),
+            idle: Duration::from_secs(60),
+        };
+        assert_eq!(sweep_period(&short), Duration::from_millis(30));
+        let tiny = Timeouts {
+            header: Duration::from_millis(1),
+            idle: Duration::from_millis(1),
+        };
+        assert_eq!(sweep_period(&tiny), Duration::from_millis(5));
     }
 }

@@ -2,8 +2,9 @@
 //! graceful shutdown ([`ConnTracker`]), and WebSocket tunnels.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -11,7 +12,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{Notify, watch};
 
-use super::activity::Activity;
+use super::activity::{Activity, Timeouts};
 use super::balance::InFlight;
 
 /// Which listener a connection came in on.
@@ -51,11 +52,9 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// The tracker the connection is counted in (upgraded tunnels count there too).
     pub tracker: Arc<ConnTracker>,
-    /// `peer`'s IP and `local`'s port as header values (`X-Forwarded-For`, `X-Real-IP`,
-    /// `X-Forwarded-Port`), built once per connection.
+    /// `peer`'s IP as a header value (`X-Forwarded-For`, `X-Real-IP`), built once per
+    /// connection.
     pub(super) peer_header: HeaderValue,
-    /// See `peer_header`.
-    pub(super) port_header: HeaderValue,
 }
 
 impl ConnInfo {
@@ -70,7 +69,6 @@ impl ConnInfo {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
-        let port_header = tracker.port_header(entrypoint, local.port());
         ConnInfo {
             peer,
             local,
@@ -83,8 +81,14 @@ impl ConnInfo {
                 Text::ip(ip).as_ref(),
             ))
             .unwrap_or(HeaderValue::from_static("unknown")),
-            port_header,
         }
+    }
+
+    /// `local`'s port as a header value (`X-Forwarded-Port`): the tracker's shared value for
+    /// the entrypoint's usual port (asked per request rather than kept here, where it would
+    /// take 40 bytes for the connection's whole life).
+    pub(super) fn port_header(&self) -> HeaderValue {
+        self.tracker.port_header(self.entrypoint, self.local.port())
     }
 }
 
@@ -152,6 +156,8 @@ pub struct ConnTracker {
     freed: Notify,
     /// The client connections (not tunnels), by id.
     live: Mutex<foldhash::HashMap<u64, Arc<Activity>>>,
+    /// The sweep task (timeouts of the connections that have no timer of their own) runs.
+    sweeping: AtomicBool,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     force: watch::Sender<bool>,
@@ -170,6 +176,7 @@ impl Default for ConnTracker {
             idle: Notify::new(),
             freed: Notify::new(),
             live: Mutex::new(foldhash::HashMap::default()),
+            sweeping: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
             force: watch::channel(false).0,
@@ -189,6 +196,43 @@ impl ConnTracker {
     /// connections close at once.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
+        // Swept connections wait on their activity rather than on the signal.
+        for a in self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            a.stop();
+        }
+    }
+
+    /// Applies `t` to `activity`'s connection by the tracker's sweep (one task for every such
+    /// connection) instead of a timer of its own; starts the sweep if it is not running.
+    /// The connection waits on [`Activity::woken`].
+    pub(super) fn sweep_timeouts(self: &Arc<Self>, activity: &Activity, t: Timeouts) {
+        activity.set_swept(t);
+        if self.is_shutting_down() {
+            activity.stop();
+        }
+        if !self.sweeping.swap(true, Ordering::SeqCst) {
+            tokio::spawn(sweep(self.clone()));
+        }
+    }
+
+    /// One sweep over the swept connections at `now`: the shortest period they ask for, or
+    /// `None` when there are none.
+    fn sweep_once(&self, now: u64) -> Option<Duration> {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut period: Option<Duration> = None;
+        for a in live.values() {
+            if let Some(t) = a.swept_timeouts() {
+                a.sweep(&t, now);
+                let p = super::activity::sweep_period(&t);
+                period = Some(period.map_or(p, |q| q.min(p)));
+            }
+        }
+        period
     }
 
     /// Closes every connection and tunnel still open (the grace period is over).
@@ -308,6 +352,38 @@ impl ConnTracker {
     }
 }
 
+/// The sweep task: while connections ask for it, looks at each one's deadline every period
+/// (the shortest any of them asks for) and wakes the ones whose deadline passed. It ends when
+/// none is left, and the next one to ask starts it again.
+async fn sweep(tracker: Arc<ConnTracker>) {
+    /// Marks the sweep stopped however it ends, so that the next connection starts another.
+    struct Running<'a>(&'a AtomicBool);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let running = Running(&tracker.sweeping);
+    loop {
+        let period = match tracker.sweep_once(super::clock::now_ms()) {
+            Some(p) => p,
+            None => {
+                // None left: stop, unless one arrived as this sweep decided to (it saw the
+                // sweep running and did not start another).
+                tracker.sweeping.store(false, Ordering::SeqCst);
+                match tracker.sweep_once(super::clock::now_ms()) {
+                    Some(p) if !tracker.sweeping.swap(true, Ordering::SeqCst) => p,
+                    _ => {
+                        std::mem::forget(running);
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::time::sleep(period).await;
+    }
+}
+
 /// Counts one open connection (or tunnel) until dropped.
 pub(super) struct ConnGuard {
     tracker: Arc<ConnTracker>,
@@ -367,6 +443,53 @@ pub(super) async fn tunnel(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_sweep_wakes_swept_connections_and_stops_when_none_is_left() {
+        let tracker = Arc::new(ConnTracker::default());
+        let t = Timeouts {
+            header: Duration::from_millis(30),
+            idle: Duration::from_secs(60),
+        };
+        let (guard, a) = tracker.enter_client(Entrypoint::Http, "http");
+        tracker.sweep_timeouts(&a, t);
+        // A second connection, idle after one request, is not due yet.
+        let (guard2, b) = tracker.enter_client(Entrypoint::Http, "http");
+        b.request_started();
+        b.request_finished();
+        tracker.sweep_timeouts(&b, t);
+        let woken = tokio::time::timeout(Duration::from_secs(10), a.woken())
+            .await
+            .expect("woken by the sweep");
+        assert_eq!(
+            woken,
+            super::super::activity::Wake::Expired(super::super::activity::Expiry::FirstRequest)
+        );
+        // Shutdown wakes the other.
+        tracker.shutdown();
+        let woken = tokio::time::timeout(Duration::from_secs(10), b.woken())
+            .await
+            .expect("woken by shutdown");
+        assert_eq!(woken, super::super::activity::Wake::Shutdown);
+        // With no connection left the sweep ends; the next one starts it again.
+        drop((guard, guard2, a, b));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tracker.sweeping.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sweep did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (_g, c) = tracker.enter_client(Entrypoint::Http, "http");
+        tracker.sweep_timeouts(&c, t);
+        assert!(tracker.sweeping.load(Ordering::SeqCst), "started again");
+        // Accepted after shutdown began: woken at once.
+        let woken = tokio::time::timeout(Duration::from_secs(10), c.woken())
+            .await
+            .expect("woken");
+        assert_eq!(woken, super::super::activity::Wake::Shutdown);
+    }
+
     #[test]
     fn addresses_and_ports_as_text() {
         for ip in [
@@ -391,7 +514,7 @@ mod tests {
             tracker.clone(),
         );
         assert_eq!(info.peer_header, "192.0.2.7");
-        assert_eq!(info.port_header, "8080");
+        assert_eq!(info.port_header(), "8080");
         // Another port on the same entrypoint (from a PROXY protocol header).
         assert_eq!(tracker.port_header(Entrypoint::Http, 80), "80");
         assert_eq!(tracker.port_header(Entrypoint::Http, 8080), "8080");

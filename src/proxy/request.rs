@@ -446,6 +446,7 @@ impl Proxy {
         if parts.version == Version::HTTP_2 {
             headers::join_cookies(&mut parts.headers);
         }
+        let port = conn.port_header();
         headers::set_forwarded(
             &mut parts.headers,
             &headers::ForwardedInfo {
@@ -453,7 +454,7 @@ impl Proxy {
                 trusted,
                 proto: conn.entrypoint.scheme(),
                 host: &host_value,
-                port: &conn.port_header,
+                port: &port,
             },
         );
         let request_id = headers::ensure_request_id(&mut parts.headers);

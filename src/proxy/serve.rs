@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Proxy;
-use super::activity::{Activity, Expiry, RequestGuard, Timeouts};
+use super::activity::{Activity, Expiry, RequestGuard, Timeouts, Wake};
 use super::body::{ClientBody, ProxyBody};
 use super::config::Http1Engine;
 use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
@@ -376,18 +376,21 @@ impl Proxy {
             header: self.config.client_header_timeout,
             idle: self.config.idle_timeout,
         };
-        let mut shutdown = tracker.shutdown_signal();
-        let stop_now = *shutdown.borrow_and_update();
+        // Timeouts and shutdown come through the activity (the tracker's sweep), not a timer
+        // and a signal receiver of this connection's own: both would take room in its task
+        // for its whole life.
+        tracker.sweep_timeouts(&activity, timeouts);
         let hand_off = {
             let mut conn = pin!(self.h1_requests(&shared, &info, &activity, &closing));
             // Serving, until the connection ends or something asks it to stop.
             let mut grace = None;
             let mut ended = None;
-            if !stop_now {
-                tokio::select! {
-                    hand_off = conn.as_mut() => ended = Some(hand_off),
-                    _ = shutdown.changed() => {}
-                    why = activity.expired(timeouts) => {
+            tokio::select! {
+                // The wake first: a connection accepted as shutdown began serves nothing.
+                biased;
+                woken = activity.woken() => match woken {
+                    Wake::Shutdown => {}
+                    Wake::Expired(why) => {
                         count_closed(entrypoint, why);
                         match why {
                             // Dropping the connection closes it.
@@ -398,7 +401,8 @@ impl Proxy {
                             }
                         }
                     }
-                }
+                },
+                hand_off = conn.as_mut() => ended = Some(hand_off),
             }
             match ended {
                 Some(hand_off) => hand_off,

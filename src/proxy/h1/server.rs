@@ -92,8 +92,9 @@ struct Inner<I> {
     body: BodyState,
     /// The sequence number of the current request's body.
     seq: u64,
-    /// The decoder of the current body, when it is chunked.
-    chunked: Chunked,
+    /// The decoder of the current body, when it is chunked (boxed: rare, and this record
+    /// lives as long as the connection).
+    chunked: Option<Box<Chunked>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,8 +150,8 @@ pub(super) struct Chunked {
     /// Keep the trailers (as a header map, taken with [`Chunked::take_trailers`]) instead of
     /// dropping them once checked.
     keep_trailers: bool,
-    /// The checked trailers, when kept.
-    kept: Option<HeaderMap>,
+    /// The checked trailers, when kept (boxed: the decoder is small without them).
+    kept: Option<Box<HeaderMap>>,
     /// Chunk-extension bytes so far.
     extension_bytes: u64,
     /// The trailer section as received (checked as header lines at the end, then dropped).
@@ -180,7 +181,7 @@ impl<I: Transport> Shared<I> {
                 buf: BytesMut::new(),
                 body: BodyState::Done,
                 seq: 0,
-                chunked: Chunked::default(),
+                chunked: None,
             }),
         }
     }
@@ -290,9 +291,15 @@ impl<I: Transport> Inner<I> {
                     }
                     None
                 }
-                BodyState::Chunked => match self.chunked.decode(&mut self.buf) {
-                    Ok(None) if self.chunked.state == Chunk::End => {
+                BodyState::Chunked => match self
+                    .chunked
+                    .as_mut()
+                    .ok_or("chunked decoder state")
+                    .and_then(|c| c.decode(&mut self.buf))
+                {
+                    Ok(None) if self.chunked.as_ref().is_some_and(|c| c.ended()) => {
                         self.body = BodyState::Done;
+                        self.chunked = None;
                         return Poll::Ready(None);
                     }
                     Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
@@ -344,7 +351,7 @@ impl Chunked {
 
     /// The trailers of an ended body, when kept and present.
     pub(super) fn take_trailers(&mut self) -> Option<HeaderMap> {
-        self.kept.take()
+        self.kept.take().map(|t| *t)
     }
 
     /// Decodes chunked framing from the front of `buf`: the next data, if the buffer held
@@ -508,7 +515,7 @@ impl Chunked {
                     }
                 }
                 if self.keep_trailers && !kept.is_empty() {
-                    self.kept = Some(kept);
+                    self.kept = Some(Box::new(kept));
                 }
                 Ok(())
             }
@@ -715,7 +722,7 @@ fn build<I: Transport>(
         }
         Framing::Chunked => {
             inner.body = BodyState::Chunked;
-            inner.chunked = Chunked::default();
+            inner.chunked = Some(Box::default());
             ClientBody::Boxed(body::boxed(RequestBody {
                 shared: shared.clone(),
                 seq: inner.seq,
