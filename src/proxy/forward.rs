@@ -5,7 +5,7 @@
 //! hop-by-hop headers stripped and a body that releases the endpoint and its pooled
 //! connection when it ends ([`Tracked`]).
 
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -189,31 +189,35 @@ impl Proxy {
             let mut upreq = upstream_request(upstream, endpoint, &mut out, version, last)?;
             let inflight = endpoint.start();
             let sent_at = self.config.access_log.then(std::time::Instant::now);
-            let sent = match upstream.settings.send_timeout {
-                // `proxy-send-timeout`: the upstream must keep taking the request body.
+            // `proxy-send-timeout`: the upstream must keep taking the request body.
+            let progress = match upstream.settings.send_timeout {
                 Some(limit) if !upreq.body().is_end_stream() => {
                     let taken = std::mem::replace(upreq.body_mut(), body::empty());
                     let (watched, progress) = body::watched(taken, super::clock::now_ms);
                     *upreq.body_mut() = watched;
-                    let send = self.send_upstream(upstream, endpoint, upreq);
-                    tokio::time::timeout(read_timeout, async {
-                        tokio::select! {
-                            sent = send => sent,
-                            () = stalled(&progress, limit) => {
-                                Err((ProxyError::UpstreamTimeout, false))
-                            }
-                        }
-                    })
-                    .await
+                    Some((progress, limit))
                 }
-                _ => {
-                    tokio::time::timeout(
-                        read_timeout,
-                        self.send_upstream(upstream, endpoint, upreq),
-                    )
-                    .await
-                }
+                _ => None,
             };
+            // One exchange future, pinned where it is and polled through references (an
+            // exchange moved into a `select!` or a second await point would take its room
+            // twice in this future, which every request moves and copies).
+            let send = pin!(self.send_upstream(upstream, endpoint, upreq));
+            let stall = pin!(async {
+                match &progress {
+                    Some((progress, limit)) => stalled(progress, *limit).await,
+                    None => std::future::pending().await,
+                }
+            });
+            let sent = tokio::time::timeout(read_timeout, async {
+                match futures::future::select(send, stall).await {
+                    futures::future::Either::Left((sent, _)) => sent,
+                    futures::future::Either::Right(((), _)) => {
+                        Err((ProxyError::UpstreamTimeout, false))
+                    }
+                }
+            })
+            .await;
             let err = match sent {
                 Ok(Ok((resp, checkout))) => {
                     let status = resp.status();
@@ -297,28 +301,45 @@ impl Proxy {
     }
 
     /// One exchange with one endpoint: the response, and the pooled HTTP/1.1 connection that
-    /// carries its body. The error says whether it was a connect error (nothing sent).
-    async fn send_upstream(
+    /// carries its body (hyper's client). The error says whether it was a connect error
+    /// (nothing sent). A plain-HTTP/1.1 request on sluice's client is that client's future
+    /// itself; the others (hyper's engine, TLS, HTTP/2, upgrades) are boxed, so that their
+    /// larger states are not part of (and moved with) every request's future.
+    fn send_upstream<'a>(
+        &'a self,
+        upstream: &'a Upstream,
+        endpoint: &'a Arc<EndpointState>,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = SendResult> + Send + 'a {
+        use futures::FutureExt as _;
+        if upstream.transport.is_none()
+            && self.config.http1 == super::Http1Engine::Sluice
+            && !req.headers().contains_key(http::header::UPGRADE)
+        {
+            let send = super::h1::client::send(
+                endpoint.pool(),
+                upstream.connect_timeout,
+                self.config.upstream_idle_timeout,
+                req,
+            );
+            return futures::future::Either::Left(
+                send.map(|sent| sent.map(|resp| (resp.map(UpstreamBody::Lean), None))),
+            );
+        }
+        futures::future::Either::Right(Box::pin(self.send_upstream_hyper(upstream, endpoint, req)))
+    }
+
+    /// [`Proxy::send_upstream`] on hyper's clients.
+    async fn send_upstream_hyper(
         &self,
         upstream: &Upstream,
         endpoint: &Arc<EndpointState>,
         req: Request<ProxyBody>,
-    ) -> Result<(Response<UpstreamBody>, Option<Checkout>), (ProxyError, bool)> {
+    ) -> SendResult {
         let conns = upstream.transport.as_ref().map(|t| endpoint.conns(t));
+        // This future is boxed as a whole (see `send_upstream`): its arms need no boxes of
+        // their own.
         let sent = match &conns {
-            // sluice's own client, in this task: plain HTTP/1.1 without an upgrade.
-            None if self.config.http1 == super::Http1Engine::Sluice
-                && !req.headers().contains_key(http::header::UPGRADE) =>
-            {
-                let resp = super::h1::client::send(
-                    endpoint.pool(),
-                    upstream.connect_timeout,
-                    self.config.upstream_idle_timeout,
-                    req,
-                )
-                .await?;
-                return Ok((resp.map(UpstreamBody::Lean), None));
-            }
             None => {
                 pool::send(
                     endpoint.pool(),
@@ -328,24 +349,23 @@ impl Proxy {
                 )
                 .await
             }
-            // Boxed, as the other protocols' states are larger than plain HTTP/1.1's and
-            // would otherwise be part of (and copied with) every request's future.
             Some(Conns::H1(pool)) => {
-                Box::pin(pool::send(
+                pool::send(
                     pool,
                     upstream.connect_timeout,
                     self.config.upstream_idle_timeout,
                     req,
-                ))
+                )
                 .await
             }
             Some(Conns::H2(h2)) => {
-                return match Box::pin(h2.send(
-                    upstream.connect_timeout,
-                    self.config.upstream_idle_timeout,
-                    req,
-                ))
-                .await
+                return match h2
+                    .send(
+                        upstream.connect_timeout,
+                        self.config.upstream_idle_timeout,
+                        req,
+                    )
+                    .await
                 {
                     Ok(resp) => Ok((resp.map(UpstreamBody::Hyper), None)),
                     Err(pool::SendError::Connect(e)) => {
@@ -364,6 +384,10 @@ impl Proxy {
         }
     }
 }
+
+/// What one exchange with one endpoint gives: the response and, for hyper's HTTP/1.1 client,
+/// the pooled connection carrying its body; or the error and whether it was a connect error.
+pub(super) type SendResult = Result<(Response<UpstreamBody>, Option<Checkout>), (ProxyError, bool)>;
 
 /// A request body read whole (within its limits: the body-size limit is 413, a client that
 /// stops sending is 408, anything else 400).

@@ -123,13 +123,16 @@ impl Failure {
 
 /// Sends `req` to the pool's endpoint on an idle connection of this client, or on a new one.
 /// The error says whether it was a connect error (nothing sent).
-pub(crate) async fn send(
+///
+/// The head is written out before the exchange begins, so the future keeps its bytes and the
+/// body, not the request (a future's arguments stay in it for its whole life).
+pub(crate) fn send(
     pool: &Arc<ConnPool>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     req: Request<ProxyBody>,
-) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
-    let (mut parts, mut body) = req.into_parts();
+) -> impl Future<Output = Result<Response<ResponseBody>, (ProxyError, bool)>> + Send + '_ {
+    let (mut parts, body) = req.into_parts();
     let encode = encode_head(&parts.method, &mut parts.headers, &body);
     let head = write_head(&parts, encode);
     let idempotent = matches!(
@@ -137,6 +140,20 @@ pub(crate) async fn send(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
     let resendable = idempotent && encode == Encode::Length(0);
+    let timeouts = (connect_timeout, idle_timeout);
+    send_head(pool, timeouts, head, parts.method, body, encode, resendable)
+}
+
+/// [`send`] from the request head's bytes.
+async fn send_head(
+    pool: &Arc<ConnPool>,
+    (connect_timeout, idle_timeout): (Duration, Duration),
+    head: Vec<u8>,
+    method: Method,
+    mut body: ProxyBody,
+    encode: Encode,
+    resendable: bool,
+) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
     loop {
         let (mut conn, reused) = match pool.take_lean(idle_timeout) {
             Some(conn) => (conn, true),
@@ -153,7 +170,7 @@ pub(crate) async fn send(
                 )
             }
         };
-        match exchange(&mut conn, &head, encode, &mut body, &parts.method).await {
+        match exchange(&mut conn, &head, encode, &mut body, &method).await {
             Ok((parsed, body_left)) => {
                 let Parsed {
                     status,
