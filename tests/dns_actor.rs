@@ -180,11 +180,17 @@ async fn ingress_changes_reach_route53_and_drift_is_repaired() {
     eprintln!("Ingress changed -> record updated: {:?}", changed.elapsed());
 
     // Drift: the record deleted behind sluice's back comes back with the periodic resync.
+    // (The report of the sync that wrote the change: the one before it was converged too,
+    // and may still be the latest when moto already shows the write.)
     until_report(&running, DEADLINE, "a converged sync", |r| {
         r.last_sync
             .as_ref()
             .is_some_and(|s| s.result == sluice_actors::dns::SyncResult::Converged)
             && r.pending.is_empty()
+            && r.records.iter().any(|v| {
+                v.desired == ["192.0.2.20"]
+                    && v.current.as_deref() == Some(&["192.0.2.20".to_string()][..])
+            })
     })
     .await;
     let body = get_json(&running, "/api/dns").await;
