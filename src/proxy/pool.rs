@@ -292,6 +292,20 @@ pub(super) mod tests {
     /// A backend answering every request on a connection with `hello`, closing after each
     /// answer when `close` is set; counts accepted connections.
     pub(crate) async fn backend(close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let answer: &'static [u8] = if close {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\nhello"
+        };
+        canned(answer, close).await
+    }
+
+    /// A backend answering each request head on a connection with `answer`, then closing
+    /// if `close`; counts accepted connections.
+    pub(crate) async fn canned(
+        answer: &'static [u8],
+        close: bool,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -301,7 +315,7 @@ pub(super) mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
+                    let mut chunk = [0u8; 4096];
                     loop {
                         let Ok(n) = s.read(&mut chunk).await else {
                             return;
@@ -312,11 +326,11 @@ pub(super) mod tests {
                         buf.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
-                            let conn = if close { "close" } else { "keep-alive" };
-                            let resp = format!(
-                                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: {conn}\r\n\r\nhello"
-                            );
-                            if s.write_all(resp.as_bytes()).await.is_err() || close {
+                            if s.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            if close {
+                                let _ = s.shutdown().await;
                                 return;
                             }
                         }

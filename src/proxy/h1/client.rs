@@ -41,6 +41,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
+use super::BodyError;
 use super::head;
 use super::server::Chunked;
 use crate::proxy::body::{BoxError, ProxyBody};
@@ -635,18 +636,6 @@ fn reading(
     Some(Reading::Close)
 }
 
-/// The error of a response body the upstream broke off.
-#[derive(Debug)]
-struct Incomplete(&'static str);
-
-impl std::fmt::Display for Incomplete {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "upstream response body: {}", self.0)
-    }
-}
-
-impl std::error::Error for Incomplete {}
-
 /// A response body read from its upstream connection, which goes back to the pool when the
 /// body ends cleanly.
 pub(crate) struct ResponseBody {
@@ -686,7 +675,7 @@ impl ResponseBody {
     fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.conn = None;
         self.reading = Reading::Done;
-        Poll::Ready(Some(Err(Box::new(Incomplete(why)))))
+        Poll::Ready(Some(Err(Box::new(BodyError::response(why)))))
     }
 }
 
@@ -790,7 +779,7 @@ impl Drop for ResponseBody {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use http_body_util::BodyExt;
     use hyper_util::rt::TokioIo;
@@ -800,6 +789,7 @@ mod tests {
     use super::*;
     use crate::proxy::body;
     use crate::proxy::pool::idle_count;
+    use crate::proxy::pool::tests::canned;
 
     fn hm(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -890,139 +880,87 @@ mod tests {
 
     #[test]
     fn response_heads_are_framed_as_rfc_9112_says() {
-        let parse = |text: &str, method: Method| {
+        let framing = |text: &str, method: Method| {
             let mut buf = BytesMut::from(text.as_bytes());
-            parse_head(&mut buf, &method).map_err(|f| f.error.label())
+            match parse_head(&mut buf, &method) {
+                Ok(Some(p)) => format!("{:?} keep={}", p.reading, p.keep_alive),
+                Ok(None) => "partial".to_string(),
+                Err(f) => f.error.label().to_string(),
+            }
         };
-        let framing = |text: &str, method: Method| match parse(text, method) {
-            Ok(Some(p)) => format!("{:?} keep={}", p.reading, p.keep_alive),
-            Ok(None) => "partial".to_string(),
-            Err(e) => e.to_string(),
-        };
-        assert_eq!(
-            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::GET),
-            "Length(5) keep=true"
-        );
-        assert_eq!(
-            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD),
-            "Done keep=true"
-        );
-        assert_eq!(
-            framing(
+        let get = Method::GET;
+        let cases: &[(&str, Method, &str)] = &[
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                get.clone(),
+                "Length(5) keep=true",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                Method::HEAD,
+                "Done keep=true",
+            ),
+            (
                 "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
-                Method::GET
+                get.clone(),
+                "Done keep=true",
             ),
-            "Done keep=true"
-        );
-        assert_eq!(
-            framing("HTTP/1.1 200 OK\r\n\r\n", Method::GET),
-            "Close keep=false"
-        );
-        assert_eq!(
-            framing(
+            ("HTTP/1.1 200 OK\r\n\r\n", get.clone(), "Close keep=false"),
+            (
                 "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 5\r\n\r\n",
-                Method::GET
+                get.clone(),
+                "Close keep=false",
             ),
-            "Close keep=false"
-        );
+            (
+                "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                get.clone(),
+                "upstream_protocol",
+            ),
+            (
+                "HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+                get.clone(),
+                "Done keep=false",
+            ),
+            (
+                "HTTP/1.0 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n",
+                get.clone(),
+                "Done keep=true",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                get.clone(),
+                "Done keep=false",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                get.clone(),
+                "upstream_protocol",
+            ),
+            ("HTTP/1.1 200 OK\r\ncontent-le", get.clone(), "partial"),
+            // Interim responses are skipped.
+            (
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n",
+                get.clone(),
+                "Length(2) keep=true",
+            ),
+            ("HTTP/1.1 100 Continue\r\n\r\n", get.clone(), "partial"),
+            // No upgrades on this client.
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+                get.clone(),
+                "upstream_protocol",
+            ),
+        ];
+        for (text, method, want) in cases {
+            assert_eq!(framing(text, method.clone()), *want, "{method} {text:?}");
+        }
         assert!(
             framing(
                 "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-                Method::GET
+                get
             )
             .starts_with("Chunked")
         );
-        assert_eq!(
-            framing(
-                "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
-                Method::GET
-            ),
-            "upstream_protocol"
-        );
-        assert_eq!(
-            framing("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", Method::GET),
-            "Done keep=false"
-        );
-        assert_eq!(
-            framing(
-                "HTTP/1.0 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n",
-                Method::GET
-            ),
-            "Done keep=true"
-        );
-        assert_eq!(
-            framing(
-                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                Method::GET
-            ),
-            "Done keep=false"
-        );
-        assert_eq!(
-            framing(
-                "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-                Method::GET
-            ),
-            "upstream_protocol"
-        );
-        assert_eq!(
-            framing("HTTP/1.1 200 OK\r\ncontent-le", Method::GET),
-            "partial"
-        );
-        // Interim responses are skipped.
-        assert_eq!(
-            framing(
-                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n",
-                Method::GET
-            ),
-            "Length(2) keep=true"
-        );
-        assert_eq!(
-            framing("HTTP/1.1 100 Continue\r\n\r\n", Method::GET),
-            "partial"
-        );
-        // No upgrades on this client.
-        assert_eq!(
-            framing("HTTP/1.1 101 Switching Protocols\r\n\r\n", Method::GET),
-            "upstream_protocol"
-        );
-    }
-
-    /// A backend answering each request head with `answer`, then closing if `close`; counts
-    /// connections.
-    async fn canned(answer: &'static [u8], close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        let Ok(n) = s.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            if s.write_all(answer).await.is_err() {
-                                return;
-                            }
-                            if close {
-                                let _ = s.shutdown().await;
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (addr, accepted)
     }
 
     /// What a client made of a response: status, headers, body and trailers, or an error.
@@ -1045,14 +983,19 @@ mod tests {
         Ok((status, headers, collected.to_bytes().to_vec(), trailers))
     }
 
-    async fn ours(addr: SocketAddr, method: Method) -> Outcome {
-        let pool = Arc::new(ConnPool::new(addr));
-        let req = Request::builder()
+    /// A request for `/` with only a `Host`, and no body.
+    fn bare(method: Method) -> Request<ProxyBody> {
+        Request::builder()
             .method(method)
             .uri("/")
             .header(header::HOST, "x")
             .body(body::empty())
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn ours(addr: SocketAddr, method: Method) -> Outcome {
+        let pool = Arc::new(ConnPool::new(addr));
+        let req = bare(method);
         let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
             .await
             .map_err(|_| ())?;
@@ -1065,12 +1008,7 @@ mod tests {
             .await
             .unwrap();
         tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri("/")
-            .header(header::HOST, "x")
-            .body(body::empty())
-            .unwrap();
+        let req = bare(method);
         let resp = sender.send_request(req).await.map_err(|_| ())?;
         collect(resp).await
     }
@@ -1249,25 +1187,25 @@ mod tests {
                 Ok(Frame::data(Bytes::from_static(b" world"))),
             ])))
         };
-        let req = Request::post("/up").body(pieces()).unwrap();
-        let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-            .await
-            .unwrap();
-        let echoed = String::from_utf8(collect(resp).await.unwrap().2).unwrap();
+        let echo = |req: Request<ProxyBody>| {
+            let pool = pool.clone();
+            async move {
+                let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
+                    .await
+                    .unwrap();
+                String::from_utf8(collect(resp).await.unwrap().2).unwrap()
+            }
+        };
         assert_eq!(
-            echoed,
+            echo(Request::post("/up").body(pieces()).unwrap()).await,
             "POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
         );
         let req = Request::put("/up")
             .header(header::CONTENT_LENGTH, "11")
             .body(pieces())
             .unwrap();
-        let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-            .await
-            .unwrap();
-        let echoed = String::from_utf8(collect(resp).await.unwrap().2).unwrap();
         assert_eq!(
-            echoed,
+            echo(req).await,
             "PUT /up HTTP/1.1\r\ncontent-length: 11\r\n\r\nhello world"
         );
         // A body longer than its declared length is the client's error, and is not sent on.

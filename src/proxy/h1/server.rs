@@ -31,6 +31,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::BodyError;
 use super::head::{self, Framing, HeadError, RequestHead};
 use crate::proxy::body::{self, BoxError, ClientBody, ProxyBody};
 
@@ -160,18 +161,6 @@ pub(super) struct Chunked {
     trailer_lines: usize,
 }
 
-/// Why a request body failed.
-#[derive(Debug)]
-struct BodyError(&'static str);
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "request body: {}", self.0)
-    }
-}
-
-impl std::error::Error for BodyError {}
-
 impl<I: Transport> Shared<I> {
     /// Shares `io`.
     pub fn new(io: I) -> Shared<I> {
@@ -274,7 +263,9 @@ impl<I: Transport> Inner<I> {
         loop {
             let fail = match self.body {
                 BodyState::Done => return Poll::Ready(None),
-                BodyState::Failed => return Poll::Ready(Some(Err(BodyError("failed").into()))),
+                BodyState::Failed => {
+                    return Poll::Ready(Some(Err(BodyError::request("failed").into())));
+                }
                 BodyState::Length(left) => {
                     if !self.buf.is_empty() {
                         let n = usize::try_from(left)
@@ -309,7 +300,7 @@ impl<I: Transport> Inner<I> {
             };
             if let Some(why) = fail {
                 self.body = BodyState::Failed;
-                return Poll::Ready(Some(Err(BodyError(why).into())));
+                return Poll::Ready(Some(Err(BodyError::request(why).into())));
             }
             let want = match self.body {
                 BodyState::Length(left) => {
@@ -320,7 +311,7 @@ impl<I: Transport> Inner<I> {
             match ready!(self.poll_fill(cx, want)) {
                 Ok(0) => {
                     self.body = BodyState::Failed;
-                    return Poll::Ready(Some(Err(BodyError(
+                    return Poll::Ready(Some(Err(BodyError::request(
                         "the client closed the connection before the end of the body",
                     )
                     .into())));
@@ -556,7 +547,9 @@ impl<I: Transport> Body for RequestBody<I> {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut inner = self.shared.lock();
         if inner.seq != self.seq {
-            return Poll::Ready(Some(Err(BodyError("the connection moved on").into())));
+            return Poll::Ready(Some(Err(
+                BodyError::request("the connection moved on").into()
+            )));
         }
         inner.poll_body(cx)
     }
