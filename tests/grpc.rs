@@ -380,7 +380,7 @@ async fn the_harness_talks_to_the_server_directly() {
     assert_eq!(authority.responses, [HOST], "{authority:#?}");
     let left = grpc_call(plain, via, "deadline_left").await;
     let ms: u64 = left.responses[0].parse().expect("milliseconds");
-    assert!(ms > 0 && ms <= 10_000, "{left:#?}");
+    assert!(ms > 0 && ms <= DEADLINE_LEFT_MAX_MS, "{left:#?}");
 
     let upstream = tls_server();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -459,8 +459,14 @@ async fn the_upstream_gets_the_clients_deadline() {
     let ms: u64 = o.responses[0]
         .parse()
         .unwrap_or_else(|_| panic!("the upstream saw a deadline: {o:#?}"));
-    assert!(ms > 0 && ms <= 10_000, "{o:#?}");
+    assert!(ms > 0 && ms <= DEADLINE_LEFT_MAX_MS, "{o:#?}");
 }
+
+/// The most milliseconds the upstream may see left of the client's 10 s deadline. The
+/// deadline's trip through `grpc-timeout` and grpcio's clocks is not exact to the millisecond:
+/// on a loaded machine the server, called directly, once saw 10 098 ms left. The bound allows
+/// 5%; a deadline lost or not passed on fails it either way (no value, or far more).
+const DEADLINE_LEFT_MAX_MS: u64 = 10_500;
 
 /// A call for an authority sluice has no route for gets a gRPC status, not a bare HTTP error.
 #[tokio::test]
