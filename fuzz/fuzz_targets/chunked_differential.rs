@@ -4,24 +4,12 @@
 
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use sluice::proxy::h1::reference::{hyper_chunked, ours_chunked};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
+use sluice::proxy::h1::reference::{block_on, hyper_chunked, ours_chunked};
 
 fuzz_target!(|data: &[u8]| {
     // A body hyper did not decide in time is not compared.
-    if let Some(hyper) = runtime().block_on(hyper_chunked(data)) {
+    if let Some(hyper) = block_on(hyper_chunked(data)) {
         assert_eq!(ours_chunked(data), hyper);
     }
 });

@@ -5,23 +5,11 @@
 
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use sluice::proxy::h1::reference::{Decision, both};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
+use sluice::proxy::h1::reference::{Decision, block_on, both};
 
 fuzz_target!(|data: &[u8]| {
-    let (ours, hyper) = runtime().block_on(both(data, 32 * 1024));
+    let (ours, hyper) = block_on(both(data, 32 * 1024));
     // hyper waits for more of an incomplete head; a head it did not decide is not compared.
     if hyper != Decision::Undecided && ours != Decision::Undecided {
         assert_eq!(ours, hyper);

@@ -729,7 +729,9 @@ impl Body for ResponseBody {
                     }
                 }
             }
-            let conn = this.conn.as_mut().expect("checked above");
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
             conn.buf.reserve(READ);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut conn.io),

@@ -1,6 +1,6 @@
 //! What hyper's HTTP/1 server (the one sluice serves with today, configured as sluice
 //! configures it) decides for a request head: the reference [`head::parse_request`] must agree
-//! with. Used by tests/h1_head.rs and the `h1_head_differential` fuzz target; not on any
+//! with. Used by tests/h1_head.rs and the differential fuzz targets; not on any
 //! serving path.
 
 use std::convert::Infallible;
@@ -166,6 +166,19 @@ fn grouped(d: Decision) -> Decision {
         headers,
         framing,
     }
+}
+
+/// Runs `f` to its end on one current-thread runtime shared by every call (for the fuzz
+/// targets, which call the async references once per input).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+    })
+    .block_on(f)
 }
 
 /// Both decisions, ours with its headers grouped as hyper's are, for comparison.
