@@ -73,6 +73,7 @@ mod clock;
 mod config;
 mod conn;
 mod connect;
+mod cork;
 pub mod drain;
 mod error;
 mod forward;

@@ -34,6 +34,7 @@ use super::activity::{Activity, Expiry, RequestGuard, Timeouts, Wake};
 use super::body::{ClientBody, ProxyBody};
 use super::config::Http1Engine;
 use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
+use super::cork::Corked;
 use super::error::ProxyError;
 use super::h1::server::{self as h1, Asked, Next, Shared, Transport};
 use super::passthrough::{self, Recorded};
@@ -318,7 +319,8 @@ impl Proxy {
     {
         let entrypoint = info.entrypoint;
         let io = TokioIo::new(Watched {
-            inner: io,
+            // HTTP/2's writes are gathered across its streams' tasks (`cork`).
+            inner: Corked::new(io, h2),
             scanner: (!h2).then(HeadScanner::new),
             activity: activity.clone(),
         });
