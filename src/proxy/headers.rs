@@ -6,8 +6,10 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1), plus the
-/// non-standard ones proxies commonly strip and HTTP/2's upgrade settings.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// non-standard ones proxies commonly strip and HTTP/2's upgrade settings. A `static`: a
+/// `const` array would be built and dropped at each use (`HeaderName` has drop glue), once
+/// per header in the loop below.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
