@@ -136,6 +136,8 @@ pub(crate) fn send(
     let (mut parts, body) = req.into_parts();
     let encode = encode_head(&parts.method, &mut parts.headers, &body);
     let head = write_head(&parts, encode);
+    // Written out: the map can serve another message.
+    super::maps::give(std::mem::take(&mut parts.headers));
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -562,7 +564,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             return Err(Failure::protocol());
         }
         let bytes = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count + 2);
+        let mut headers = super::maps::take(count + 2);
         for &(ns, ne, vs, ve) in &ranges[..count] {
             let name = HeaderName::from_bytes(&bytes[ns as usize..ne as usize])
                 .map_err(|_| Failure::protocol())?;

@@ -674,7 +674,7 @@ fn build<I: Transport>(
     let method = Method::from_bytes(head.method.of(&bytes)).map_err(|_| HeadError::Malformed)?;
     // Room for the headers the proxy adds (X-Forwarded-*, X-Real-IP, X-Request-ID): a map
     // that grows rehashes every entry.
-    let mut headers = HeaderMap::with_capacity(head.headers.len() + ADDED_HEADERS);
+    let mut headers = super::maps::take(head.headers.len() + ADDED_HEADERS);
     let mut trailers = false;
     let mut seen_length = false;
     for (name, value) in &head.headers {
@@ -834,6 +834,8 @@ pub async fn write_response<I: Transport>(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    // Written out: the map can serve another message.
+    super::maps::give(parts.headers);
     if encoding == Encoding::None {
         drop(body);
         return shared.write_all(&mut [IoSlice::new(&out)]).await.is_ok()
