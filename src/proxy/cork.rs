@@ -13,7 +13,8 @@
 //! and yields, and tokio queues a task that woke itself behind the tasks already ready), so
 //! the stream tasks ready in the same turn add their frames first; the next flush writes
 //! them all to TLS as one record sequence and one system call. Off (`on == false`), every
-//! call goes straight through. See docs/architecture.md, "Coalesced HTTP/2 writes".
+//! call goes straight through. A drained buffer over 4 KiB is freed, so an idle connection
+//! keeps at most that. See docs/architecture.md, "Coalesced HTTP/2 writes".
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Above this many buffered bytes a write first passes the buffer on (TLS records are at
 /// most 16 KiB of plaintext: four full records).
 const LIMIT: usize = 64 * 1024;
+
+/// A drained buffer larger than this is freed, so an idle connection keeps at most this
+/// much (a batch of small responses fits: about 200 bytes each).
+const KEEP: usize = 4 * 1024;
 
 /// An I/O whose writes are gathered until a flush, the first flush of each batch deferred
 /// by one scheduler turn (module docs).
@@ -62,8 +67,8 @@ impl<I: AsyncWrite + Unpin> Corked<I> {
         }
         self.sent = 0;
         self.buf.clear();
-        // A large burst does not keep its buffer for the connection's life.
-        if self.buf.capacity() > LIMIT {
+        // A burst does not keep its buffer for the connection's life.
+        if self.buf.capacity() > KEEP {
             self.buf = Vec::new();
         }
         Poll::Ready(Ok(()))
@@ -215,7 +220,7 @@ mod tests {
         b.read_exact(&mut got).await.unwrap();
         assert_eq!(&got[..100], &small[..]);
         assert_eq!(&got[100..], &big[..]);
-        assert!(c.buf.capacity() <= LIMIT);
+        assert!(c.buf.capacity() <= KEEP);
     }
 
     #[tokio::test]
