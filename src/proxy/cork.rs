@@ -8,13 +8,14 @@
 //! one `writev` for every two responses (benches/profile --h2 under strace: 0.55 writes per
 //! request; haproxy 0.04).
 //!
-//! [`Corked`] sits between hyper and the TLS stream. Writes are copied into its buffer; the
-//! first flush of a batch is put off by one turn of the scheduler (the task wakes itself
-//! and yields, and tokio queues a task that woke itself behind the tasks already ready), so
-//! the stream tasks ready in the same turn add their frames first; the next flush writes
-//! them all to TLS as one record sequence and one system call. Off (`on == false`), every
-//! call goes straight through. A drained buffer over 4 KiB is freed, so an idle connection
-//! keeps at most that. See docs/architecture.md, "Coalesced HTTP/2 writes".
+//! [`Corked`] sits between hyper and the transport (TLS, or TCP for h2c). Writes are copied
+//! into its buffer; the first flush of a batch is put off by one turn of the scheduler (the
+//! task wakes itself and yields, and tokio queues a task that woke itself behind the tasks
+//! already ready), so the stream tasks ready in the same turn add their frames first; the
+//! next flush writes them all as one TLS record sequence and one system call. Off
+//! (`on == false`), every call goes straight through. A drained buffer over 4 KiB is freed,
+//! so an idle connection keeps at most that. See docs/architecture.md, "An HTTP/2
+//! connection's writes are gathered across its streams".
 
 use std::io;
 use std::pin::Pin;

@@ -305,7 +305,8 @@ impl Proxy {
         None
     }
 
-    /// Runs hyper over `io` with the connection's timeouts. `h2`: HTTP/2 by ALPN; otherwise
+    /// Runs hyper over `io` with the connection's timeouts. `h2`: HTTP/2 from the start (by
+    /// ALPN, or h2c's preface read by sluice's server); otherwise
     /// the HTTP/1.1 framing pre-parse runs over the bytes read (h2c is still recognised).
     async fn serve_io<I>(
         self: Arc<Self>,
@@ -429,7 +430,13 @@ impl Proxy {
             }
         };
         if hand_off && let Some(io) = shared.hand_off() {
-            let hyper = Box::pin(self.serve_io(tracker, io, info, activity, false));
+            // h2c by prior knowledge is served as HTTP/2 from the start (its writes gathered,
+            // its stream futures boxed), as a connection that chose h2 by ALPN is.
+            let h2c = io.is_h2();
+            if h2c {
+                activity.set_h2();
+            }
+            let hyper = Box::pin(self.serve_io(tracker, io, info, activity, h2c));
             hyper.await;
         } else {
             shared.close().await;

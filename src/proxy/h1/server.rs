@@ -1019,6 +1019,11 @@ impl<I> Prefixed<I> {
             inner,
         }
     }
+
+    /// Whether the bytes in front are HTTP/2's connection preface (h2c by prior knowledge).
+    pub fn is_h2(&self) -> bool {
+        self.prefix.starts_with(H2_PREFACE)
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
