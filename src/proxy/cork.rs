@@ -28,7 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const LIMIT: usize = 64 * 1024;
 
 /// A drained buffer larger than this is freed, so an idle connection keeps at most this
-/// much (a batch of small responses fits: about 200 bytes each).
+/// much (a batch of small responses fits: a 128-byte response is a HEADERS and a DATA frame
+/// of a few hundred bytes together).
 const KEEP: usize = 4 * 1024;
 
 /// An I/O whose writes are gathered until a flush, the first flush of each batch deferred
@@ -78,6 +79,26 @@ impl<I: AsyncWrite + Unpin> Corked<I> {
     fn pending(&self) -> usize {
         self.buf.len() - self.sent
     }
+
+    /// Copies `bufs` into the buffer; past [`LIMIT`] the buffer is passed on first, and a
+    /// write larger than that goes straight to `inner`.
+    fn poll_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.pending() + total > LIMIT {
+            ready!(self.poll_drain(cx))?;
+            if total > LIMIT {
+                return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            }
+        }
+        for b in bufs {
+            self.buf.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(total))
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Corked<I> {
@@ -100,14 +121,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Corked<I> {
         if !this.on {
             return Pin::new(&mut this.inner).poll_write(cx, data);
         }
-        if this.pending() + data.len() > LIMIT {
-            ready!(this.poll_drain(cx))?;
-            if data.len() > LIMIT {
-                return Pin::new(&mut this.inner).poll_write(cx, data);
-            }
-        }
-        this.buf.extend_from_slice(data);
-        Poll::Ready(Ok(data.len()))
+        this.poll_gather(cx, &[io::IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
@@ -119,17 +133,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Corked<I> {
         if !this.on {
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.pending() + total > LIMIT {
-            ready!(this.poll_drain(cx))?;
-            if total > LIMIT {
-                return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-            }
-        }
-        for b in bufs {
-            this.buf.extend_from_slice(b);
-        }
-        Poll::Ready(Ok(total))
+        this.poll_gather(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,6 +226,19 @@ mod tests {
         assert_eq!(&got[..100], &small[..]);
         assert_eq!(&got[100..], &big[..]);
         assert!(c.buf.capacity() <= KEEP);
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_are_gathered_whole() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Corked::new(a, true);
+        assert!(c.is_write_vectored());
+        let bufs = [io::IoSlice::new(b"head "), io::IoSlice::new(b"data")];
+        assert_eq!(c.write_vectored(&bufs).await.unwrap(), 9);
+        c.flush().await.unwrap();
+        let mut got = [0u8; 9];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"head data");
     }
 
     #[tokio::test]
