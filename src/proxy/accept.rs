@@ -70,6 +70,9 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let entrypoint = listen.entrypoint();
+    // Each connection's local address (only its port is used: `X-Forwarded-Port`) is the
+    // listener's: one `getsockname` per listener instead of one per connection.
+    let local = listener.local_addr().ok();
     let max = proxy.config().max_connections.max(1);
     let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     let mut at_limit = false;
@@ -130,7 +133,7 @@ pub async fn accept_loop(
         match &listen {
             Listen::Http => {
                 let entered = tracker.enter_client(entrypoint, "http");
-                tokio::spawn(proxy.serve_http_entered(tracker, stream, peer, entered));
+                tokio::spawn(proxy.serve_http_entered(tracker, stream, peer, local, entered));
             }
             Listen::Https(acceptor) => {
                 let entered = tracker.enter_client(entrypoint, "tls");
@@ -139,6 +142,7 @@ pub async fn accept_loop(
                     acceptor.clone(),
                     stream,
                     peer,
+                    local,
                     entered,
                 ));
             }

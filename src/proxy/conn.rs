@@ -44,7 +44,10 @@ impl Entrypoint {
 pub struct ConnInfo {
     /// The client's address.
     pub peer: SocketAddr,
-    /// Our address the client connected to.
+    /// Our address the client connected to, or the one a PROXY protocol header gave. Its
+    /// port is exact; its IP is the listening socket's, which is unspecified (`0.0.0.0`,
+    /// `::`) for a wildcard listener: the accept loop takes it from the listener once rather
+    /// than asking the kernel for each connection's (`getsockname`).
     pub local: SocketAddr,
     /// The listener.
     pub entrypoint: Entrypoint,

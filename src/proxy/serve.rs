@@ -67,11 +67,12 @@ impl Proxy {
         peer: SocketAddr,
     ) {
         let entered = tracker.enter_client(Entrypoint::Http, "http");
-        self.serve_http_entered(tracker, stream, peer, entered)
+        self.serve_http_entered(tracker, stream, peer, None, entered)
             .await;
     }
 
-    /// [`Proxy::serve_http`] for a connection already counted by the accept loop.
+    /// [`Proxy::serve_http`] for a connection already counted by the accept loop, which
+    /// passes the listener's address as `local` (else it is asked of the socket).
     ///
     /// Not an `async fn`: the returned future is the connection task's, and its size (its
     /// largest state) is held for the connection's whole life. The common case (no PROXY
@@ -82,9 +83,10 @@ impl Proxy {
         tracker: Arc<ConnTracker>,
         stream: TcpStream,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
         (guard, activity): (ConnGuard, Arc<Activity>),
     ) -> impl Future<Output = ()> + Send + 'static {
-        let local = stream.local_addr().unwrap_or(peer);
+        let local = local_addr(local, &stream, peer);
         let _ = stream.set_nodelay(true);
         if self.expects_proxy_header(peer) || self.config.http1 != Http1Engine::Sluice {
             let general = self.serve_http_general(tracker, stream, peer, local, guard, activity);
@@ -132,20 +134,22 @@ impl Proxy {
         peer: SocketAddr,
     ) {
         let entered = tracker.enter_client(Entrypoint::Https, "tls");
-        self.serve_tls_entered(tracker, acceptor, stream, peer, entered)
+        self.serve_tls_entered(tracker, acceptor, stream, peer, None, entered)
             .await;
     }
 
-    /// [`Proxy::serve_tls`] for a connection already counted by the accept loop.
+    /// [`Proxy::serve_tls`] for a connection already counted by the accept loop (`local`: as
+    /// for [`Proxy::serve_http_entered`]).
     pub(super) async fn serve_tls_entered(
         self: Arc<Self>,
         tracker: Arc<ConnTracker>,
         acceptor: tokio_rustls::TlsAcceptor,
         mut stream: TcpStream,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
         (guard, activity): (ConnGuard, Arc<Activity>),
     ) {
-        let local = stream.local_addr().unwrap_or(peer);
+        let local = local_addr(local, &stream, peer);
         let _ = stream.set_nodelay(true);
         let (peer, local) = if self.expects_proxy_header(peer) {
             let proxied =
@@ -713,6 +717,12 @@ pub async fn serve_with_timeouts<S, B>(
 }
 
 /// What a plain-HTTP connection's requests are told about it.
+/// The connection's local address: the listener's when the accept loop knows it, else the
+/// socket's.
+fn local_addr(known: Option<SocketAddr>, stream: &TcpStream, peer: SocketAddr) -> SocketAddr {
+    known.unwrap_or_else(|| stream.local_addr().unwrap_or(peer))
+}
+
 fn plain_info(tracker: &Arc<ConnTracker>, peer: SocketAddr, local: SocketAddr) -> Arc<ConnInfo> {
     Arc::new(ConnInfo::new(
         peer,
