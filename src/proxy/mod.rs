@@ -73,7 +73,6 @@ mod clock;
 mod config;
 mod conn;
 mod connect;
-mod cork;
 pub mod drain;
 mod error;
 mod forward;
@@ -92,6 +91,7 @@ mod request;
 mod serve;
 mod snapshot;
 mod stats;
+mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -145,7 +145,26 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
+/// HTTP/2 keep-alive: a PING after this long without frames from the client...
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and the connection closes if its answer takes longer than this.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Proxy {
+    /// The HTTP/2 server for one connection whose streams run on its task (`streams`), with
+    /// the settings of `server`'s HTTP/2 side.
+    fn h2_server(
+        &self,
+        exec: streams::StreamExec,
+    ) -> hyper::server::conn::http2::Builder<streams::StreamExec> {
+        let mut h2 = hyper::server::conn::http2::Builder::new(exec);
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.config.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(H2_PING_INTERVAL))
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        h2
+    }
+
     /// A proxy with an empty routing table (every request 404) reading certificates from
     /// `certs`.
     pub fn new(config: ProxyConfig, certs: Arc<ArcSwap<CertStore>>) -> Arc<Proxy> {
@@ -173,8 +192,8 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_interval(Some(H2_PING_INTERVAL))
+            .keep_alive_timeout(H2_PING_TIMEOUT);
         Arc::new(Proxy {
             config,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),

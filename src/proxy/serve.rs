@@ -34,12 +34,12 @@ use super::activity::{Activity, Expiry, RequestGuard, Timeouts, Wake};
 use super::body::{ClientBody, ProxyBody};
 use super::config::Http1Engine;
 use super::conn::{ConnGuard, ConnInfo, ConnTracker, Entrypoint};
-use super::cork::Corked;
 use super::error::ProxyError;
 use super::h1::server::{self as h1, Asked, Next, Shared, Transport};
 use super::passthrough::{self, Recorded};
 use super::prescan::HeadScanner;
 use super::proxy_protocol::{self, Header};
+use super::streams::{StreamExec, WithStreams};
 
 /// How a TLS connection's handshake ended: terminated by sluice, or to be passed through to
 /// the backend at this index (with the ClientHello's bytes recorded).
@@ -324,26 +324,33 @@ impl Proxy {
     {
         let entrypoint = info.entrypoint;
         let io = TokioIo::new(Watched {
-            // HTTP/2's writes are gathered across its streams' tasks (`cork`).
-            inner: Corked::new(io, h2),
+            inner: io,
             scanner: (!h2).then(HeadScanner::new),
             activity: activity.clone(),
         });
         let proxy = self.clone();
         let svc_activity = activity.clone();
         if h2 {
-            // hyper spawns a task per HTTP/2 stream, moving the service's future into it and
-            // then through the task's stages: a memcpy of the whole future each time. Boxed,
-            // the task holds a pointer: one allocation instead of about 4 000 instructions of
-            // copying per request. HTTP/1.1 keeps the future inline in the connection task.
+            // hyper hands each HTTP/2 stream's future to the executor, moving the service's
+            // future with it (and, on a task, through the task's stages): a memcpy of the
+            // whole future each time. Boxed, the stream holds a pointer: one allocation
+            // instead of about 4 000 instructions of copying per request. HTTP/1.1 keeps the
+            // future inline in the connection's.
             let svc = service_fn(move |req: Request<Incoming>| {
                 let (proxy, info, guard, req) = started(&proxy, &info, &svc_activity, req);
                 Box::pin(respond(proxy, info, guard, req))
             });
-            let conn = pin!(self.server.serve_connection_with_upgrades(io, svc));
+            // The streams run on this task, not one task each (`streams`).
+            let exec = StreamExec::default();
+            let conn = pin!(self.h2_server(exec.clone()).serve_connection(io, svc));
+            let conn = pin!(WithStreams::new(
+                conn,
+                hyper::server::conn::http2::Connection::graceful_shutdown,
+                exec,
+            ));
             self.drive(
                 conn,
-                UpgradeableConnection::graceful_shutdown,
+                WithStreams::graceful_shutdown,
                 &tracker,
                 &activity,
                 entrypoint,
