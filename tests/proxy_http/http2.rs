@@ -1,6 +1,7 @@
 //! HTTP/2: h2c from clients and to upstreams.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Version, header};
@@ -120,4 +121,68 @@ async fn backend_protocol_h2c_speaks_http2_upstream() {
     );
     // One multiplexed upstream connection serves both.
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// The streams of one HTTP/2 connection run on its task (`proxy::streams`) but independently:
+/// a request whose backend has not answered yet does not hold up the next one, and answers
+/// when its backend does.
+#[tokio::test]
+async fn a_slow_stream_does_not_hold_up_the_others_on_its_connection() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (held, seen) = (release.clone(), arrived.clone());
+    let backend = hyper_backend(
+        Proto::Http1,
+        handler(move |req| {
+            let (held, seen) = (held.clone(), seen.clone());
+            async move {
+                if req.uri().path() == "/hold" {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    held.notified().await;
+                }
+                text(StatusCode::OK, req.uri().path().to_string())
+            }
+        }),
+    )
+    .await;
+    let h = harness_for(backend.addr).await;
+    let stream = TcpStream::connect(h.running.http_addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let get = |path: &'static str| {
+        let mut send = send.clone();
+        async move {
+            let req = Request::get(format!("http://web.test{path}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            read_reply(send.send_request(req).await.expect("response")).await
+        }
+    };
+    let slow = tokio::spawn(get("/hold"));
+    // The held request reaches the backend before the quick one is sent.
+    eventually("the held request reached the backend", || {
+        arrived.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let quick = tokio::time::timeout(DEADLINE, get("/quick"))
+        .await
+        .expect("the quick request is answered while the slow one waits");
+    assert_eq!(quick.status, 200, "{}", quick.body);
+    assert_eq!(quick.body, "/quick");
+    // Its backend has not answered: it cannot have finished.
+    assert!(
+        !slow.is_finished(),
+        "the held request waits for its backend"
+    );
+    release.notify_one();
+    let slow = tokio::time::timeout(DEADLINE, slow)
+        .await
+        .expect("the held request is answered once released")
+        .unwrap();
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert_eq!(slow.body, "/hold");
+    assert_eq!(h.running.open_connections(), 1);
 }
