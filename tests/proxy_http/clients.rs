@@ -64,6 +64,26 @@ where
     send
 }
 
+/// A new h2c (HTTP/2 by prior knowledge) connection to `addr`, its connection task spawned.
+pub(crate) async fn h2c_connect<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the proxy");
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
 /// Sends one request on a new HTTP/1.1 connection and reads the whole response.
 pub(crate) async fn h1_send<B>(addr: SocketAddr, req: Request<B>) -> Reply
 where

@@ -2,8 +2,6 @@
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use crate::backends::*;
 use crate::clients::*;
@@ -234,12 +232,7 @@ async fn request_bodies_are_forwarded_on_any_method_with_their_framing() {
 #[tokio::test]
 async fn an_http2_body_without_content_length_reaches_an_http1_upstream_chunked() {
     let (raw, h) = raw_harness().await;
-    let stream = TcpStream::connect(h.running.http_addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut send = h2c_connect(h.running.http_addr).await;
     for method in ["GET", "POST"] {
         // Two DATA frames and no content-length.
         let body = http_body_util::StreamBody::new(frames_stream(vec![

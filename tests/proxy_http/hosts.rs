@@ -4,8 +4,6 @@
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use crate::backends::*;
 use crate::clients::*;
@@ -101,12 +99,7 @@ async fn hosts_that_are_not_dns_names_are_400_before_routing() {
 
 /// One HTTP/2 (prior knowledge) request on a fresh connection.
 async fn h2_send(addr: std::net::SocketAddr, req: Request<Empty<Bytes>>) -> Reply {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut send = h2c_connect(addr).await;
     let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
         .await
         .expect("answer before the deadline")

@@ -7,9 +7,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Version, header};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use sluice::proxy::ProxyConfig;
-use tokio::net::TcpStream;
 
 use crate::backends::*;
 use crate::clients::*;
@@ -18,12 +16,7 @@ use crate::support::*;
 #[tokio::test]
 async fn h2c_prior_knowledge_from_the_client_reaches_an_http1_backend() {
     let h = web_harness(ProxyConfig::default()).await;
-    let stream = TcpStream::connect(h.running.http_addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let send = h2c_connect(h.running.http_addr).await;
     // Several streams at once on the one connection.
     let mut tasks = Vec::new();
     for i in 0..5 {
@@ -146,12 +139,7 @@ async fn a_slow_stream_does_not_hold_up_the_others_on_its_connection() {
     )
     .await;
     let h = harness_for(backend.addr).await;
-    let stream = TcpStream::connect(h.running.http_addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let send = h2c_connect(h.running.http_addr).await;
     let get = |path: &'static str| {
         let mut send = send.clone();
         async move {
