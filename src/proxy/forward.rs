@@ -45,6 +45,9 @@ pub(super) struct Outgoing {
     pub(super) body: Option<ProxyBody>,
     /// `X-Request-Id`, copied onto the response.
     pub(super) request_id: HeaderValue,
+    /// Headers the proxy adds that are not in `headers`: sluice's HTTP/1.1 client writes
+    /// them (another client gets them inserted).
+    pub(super) added: Option<headers::Added>,
     /// The client side of a WebSocket upgrade, when the request asks for one.
     pub(super) client_upgrade: Option<OnUpgrade>,
     /// Whether a second attempt on another endpoint is allowed (no body, or a buffered one).
@@ -202,7 +205,7 @@ impl Proxy {
             // One exchange future, pinned where it is and polled through references (an
             // exchange moved into a `select!` or a second await point would take its room
             // twice in this future, which every request moves and copies).
-            let send = pin!(self.send_upstream(upstream, endpoint, upreq));
+            let send = pin!(self.send_upstream(upstream, endpoint, upreq, out.added.as_ref()));
             let stall = pin!(async {
                 match &progress {
                     Some((progress, limit)) => stalled(progress, *limit).await,
@@ -309,7 +312,8 @@ impl Proxy {
         &'a self,
         upstream: &'a Upstream,
         endpoint: &'a Arc<EndpointState>,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
+        added: Option<&'a headers::Added>,
     ) -> impl Future<Output = SendResult> + Send + 'a {
         use futures::FutureExt as _;
         if upstream.transport.is_none()
@@ -321,10 +325,14 @@ impl Proxy {
                 upstream.connect_timeout,
                 self.config.upstream_idle_timeout,
                 req,
+                added,
             );
             return futures::future::Either::Left(
                 send.map(|sent| sent.map(|resp| (resp.map(UpstreamBody::Lean), None))),
             );
+        }
+        if let Some(added) = added {
+            added.insert_into(req.headers_mut());
         }
         futures::future::Either::Right(Box::pin(self.send_upstream_hyper(upstream, endpoint, req)))
     }
@@ -486,11 +494,15 @@ fn respond(
         return Ok(Response::from_parts(rparts, body::empty()));
     }
     let (mut rparts, rbody) = resp.into_parts();
-    // Both framings: the chunked one was used, the length is wrong (RFC 9112 section 6.3).
-    if rparts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        rparts.headers.remove(http::header::CONTENT_LENGTH);
+    // sluice's client leaves these out as it reads the head (it says when it could not).
+    if !matches!(&rbody, UpstreamBody::Lean(b) if b.head_stripped()) {
+        // Both framings: the chunked one was used, the length is wrong (RFC 9112 section
+        // 6.3).
+        if rparts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+            rparts.headers.remove(http::header::CONTENT_LENGTH);
+        }
+        headers::strip_hop_by_hop(&mut rparts.headers, false);
     }
-    headers::strip_hop_by_hop(&mut rparts.headers, false);
     // Sensitive: HTTP/2 sends it as a literal "never indexed" (RFC 7541 section 6.2.3). A value
     // new on every response would otherwise go into the connection's HPACK table each time,
     // evicting reusable entries, and the encoder's table bookkeeping for that insert and

@@ -126,7 +126,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // carry none or one of them.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -139,6 +139,68 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, u);
     }
+}
+
+/// Whether `name` is one of the hop-by-hop fields every forwarded message loses. The
+/// lengths are compared first: most names have none of theirs, and a length is cheaper to
+/// compare than a name.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop_index(name).is_some()
+}
+
+/// [`HOP_BY_HOP`] as text (a standard `HeaderName`'s text is looked up in a table each time).
+const HOP_BY_HOP_NAMES: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// `name`'s place in [`HOP_BY_HOP`].
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let n = name.as_str();
+    HOP_BY_HOP_NAMES
+        .iter()
+        .position(|h| h.len() == n.len() && *h == n)
+}
+
+/// What a `Connection` value says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionTokens {
+    /// `close`.
+    pub close: bool,
+    /// `keep-alive`.
+    pub keep_alive: bool,
+    /// Fields other than the hop-by-hop ones, which [`strip_hop_by_hop`] then removes too.
+    pub names_others: bool,
+}
+
+/// What a `Connection` value says, in one pass over its tokens. A value that is not visible
+/// ASCII says nothing, as `strip_hop_by_hop` and the servers read it.
+pub fn connection_tokens(value: &[u8]) -> ConnectionTokens {
+    let mut said = ConnectionTokens::default();
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return said;
+    }
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        if token.eq_ignore_ascii_case(b"close") {
+            said.close = true;
+        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            said.keep_alive = true;
+        } else if !is_connection_option(std::str::from_utf8(token).unwrap_or("")) {
+            said.names_others = true;
+        }
+    }
+    said
 }
 
 /// `Connection` tokens that name no header to strip (or only ones stripped anyway).
@@ -276,43 +338,133 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
 /// Keeps a valid incoming `X-Request-Id` (1 to 128 visible ASCII characters) or sets a new
 /// random one. Returns the id.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic) {
-            return v.clone();
-        }
+    if let Some(v) = valid_request_id(headers) {
+        return v;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [0u8; 32];
-    let (hi, lo) = (fastrand::u64(..), fastrand::u64(..));
-    for (i, c) in id.iter_mut().enumerate() {
-        let word = if i < 16 { hi } else { lo };
-        let shift = 60 - 4 * (i % 16);
-        *c = HEX[usize::try_from((word >> shift) & 0xf).unwrap_or(0)];
-    }
-    let v = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
-        .unwrap_or(HeaderValue::from_static("0"));
+    let v = new_request_id();
     headers.insert(X_REQUEST_ID.clone(), v.clone());
     v
+}
+
+/// The request's `X-Request-Id`, if it is valid (1 to 128 visible ASCII characters).
+pub fn valid_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get(&X_REQUEST_ID)?;
+    let b = v.as_bytes();
+    (!b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)).then(|| v.clone())
+}
+
+/// A new random request id: 32 lower-case hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let random = (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..));
+    for (pair, byte) in id.chunks_exact_mut(2).zip(random.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+        .unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// The headers the proxy adds to a request from a peer that is not a trusted proxy
+/// (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `X-Real-IP`, and a new `X-Request-Id`),
+/// kept beside the request's map rather than inserted into it when sluice's HTTP/1.1
+/// client sends the request: that client writes them straight into the request head. Each
+/// insert into a map hashes the name and probes the table; the names are known absent
+/// (an untrusted peer's were stripped, an invalid request id removed), so nothing needs
+/// looking up.
+#[derive(Clone, Debug)]
+pub struct Added {
+    peer: HeaderValue,
+    proto: &'static str,
+    host: HeaderValue,
+    port: HeaderValue,
+    request_id: Option<HeaderValue>,
+}
+
+impl Added {
+    /// What [`set_forwarded`] sets for an untrusted peer, and `request_id` when it is new.
+    pub fn new(f: &ForwardedInfo<'_>, request_id: Option<HeaderValue>) -> Added {
+        Added {
+            peer: f.peer.clone(),
+            proto: f.proto,
+            host: f.host.clone(),
+            port: f.port.clone(),
+            request_id,
+        }
+    }
+
+    /// The fields, in the order [`set_forwarded`] and [`ensure_request_id`] add them.
+    fn fields(&self) -> [(&HeaderName, Option<&[u8]>); 6] {
+        [
+            (&X_FORWARDED_FOR, Some(self.peer.as_bytes())),
+            (&X_FORWARDED_PROTO, Some(self.proto.as_bytes())),
+            (&X_FORWARDED_HOST, Some(self.host.as_bytes())),
+            (&X_FORWARDED_PORT, Some(self.port.as_bytes())),
+            (&X_REAL_IP, Some(self.peer.as_bytes())),
+            (
+                &X_REQUEST_ID,
+                self.request_id.as_ref().map(HeaderValue::as_bytes),
+            ),
+        ]
+    }
+
+    /// The bytes [`Added::write`] writes.
+    pub fn written_len(&self) -> usize {
+        self.fields()
+            .into_iter()
+            .filter_map(|(name, value)| Some(name.as_str().len() + value?.len() + 4))
+            .sum()
+    }
+
+    /// Writes the fields as head lines.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.fields() {
+            if let Some(value) = value {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Inserts the fields into `headers` (a request that goes to another client after all).
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        headers.insert(X_FORWARDED_FOR.clone(), self.peer.clone());
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(self.proto),
+        );
+        headers.insert(X_FORWARDED_HOST.clone(), self.host.clone());
+        headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
+        headers.insert(X_REAL_IP.clone(), self.peer.clone());
+        if let Some(id) = &self.request_id {
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+        }
+    }
 }
 
 /// Does the request ask for a protocol upgrade (WebSocket)? An upgrade to `h2c` is not
 /// forwarded (it would switch the upstream connection to HTTP/2 behind our back): such a
 /// request goes upstream as a plain request.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    let h2c = headers
-        .get_all(header::UPGRADE)
+    let upgrade = headers.get_all(header::UPGRADE);
+    // Most requests ask for none: one lookup says so.
+    if upgrade.iter().next().is_none() {
+        return false;
+    }
+    let h2c = upgrade
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("h2c"));
-    !h2c && headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    !h2c && headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 #[cfg(test)]
@@ -493,6 +645,51 @@ mod tests {
     }
 
     #[test]
+    fn added_fields_are_what_the_map_would_get() {
+        let (peer, host, port) = (
+            HeaderValue::from_static("192.0.2.7"),
+            HeaderValue::from_static("web.test:8080"),
+            HeaderValue::from_static("8080"),
+        );
+        let info = ForwardedInfo {
+            peer: &peer,
+            trusted: false,
+            proto: "https",
+            host: &host,
+            port: &port,
+        };
+        for id in [None, Some(new_request_id())] {
+            let mut want = HeaderMap::new();
+            set_forwarded(&mut want, &info);
+            if let Some(id) = &id {
+                want.insert(X_REQUEST_ID.clone(), id.clone());
+            }
+            let added = Added::new(&info, id.clone());
+            let mut got = HeaderMap::new();
+            added.insert_into(&mut got);
+            assert_eq!(got, want);
+            let mut lines = Vec::new();
+            added.write(&mut lines);
+            assert_eq!(lines.len(), added.written_len());
+            let mut want_lines = Vec::new();
+            for (n, v) in &want {
+                want_lines.extend_from_slice(format!("{n}: ").as_bytes());
+                want_lines.extend_from_slice(v.as_bytes());
+                want_lines.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(
+                String::from_utf8(lines).unwrap(),
+                String::from_utf8(want_lines).unwrap()
+            );
+        }
+        assert_eq!(valid_request_id(&map(&[("x-request-id", "a b")])), None);
+        assert_eq!(
+            valid_request_id(&map(&[("x-request-id", "ab")])).unwrap(),
+            "ab"
+        );
+    }
+
+    #[test]
     fn shared_values_clone_equal() {
         let v = shared_value("10.0.0.9").unwrap();
         assert_eq!(v.clone(), "10.0.0.9");
@@ -542,5 +739,66 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, &xff(&["unknown"]), &trusted), None);
         assert_eq!(client_ip(proxy, &xff(&["192.0.2.1, "]), &trusted), None);
+    }
+
+    #[test]
+    fn hop_by_hop_names_and_connection_tokens() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(HOP_BY_HOP_NAMES[i], name.as_str());
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "content-length",
+            "host",
+            "x-connection",
+            "tee",
+            "upgrades",
+            "date",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+        let said = |close, keep_alive, names_others| ConnectionTokens {
+            close,
+            keep_alive,
+            names_others,
+        };
+        let cases: &[(&[u8], ConnectionTokens)] = &[
+            (b"keep-alive", said(false, true, false)),
+            (b"Close", said(true, false, false)),
+            (b" close , Keep-Alive ,", said(true, true, false)),
+            (b"upgrade, te, trailer", said(false, false, false)),
+            (b"close, x-secret", said(true, false, true)),
+            (b"X-Secret", said(false, false, true)),
+            // Not visible ASCII: says nothing (as `list_has` and `strip_hop_by_hop` read it).
+            (b"close, x\x80", said(false, false, false)),
+            (b"", said(false, false, false)),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                connection_tokens(value),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+            // The same answers as the general path's readings.
+            assert_eq!(
+                want.close,
+                super::super::h1::head::list_has(value, b"close")
+            );
+            let mut map = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(value) {
+                map.insert(header::CONNECTION, v);
+                map.insert(
+                    HeaderName::from_static("x-secret"),
+                    HeaderValue::from_static("1"),
+                );
+                strip_hop_by_hop(&mut map, false);
+                assert_eq!(
+                    want.names_others,
+                    !map.contains_key("x-secret"),
+                    "{value:?}"
+                );
+            }
+        }
     }
 }

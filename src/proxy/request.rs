@@ -154,7 +154,7 @@ impl Proxy {
         if upstream.plain && routed.matched.canary.is_none() && routed.matched.fallback.is_none() {
             // The short path: nothing but routing. Its future stays small, which every
             // request pays for in moves; the filters' state is boxed below.
-            let outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+            let outgoing = self.prepare(conn, upstream, routed, parts, body, true)?;
             return self.forward(conn, upstream, outgoing).await;
         }
         Box::pin(self.filtered(snap, conn, routed, parts, body, labels)).await
@@ -257,7 +257,7 @@ impl Proxy {
             _ => None,
         };
         let sticky = self.sticky(conn, upstream, &routed, &parts);
-        let mut outgoing = self.prepare(conn, upstream, routed, parts, body)?;
+        let mut outgoing = self.prepare(conn, upstream, routed, parts, body, false)?;
         outgoing.sticky = sticky;
         for (name, value) in &upstream.settings.request_headers {
             outgoing.headers.insert(name.clone(), value.clone());
@@ -402,7 +402,9 @@ impl Proxy {
         Ok(None)
     }
 
-    /// The request as it goes upstream: target, headers rewritten, body wrapped.
+    /// The request as it goes upstream: target, headers rewritten, body wrapped. `direct`:
+    /// nothing but the upstream client reads the headers after this (no filters), so the
+    /// ones the proxy adds may go beside the map ([`headers::Added`]).
     fn prepare(
         &self,
         conn: &ConnInfo,
@@ -410,6 +412,7 @@ impl Proxy {
         routed: Routed<'_>,
         mut parts: http::request::Parts,
         body: ClientBody,
+        direct: bool,
     ) -> Result<Outgoing, ProxyError> {
         let Routed {
             host_value,
@@ -447,17 +450,36 @@ impl Proxy {
             headers::join_cookies(&mut parts.headers);
         }
         let port = conn.port_header();
-        headers::set_forwarded(
-            &mut parts.headers,
-            &headers::ForwardedInfo {
-                peer: &conn.peer_header,
-                trusted,
-                proto: conn.entrypoint.scheme(),
-                host: &host_value,
-                port: &port,
-            },
-        );
-        let request_id = headers::ensure_request_id(&mut parts.headers);
+        let forwarded = headers::ForwardedInfo {
+            peer: &conn.peer_header,
+            trusted,
+            proto: conn.entrypoint.scheme(),
+            host: &host_value,
+            port: &port,
+        };
+        // sluice's HTTP/1.1 client writes an untrusted peer's added headers itself (see
+        // `headers::Added`); the map gets them otherwise.
+        let direct = direct
+            && !trusted
+            && upstream.transport.is_none()
+            && self.config.http1 == super::Http1Engine::Sluice;
+        let (request_id, added) = match headers::valid_request_id(&parts.headers) {
+            Some(id) if direct => (id, Some(headers::Added::new(&forwarded, None))),
+            Some(id) => {
+                headers::set_forwarded(&mut parts.headers, &forwarded);
+                (id, None)
+            }
+            None if direct => {
+                // An invalid one is not forwarded.
+                parts.headers.remove(&headers::X_REQUEST_ID);
+                let id = headers::new_request_id();
+                (id.clone(), Some(headers::Added::new(&forwarded, Some(id))))
+            }
+            None => {
+                headers::set_forwarded(&mut parts.headers, &forwarded);
+                (headers::ensure_request_id(&mut parts.headers), None)
+            }
+        };
         // The host the request was routed by: an absolute-form target's authority replaces
         // the received Host; HTTP/2's `:authority` becomes Host.
         parts.headers.insert(header::HOST, host_value);
@@ -551,6 +573,7 @@ impl Proxy {
             headers: parts.headers,
             body: Some(body),
             request_id,
+            added,
             client_upgrade,
             retryable,
             buffer_body,
@@ -608,6 +631,7 @@ impl Proxy {
             headers,
             body: Some(body::empty()),
             request_id,
+            added: None,
             client_upgrade: None,
             retryable: upstream.balancer.endpoints().len() > 1,
             buffer_body: false,

@@ -112,38 +112,54 @@ async fn hop_by_hop_and_connection_named_headers_are_stripped() {
 
 #[tokio::test]
 async fn response_hop_by_hop_headers_are_stripped() {
-    let backend = hyper_backend(
-        Proto::Http1,
-        handler(|_req| async {
-            let mut resp = text(StatusCode::OK, "hi");
-            let h = resp.headers_mut();
-            h.insert(header::CONNECTION, "x-internal".parse().unwrap());
-            h.insert("x-internal", "secret".parse().unwrap());
-            h.insert("keep-alive", "timeout=5".parse().unwrap());
-            h.insert("proxy-connection", "keep-alive".parse().unwrap());
-            h.insert("x-public", "yes".parse().unwrap());
-            resp
-        }),
-    )
-    .await;
-    let h = Harness::start(&[
-        (
-            "web.yaml",
-            ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
-        ),
-        ("svc.yaml", service("web", &[(backend.addr, true)])),
-    ])
-    .await;
-    let r = get(&h, "web.test", "/").await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hi"));
-    for gone in ["x-internal", "keep-alive", "proxy-connection"] {
-        assert!(
-            r.header(gone).is_none(),
-            "{gone} reached the client: {:?}",
-            r.headers
+    // `Connection` naming a field (the general stripping), and naming none (the lean
+    // client leaves the hop-by-hop fields out as it reads the head).
+    for named in [Some("x-internal"), None] {
+        let backend = hyper_backend(
+            Proto::Http1,
+            handler(move |_req| async move {
+                let mut resp = text(StatusCode::OK, "hi");
+                let h = resp.headers_mut();
+                let connection = named.unwrap_or("keep-alive");
+                h.insert(header::CONNECTION, connection.parse().unwrap());
+                h.insert("x-internal", "secret".parse().unwrap());
+                h.insert("keep-alive", "timeout=5".parse().unwrap());
+                h.insert("proxy-connection", "keep-alive".parse().unwrap());
+                h.insert(header::TRAILER, "x-checksum".parse().unwrap());
+                h.insert("x-public", "yes".parse().unwrap());
+                resp
+            }),
+        )
+        .await;
+        let h = Harness::start(&[
+            (
+                "web.yaml",
+                ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
+            ),
+            ("svc.yaml", service("web", &[(backend.addr, true)])),
+        ])
+        .await;
+        let r = get(&h, "web.test", "/").await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hi"));
+        for gone in ["keep-alive", "proxy-connection", "trailer"] {
+            assert!(
+                r.header(gone).is_none(),
+                "{gone} reached the client ({named:?}): {:?}",
+                r.headers
+            );
+        }
+        assert_eq!(
+            r.header("x-internal"),
+            if named.is_some() {
+                None
+            } else {
+                Some("secret")
+            },
+            "{named:?}"
         );
+        assert_eq!(r.header("x-public"), Some("yes"));
+        assert!(r.header("x-request-id").is_some());
     }
-    assert_eq!(r.header("x-public"), Some("yes"));
 }
 
 #[tokio::test]

@@ -42,10 +42,10 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 use super::BodyError;
-use super::head;
 use super::server::Chunked;
 use crate::proxy::body::{BoxError, ProxyBody};
 use crate::proxy::error::ProxyError;
+use crate::proxy::headers::Added;
 use crate::proxy::pool::ConnPool;
 
 /// How many bytes a read from the upstream asks for at a time.
@@ -103,6 +103,8 @@ struct Parsed {
     headers: HeaderMap,
     reading: Reading,
     keep_alive: bool,
+    /// The headers hold no hop-by-hop field (see [`ResponseBody::head_stripped`]).
+    stripped: bool,
 }
 
 /// Why an exchange failed.
@@ -127,15 +129,16 @@ impl Failure {
 ///
 /// The head is written out before the exchange begins, so the future keeps its bytes and the
 /// body, not the request (a future's arguments stay in it for its whole life).
-pub(crate) fn send(
-    pool: &Arc<ConnPool>,
+pub(crate) fn send<'a>(
+    pool: &'a Arc<ConnPool>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     req: Request<ProxyBody>,
-) -> impl Future<Output = Result<Response<ResponseBody>, (ProxyError, bool)>> + Send + '_ {
+    added: Option<&Added>,
+) -> impl Future<Output = Result<Response<ResponseBody>, (ProxyError, bool)>> + Send + use<'a> {
     let (mut parts, body) = req.into_parts();
     let encode = encode_head(&parts.method, &mut parts.headers, &body);
-    let head = write_head(&parts, encode);
+    let head = write_head(&parts, encode, added);
     // Written out: the map can serve another message.
     super::maps::give(std::mem::take(&mut parts.headers));
     let idempotent = matches!(
@@ -181,11 +184,13 @@ async fn send_head(
                     headers,
                     reading,
                     keep_alive,
+                    stripped,
                 } = parsed;
                 let mut resp = Response::new(ResponseBody {
                     conn: Some(conn),
                     reading,
                     keep_alive: keep_alive && !body_left,
+                    stripped,
                     pool: pool.clone(),
                     idle_timeout,
                 });
@@ -255,30 +260,58 @@ fn encode_head(method: &Method, headers: &mut HeaderMap, body: &ProxyBody) -> En
 
 /// The one length all `Content-Length` values (comma-separated lists included) agree on.
 fn head_content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
+    let mut length = Length::Absent;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
+        length.add(value.as_bytes());
+    }
+    match length {
+        Length::Agreed(n) => Some(n),
+        Length::Absent | Length::Invalid => None,
+    }
+}
+
+/// What a message's `Content-Length` fields say, added up one field at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Length {
+    /// No `Content-Length`.
+    Absent,
+    /// Every value (comma-separated lists included) is this length.
+    Agreed(u64),
+    /// A value that is not a length, or two that differ.
+    Invalid,
+}
+
+impl Length {
+    /// Adds one field's value.
+    fn add(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
             let part = part.trim_ascii();
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n: u64 = std::str::from_utf8(part).ok()?.parse().ok()?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
+            let n = if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
+                std::str::from_utf8(part)
+                    .ok()
+                    .and_then(|p| p.parse::<u64>().ok())
+            } else {
+                None
+            };
+            *self = match (*self, n) {
+                (Length::Invalid, _) | (_, None) => Length::Invalid,
+                (Length::Absent, Some(n)) => Length::Agreed(n),
+                (Length::Agreed(l), Some(n)) if l == n => Length::Agreed(n),
+                (Length::Agreed(_), Some(_)) => Length::Invalid,
+            };
         }
     }
-    length
 }
 
 /// The request head's bytes.
-fn write_head(parts: &http::request::Parts, encode: Encode) -> Vec<u8> {
+fn write_head(parts: &http::request::Parts, encode: Encode, added: Option<&Added>) -> Vec<u8> {
     let target = parts
         .uri
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let mut out = Vec::with_capacity(64 + target.len() + parts.headers.len() * 48);
+    let mut out = Vec::with_capacity(
+        64 + target.len() + parts.headers.len() * 48 + added.map_or(0, Added::written_len),
+    );
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -288,6 +321,9 @@ fn write_head(parts: &http::request::Parts, encode: Encode) -> Vec<u8> {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(added) = added {
+        added.write(&mut out);
     }
     // An empty body of a method that defines one says so (as hyper's `Known(0)` does).
     if encode == Encode::Length(0)
@@ -565,27 +601,48 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
         }
         let bytes = buf.split_to(len).freeze();
         let mut headers = super::maps::take(count + 2);
+        // One pass over the lines: the map gets the end-to-end fields only (the hop-by-hop
+        // ones are what the proxy strips from every response, `respond` in forward), and
+        // the framing is read on the way.
+        let mut transfer_encoding: Option<&[u8]> = None;
+        let mut length = Length::Absent;
+        let (mut close, mut keep_alive_asked, mut stripped) = (false, false, true);
         for &(ns, ne, vs, ve) in &ranges[..count] {
             let name = HeaderName::from_bytes(&bytes[ns as usize..ne as usize])
                 .map_err(|_| Failure::protocol())?;
+            let value = &bytes[vs as usize..ve as usize];
+            if name == header::CONTENT_LENGTH {
+                length.add(value);
+            } else if name == header::CONNECTION {
+                let said = crate::proxy::headers::connection_tokens(value);
+                close |= said.close;
+                keep_alive_asked |= said.keep_alive;
+                if !said.names_others {
+                    continue;
+                }
+                // It names headers to strip: kept, for the general stripping to read.
+                stripped = false;
+            } else if crate::proxy::headers::is_hop_by_hop(&name) {
+                if name == header::TRANSFER_ENCODING {
+                    transfer_encoding = Some(value);
+                }
+                continue;
+            }
+            // httparse accepted the value's bytes, the same set `HeaderValue` accepts.
             let value = HeaderValue::from_maybe_shared(bytes.slice(vs as usize..ve as usize))
                 .map_err(|_| Failure::protocol())?;
             headers.append(name, value);
         }
+        if transfer_encoding.is_some() {
+            // Both framings: the chunked one is used, the length is wrong (RFC 9112
+            // section 6.3).
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let http11 = minor == 1;
-        let reading = reading(status, method, http11, &headers).ok_or_else(Failure::protocol)?;
-        let connection = |token: &[u8]| {
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .any(|v| head::list_has(v.as_bytes(), token))
-        };
-        let keep_alive = !matches!(reading, Reading::Close)
-            && if http11 {
-                !connection(b"close")
-            } else {
-                connection(b"keep-alive")
-            };
+        let reading = reading(status, method, http11, transfer_encoding, length)
+            .ok_or_else(Failure::protocol)?;
+        let keep_alive =
+            !matches!(reading, Reading::Close) && if http11 { !close } else { keep_alive_asked };
         return Ok(Some(Parsed {
             status,
             version: if http11 {
@@ -596,16 +653,19 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             headers,
             reading,
             keep_alive,
+            stripped,
         }));
     }
 }
 
-/// How the response body is framed (hyper's client rules); `None` for a framing error.
+/// How the response body is framed (hyper's client rules), from the last `Transfer-Encoding`
+/// field and the `Content-Length` fields; `None` for a framing error.
 fn reading(
     status: StatusCode,
     method: &Method,
     http11: bool,
-    headers: &HeaderMap,
+    transfer_encoding: Option<&[u8]>,
+    length: Length,
 ) -> Option<Reading> {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Some(Reading::Done);
@@ -613,15 +673,13 @@ fn reading(
     if *method == Method::HEAD || (*method == Method::CONNECT && status.is_success()) {
         return Some(Reading::Done);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(te) = transfer_encoding {
         if !http11 {
             return None;
         }
-        let chunked = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        let chunked = te
+            .rsplit(|&b| b == b',')
+            .next()
             .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         return Some(if chunked {
             Reading::Chunked(Box::new(Chunked::keeping_trailers()))
@@ -629,13 +687,12 @@ fn reading(
             Reading::Close
         });
     }
-    if headers.contains_key(header::CONTENT_LENGTH) {
-        return match head_content_length(headers)? {
-            0 => Some(Reading::Done),
-            n => Some(Reading::Length(n)),
-        };
+    match length {
+        Length::Absent => Some(Reading::Close),
+        Length::Invalid => None,
+        Length::Agreed(0) => Some(Reading::Done),
+        Length::Agreed(n) => Some(Reading::Length(n)),
     }
-    Some(Reading::Close)
 }
 
 /// A response body read from its upstream connection, which goes back to the pool when the
@@ -648,6 +705,8 @@ pub(crate) struct ResponseBody {
     keep_alive: bool,
     pool: Arc<ConnPool>,
     idle_timeout: Duration,
+    /// See [`ResponseBody::head_stripped`].
+    stripped: bool,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -659,6 +718,14 @@ impl std::fmt::Debug for ResponseBody {
 }
 
 impl ResponseBody {
+    /// Whether this client already left the response's hop-by-hop fields out of its
+    /// headers (and `Content-Length` when `Transfer-Encoding` was there too), as the proxy
+    /// strips them from every response: true unless `Connection` names other fields, which
+    /// the general stripping then removes.
+    pub(crate) fn head_stripped(&self) -> bool {
+        self.stripped
+    }
+
     /// At the end of the body: the connection goes back to the pool when it can carry
     /// another request (nothing more than the response arrived), else it closes.
     fn release_if_done(&mut self) {
@@ -981,7 +1048,14 @@ mod tests {
         B: Body<Data = Bytes>,
     {
         let status = resp.status().as_u16();
-        let headers = pairs(resp.headers());
+        // As the proxy forwards them: hyper's client keeps the hop-by-hop fields, this one
+        // leaves them out as it reads.
+        let mut forwarded = resp.headers().clone();
+        if forwarded.contains_key(header::TRANSFER_ENCODING) {
+            forwarded.remove(header::CONTENT_LENGTH);
+        }
+        crate::proxy::headers::strip_hop_by_hop(&mut forwarded, false);
+        let headers = pairs(&forwarded);
         let collected = resp.into_body().collect().await.map_err(|_| ())?;
         let trailers = collected.trailers().map(pairs).unwrap_or_default();
         Ok((status, headers, collected.to_bytes().to_vec(), trailers))
@@ -1000,9 +1074,15 @@ mod tests {
     async fn ours(addr: SocketAddr, method: Method) -> Outcome {
         let pool = Arc::new(ConnPool::new(addr));
         let req = bare(method);
-        let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-            .await
-            .map_err(|_| ())?;
+        let resp = send(
+            &pool,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            req,
+            None,
+        )
+        .await
+        .map_err(|_| ())?;
         collect(resp).await
     }
 
@@ -1075,9 +1155,15 @@ mod tests {
         let pool = Arc::new(ConnPool::new(addr));
         for _ in 0..3 {
             let req = Request::get("/").body(body::empty()).unwrap();
-            let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-                .await
-                .unwrap();
+            let resp = send(
+                &pool,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+                req,
+                None,
+            )
+            .await
+            .unwrap();
             assert_eq!(collect(resp).await.unwrap().2, b"hello");
             assert_eq!(idle_count(&pool), 1);
         }
@@ -1091,9 +1177,15 @@ mod tests {
         .await;
         let pool = Arc::new(ConnPool::new(addr));
         let req = Request::get("/").body(body::empty()).unwrap();
-        let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-            .await
-            .unwrap();
+        let resp = send(
+            &pool,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            req,
+            None,
+        )
+        .await
+        .unwrap();
         drop(resp);
         assert_eq!(idle_count(&pool), 0);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -1106,9 +1198,15 @@ mod tests {
             let (addr, _) = canned(answer, true).await;
             let pool = Arc::new(ConnPool::new(addr));
             let req = Request::get("/").body(body::empty()).unwrap();
-            let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-                .await
-                .unwrap();
+            let resp = send(
+                &pool,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+                req,
+                None,
+            )
+            .await
+            .unwrap();
             assert_eq!(collect(resp).await.unwrap().2, b"ok");
             assert_eq!(idle_count(&pool), 0);
         }
@@ -1122,9 +1220,15 @@ mod tests {
         let pool = Arc::new(ConnPool::new(addr));
         for i in 1..=3 {
             let req = Request::get("/").body(body::empty()).unwrap();
-            let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-                .await
-                .expect("a closed pooled connection is skipped or the request sent again");
+            let resp = send(
+                &pool,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+                req,
+                None,
+            )
+            .await
+            .expect("a closed pooled connection is skipped or the request sent again");
             assert_eq!(collect(resp).await.unwrap().2, b"ok");
             assert_eq!(accepted.load(Ordering::SeqCst), i);
         }
@@ -1145,7 +1249,13 @@ mod tests {
         let req = Request::post("/").body(endless).unwrap();
         let resp = tokio::time::timeout(
             Duration::from_secs(10),
-            send(&pool, Duration::from_secs(2), Duration::from_secs(30), req),
+            send(
+                &pool,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+                req,
+                None,
+            ),
         )
         .await
         .expect("answered before the body ends")
@@ -1194,9 +1304,15 @@ mod tests {
         let echo = |req: Request<ProxyBody>| {
             let pool = pool.clone();
             async move {
-                let resp = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-                    .await
-                    .unwrap();
+                let resp = send(
+                    &pool,
+                    Duration::from_secs(2),
+                    Duration::from_secs(30),
+                    req,
+                    None,
+                )
+                .await
+                .unwrap();
                 String::from_utf8(collect(resp).await.unwrap().2).unwrap()
             }
         };
@@ -1217,9 +1333,15 @@ mod tests {
             .header(header::CONTENT_LENGTH, "5")
             .body(pieces())
             .unwrap();
-        let err = send(&pool, Duration::from_secs(2), Duration::from_secs(30), req)
-            .await
-            .unwrap_err();
+        let err = send(
+            &pool,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            req,
+            None,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.0.label(), "bad_request");
     }
 }

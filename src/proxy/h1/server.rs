@@ -765,18 +765,24 @@ pub async fn write_response<I: Transport>(
     let (parts, mut body) = resp.into_parts();
     let status = parts.status.as_u16();
     let mut keep = asked.keep_alive && !closing.load(Ordering::Relaxed);
-    if parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| head::list_has(v.as_bytes(), b"close"))
-    {
-        keep = false;
+    // One walk over the fields rather than a lookup (a hash and a probe) for each of these.
+    let (mut declared, mut seen_length, mut dated) = (None, false, false);
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            if !seen_length {
+                seen_length = true;
+                declared = std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+            }
+        } else if name == header::CONNECTION {
+            if head::list_has(value.as_bytes(), b"close") {
+                keep = false;
+            }
+        } else if name == header::DATE {
+            dated = true;
+        }
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse::<u64>().ok());
     let encoding = if asked.head || status < 200 || status == 204 || status == 304 {
         Encoding::None
     } else if let Some(n) = declared {
@@ -823,7 +829,7 @@ pub async fn write_response<I: Transport>(
         Encoding::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         date::with(|d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
