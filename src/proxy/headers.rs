@@ -417,16 +417,24 @@ impl Added {
             .sum()
     }
 
-    /// Writes the fields as head lines.
+    /// Writes the fields as head lines (each name with the line end before it, as one
+    /// constant: half the copies of writing name, separator and line end apiece).
     pub fn write(&self, out: &mut Vec<u8>) {
-        for (name, value) in self.fields() {
-            if let Some(value) = value {
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
-            }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        out.extend_from_slice(self.peer.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(self.proto.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-host: ");
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-port: ");
+        out.extend_from_slice(self.port.as_bytes());
+        out.extend_from_slice(b"\r\nx-real-ip: ");
+        out.extend_from_slice(self.peer.as_bytes());
+        if let Some(id) = &self.request_id {
+            out.extend_from_slice(b"\r\nx-request-id: ");
+            out.extend_from_slice(id.as_bytes());
         }
+        out.extend_from_slice(b"\r\n");
     }
 
     /// Inserts the fields into `headers` (a request that goes to another client after all).
