@@ -95,8 +95,9 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Removes hop-by-hop headers and every header named in `Connection`. Call this *before*
 /// adding the proxy's own headers, so that a client cannot make the proxy strip them
 /// (Traefik CVE-2021-32813). When `keep_upgrade` is set (a WebSocket handshake), `Connection:
-/// upgrade` and `Upgrade` are put back.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// upgrade` and `Upgrade` are put back. Returns whether `Connection` named other headers
+/// (they are gone too).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     let upgrade = if keep_upgrade {
         headers.get(header::UPGRADE).cloned()
     } else {
@@ -139,6 +140,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, u);
     }
+    names_others
 }
 
 /// Whether `name` is one of the hop-by-hop fields every forwarded message loses. The

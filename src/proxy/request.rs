@@ -402,9 +402,10 @@ impl Proxy {
         Ok(None)
     }
 
-    /// The request as it goes upstream: target, headers rewritten, body wrapped. `direct`:
-    /// nothing but the upstream client reads the headers after this (no filters), so the
-    /// ones the proxy adds may go beside the map ([`headers::Added`]).
+    /// The request as it goes upstream: target, headers rewritten, body wrapped. `short`:
+    /// no filters ran on the request and none will (the short path), so its headers are as
+    /// received, and nothing but the upstream client reads them after this: the ones the
+    /// proxy adds may go beside the map ([`headers::Added`]).
     fn prepare(
         &self,
         conn: &ConnInfo,
@@ -412,7 +413,7 @@ impl Proxy {
         routed: Routed<'_>,
         mut parts: http::request::Parts,
         body: ClientBody,
-        direct: bool,
+        short: bool,
     ) -> Result<Outgoing, ProxyError> {
         let Routed {
             host_value,
@@ -432,7 +433,7 @@ impl Proxy {
         // is hop-by-hop.
         let te_trailers =
             upstream.settings.protocol.is_h2() && headers::accepts_trailers(&parts.headers);
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let named_stripped = headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         if te_trailers {
             parts
                 .headers
@@ -459,7 +460,7 @@ impl Proxy {
         };
         // sluice's HTTP/1.1 client writes an untrusted peer's added headers itself (see
         // `headers::Added`); the map gets them otherwise.
-        let direct = direct
+        let direct = short
             && !trusted
             && upstream.transport.is_none()
             && self.config.http1 == super::Http1Engine::Sluice;
@@ -481,8 +482,12 @@ impl Proxy {
             }
         };
         // The host the request was routed by: an absolute-form target's authority replaces
-        // the received Host; HTTP/2's `:authority` becomes Host.
-        parts.headers.insert(header::HOST, host_value);
+        // the received Host; HTTP/2's `:authority` becomes Host. An origin-form target's is
+        // the received one (`request_host`), still in the map on the short path unless
+        // `Connection` named it.
+        if !(short && parts.uri.authority().is_none() && !named_stripped) {
+            parts.headers.insert(header::HOST, host_value);
+        }
         let settings = &upstream.settings;
         if let Some(v) = settings
             .upstream_vhost

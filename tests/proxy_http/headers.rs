@@ -108,6 +108,16 @@ async fn hop_by_hop_and_connection_named_headers_are_stripped() {
         );
     }
     assert_eq!(echoed(b, "x-kept"), ["yes"], "{b}");
+
+    // `Connection` cannot take away the Host the request was routed by.
+    let req = Request::get("/h")
+        .header(header::HOST, "web.test")
+        .header(header::CONNECTION, "Host, X-Secret")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let r = h1_send(h.running.http_addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(echoed(&r.body, "host"), ["web.test"], "{}", r.body);
 }
 
 #[tokio::test]
