@@ -551,11 +551,7 @@ mod tests {
 
     #[test]
     fn forwarded_untrusted_replaced_trusted_appended() {
-        let (peer, host, port) = (
-            HeaderValue::from_static("10.0.0.9"),
-            HeaderValue::from_static("a.com:8443"),
-            HeaderValue::from_static("8443"),
-        );
+        let (peer, host, port) = forwarded_values();
         let info = ForwardedInfo {
             peer: &peer,
             trusted: false,
@@ -654,13 +650,18 @@ mod tests {
         assert_ne!(id, other, "ids are random");
     }
 
+    /// The connection values of the `set_forwarded` tests: peer, host, port.
+    fn forwarded_values() -> (HeaderValue, HeaderValue, HeaderValue) {
+        (
+            HeaderValue::from_static("10.0.0.9"),
+            HeaderValue::from_static("a.com:8443"),
+            HeaderValue::from_static("8443"),
+        )
+    }
+
     #[test]
     fn added_fields_are_what_the_map_would_get() {
-        let (peer, host, port) = (
-            HeaderValue::from_static("192.0.2.7"),
-            HeaderValue::from_static("web.test:8080"),
-            HeaderValue::from_static("8080"),
-        );
+        let (peer, host, port) = forwarded_values();
         let info = ForwardedInfo {
             peer: &peer,
             trusted: false,

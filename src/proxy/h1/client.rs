@@ -1071,18 +1071,24 @@ mod tests {
             .unwrap()
     }
 
-    async fn ours(addr: SocketAddr, method: Method) -> Outcome {
-        let pool = Arc::new(ConnPool::new(addr));
-        let req = bare(method);
-        let resp = send(
-            &pool,
+    /// [`send`] with the tests' timeouts and no added headers.
+    fn send_plain(
+        pool: &Arc<ConnPool>,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, (ProxyError, bool)>> + Send + '_ {
+        send(
+            pool,
             Duration::from_secs(2),
             Duration::from_secs(30),
             req,
             None,
         )
-        .await
-        .map_err(|_| ())?;
+    }
+
+    async fn ours(addr: SocketAddr, method: Method) -> Outcome {
+        let pool = Arc::new(ConnPool::new(addr));
+        let req = bare(method);
+        let resp = send_plain(&pool, req).await.map_err(|_| ())?;
         collect(resp).await
     }
 
@@ -1155,15 +1161,7 @@ mod tests {
         let pool = Arc::new(ConnPool::new(addr));
         for _ in 0..3 {
             let req = Request::get("/").body(body::empty()).unwrap();
-            let resp = send(
-                &pool,
-                Duration::from_secs(2),
-                Duration::from_secs(30),
-                req,
-                None,
-            )
-            .await
-            .unwrap();
+            let resp = send_plain(&pool, req).await.unwrap();
             assert_eq!(collect(resp).await.unwrap().2, b"hello");
             assert_eq!(idle_count(&pool), 1);
         }
@@ -1177,15 +1175,7 @@ mod tests {
         .await;
         let pool = Arc::new(ConnPool::new(addr));
         let req = Request::get("/").body(body::empty()).unwrap();
-        let resp = send(
-            &pool,
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-            req,
-            None,
-        )
-        .await
-        .unwrap();
+        let resp = send_plain(&pool, req).await.unwrap();
         drop(resp);
         assert_eq!(idle_count(&pool), 0);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -1198,15 +1188,7 @@ mod tests {
             let (addr, _) = canned(answer, true).await;
             let pool = Arc::new(ConnPool::new(addr));
             let req = Request::get("/").body(body::empty()).unwrap();
-            let resp = send(
-                &pool,
-                Duration::from_secs(2),
-                Duration::from_secs(30),
-                req,
-                None,
-            )
-            .await
-            .unwrap();
+            let resp = send_plain(&pool, req).await.unwrap();
             assert_eq!(collect(resp).await.unwrap().2, b"ok");
             assert_eq!(idle_count(&pool), 0);
         }
@@ -1220,15 +1202,9 @@ mod tests {
         let pool = Arc::new(ConnPool::new(addr));
         for i in 1..=3 {
             let req = Request::get("/").body(body::empty()).unwrap();
-            let resp = send(
-                &pool,
-                Duration::from_secs(2),
-                Duration::from_secs(30),
-                req,
-                None,
-            )
-            .await
-            .expect("a closed pooled connection is skipped or the request sent again");
+            let resp = send_plain(&pool, req)
+                .await
+                .expect("a closed pooled connection is skipped or the request sent again");
             assert_eq!(collect(resp).await.unwrap().2, b"ok");
             assert_eq!(accepted.load(Ordering::SeqCst), i);
         }
@@ -1247,19 +1223,10 @@ mod tests {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
         let endless = body::boxed(http_body_util::StreamBody::new(tokio_stream_like(rx)));
         let req = Request::post("/").body(endless).unwrap();
-        let resp = tokio::time::timeout(
-            Duration::from_secs(10),
-            send(
-                &pool,
-                Duration::from_secs(2),
-                Duration::from_secs(30),
-                req,
-                None,
-            ),
-        )
-        .await
-        .expect("answered before the body ends")
-        .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), send_plain(&pool, req))
+            .await
+            .expect("answered before the body ends")
+            .unwrap();
         assert_eq!(resp.status(), 413);
         assert_eq!(collect(resp).await.unwrap().2, b"big!");
         assert_eq!(idle_count(&pool), 0, "the rest of the body was not sent");
@@ -1304,15 +1271,7 @@ mod tests {
         let echo = |req: Request<ProxyBody>| {
             let pool = pool.clone();
             async move {
-                let resp = send(
-                    &pool,
-                    Duration::from_secs(2),
-                    Duration::from_secs(30),
-                    req,
-                    None,
-                )
-                .await
-                .unwrap();
+                let resp = send_plain(&pool, req).await.unwrap();
                 String::from_utf8(collect(resp).await.unwrap().2).unwrap()
             }
         };
@@ -1333,15 +1292,7 @@ mod tests {
             .header(header::CONTENT_LENGTH, "5")
             .body(pieces())
             .unwrap();
-        let err = send(
-            &pool,
-            Duration::from_secs(2),
-            Duration::from_secs(30),
-            req,
-            None,
-        )
-        .await
-        .unwrap_err();
+        let err = send_plain(&pool, req).await.unwrap_err();
         assert_eq!(err.0.label(), "bad_request");
     }
 }
