@@ -551,14 +551,8 @@ mod tests {
 
     #[test]
     fn forwarded_untrusted_replaced_trusted_appended() {
-        let (peer, host, port) = forwarded_values();
-        let info = ForwardedInfo {
-            peer: &peer,
-            trusted: false,
-            proto: "https",
-            host: &host,
-            port: &port,
-        };
+        let values = forwarded_values();
+        let info = forwarded_info(&values);
         let mut h = map(&[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "http"),
@@ -659,16 +653,23 @@ mod tests {
         )
     }
 
-    #[test]
-    fn added_fields_are_what_the_map_would_get() {
-        let (peer, host, port) = forwarded_values();
-        let info = ForwardedInfo {
-            peer: &peer,
+    /// The forwarding info of an `https` connection from an untrusted peer with those values.
+    fn forwarded_info(
+        (peer, host, port): &(HeaderValue, HeaderValue, HeaderValue),
+    ) -> ForwardedInfo<'_> {
+        ForwardedInfo {
+            peer,
             trusted: false,
             proto: "https",
-            host: &host,
-            port: &port,
-        };
+            host,
+            port,
+        }
+    }
+
+    #[test]
+    fn added_fields_are_what_the_map_would_get() {
+        let values = forwarded_values();
+        let info = forwarded_info(&values);
         for id in [None, Some(new_request_id())] {
             let mut want = HeaderMap::new();
             set_forwarded(&mut want, &info);

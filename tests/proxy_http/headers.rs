@@ -141,14 +141,7 @@ async fn response_hop_by_hop_headers_are_stripped() {
             }),
         )
         .await;
-        let h = Harness::start(&[
-            (
-                "web.yaml",
-                ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
-            ),
-            ("svc.yaml", service("web", &[(backend.addr, true)])),
-        ])
-        .await;
+        let h = harness_for(backend.addr).await;
         let r = get(&h, "web.test", "/").await;
         assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "hi"));
         for gone in ["keep-alive", "proxy-connection", "trailer"] {

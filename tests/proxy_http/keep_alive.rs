@@ -20,14 +20,7 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
         }),
     )
     .await;
-    let h = Harness::start(&[
-        (
-            "web.yaml",
-            ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
-        ),
-        ("svc.yaml", service("web", &[(backend.addr, true)])),
-    ])
-    .await;
+    let h = harness_for(backend.addr).await;
     let mut send = h1_connect::<Empty<Bytes>>(h.running.http_addr).await;
     for i in 0..10 {
         tokio::time::timeout(DEADLINE, send.ready())

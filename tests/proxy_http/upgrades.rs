@@ -55,14 +55,7 @@ async fn a_websocket_upgrade_tunnels_both_ways() {
         }),
     )
     .await;
-    let h = Harness::start(&[
-        (
-            "web.yaml",
-            ingress("web", "web.test", &[("/", "Prefix", "web", 80)], &[]),
-        ),
-        ("svc.yaml", service("web", &[(backend.addr, true)])),
-    ])
-    .await;
+    let h = harness_for(backend.addr).await;
 
     let mut stream = TcpStream::connect(h.running.http_addr).await.unwrap();
     stream
