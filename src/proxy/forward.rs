@@ -496,12 +496,7 @@ fn respond(
     let (mut rparts, rbody) = resp.into_parts();
     // sluice's client leaves these out as it reads the head (it says when it could not).
     if !matches!(&rbody, UpstreamBody::Lean(b) if b.head_stripped()) {
-        // Both framings: the chunked one was used, the length is wrong (RFC 9112 section
-        // 6.3).
-        if rparts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-            rparts.headers.remove(http::header::CONTENT_LENGTH);
-        }
-        headers::strip_hop_by_hop(&mut rparts.headers, false);
+        headers::strip_response(&mut rparts.headers);
     }
     // Sensitive: HTTP/2 sends it as a literal "never indexed" (RFC 7541 section 6.2.3). A value
     // new on every response would otherwise go into the connection's HPACK table each time,

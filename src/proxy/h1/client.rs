@@ -601,9 +601,9 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
         }
         let bytes = buf.split_to(len).freeze();
         let mut headers = super::maps::take(count + 2);
-        // One pass over the lines: the map gets the end-to-end fields only (the hop-by-hop
-        // ones are what the proxy strips from every response, `respond` in forward), and
-        // the framing is read on the way.
+        // One pass over the lines: the map gets what `headers::strip_response` would leave
+        // of them (the proxy strips that from every response), and the framing is read on
+        // the way.
         let mut transfer_encoding: Option<&[u8]> = None;
         let mut length = Length::Absent;
         let (mut close, mut keep_alive_asked, mut stripped) = (false, false, true);
@@ -634,8 +634,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             headers.append(name, value);
         }
         if transfer_encoding.is_some() {
-            // Both framings: the chunked one is used, the length is wrong (RFC 9112
-            // section 6.3).
+            // `strip_response`'s other half.
             headers.remove(header::CONTENT_LENGTH);
         }
         let http11 = minor == 1;
@@ -1051,10 +1050,7 @@ mod tests {
         // As the proxy forwards them: hyper's client keeps the hop-by-hop fields, this one
         // leaves them out as it reads.
         let mut forwarded = resp.headers().clone();
-        if forwarded.contains_key(header::TRANSFER_ENCODING) {
-            forwarded.remove(header::CONTENT_LENGTH);
-        }
-        crate::proxy::headers::strip_hop_by_hop(&mut forwarded, false);
+        crate::proxy::headers::strip_response(&mut forwarded);
         let headers = pairs(&forwarded);
         let collected = resp.into_body().collect().await.map_err(|_| ())?;
         let trailers = collected.trailers().map(pairs).unwrap_or_default();

@@ -222,7 +222,7 @@ pub fn parse_request(
 }
 
 /// A header value as `HeaderValue::to_str` accepts it (visible ASCII, space, tab).
-fn is_text(value: &[u8]) -> bool {
+pub(crate) fn is_text(value: &[u8]) -> bool {
     value
         .iter()
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
