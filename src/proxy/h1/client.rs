@@ -18,8 +18,8 @@
 //! `Transfer-Encoding` on an HTTP/1.0 response and a head over hyper's size limit.
 //!
 //! The connection goes back to its endpoint's pool when the response body ends cleanly, the
-//! response allowed keep-alive and the upstream sent nothing more; its read buffer is freed
-//! then. A pooled connection is checked before reuse (a closed socket, or bytes the upstream
+//! response allowed keep-alive and the upstream sent nothing more; its read buffer goes to the
+//! thread's spares then (`spare`), and the next response read on the thread takes it. A pooled connection is checked before reuse (a closed socket, or bytes the upstream
 //! sent while it idled, close it). An idempotent request without a body whose reused
 //! connection ends before any response byte (the upstream closed it as it was taken) is sent
 //! again on a new connection (RFC 9112 section 9.3.1).
@@ -48,8 +48,9 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::headers::Added;
 use crate::proxy::pool::ConnPool;
 
-/// How many bytes a read from the upstream asks for at a time.
-const READ: usize = 16 * 1024;
+// How many bytes a read from the upstream asks for at a time.
+use super::spare::READ;
+
 /// The largest response head (hyper's client limit: its default read buffer limit).
 const MAX_HEAD: usize = 8192 + 4096 * 100;
 /// The most header lines in a response head (hyper's default).
@@ -140,7 +141,7 @@ pub(crate) fn send<'a>(
     let encode = encode_head(&parts.method, &mut parts.headers, &body);
     let head = write_head(&parts, encode, added);
     // Written out: the map can serve another message.
-    super::maps::give(std::mem::take(&mut parts.headers));
+    super::spare::give(std::mem::take(&mut parts.headers));
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -529,6 +530,10 @@ async fn read_head(
                 None => {}
             }
         }
+        if buf.capacity() == 0 {
+            // A connection from the pool holds no buffer: this thread's spare, if any.
+            *buf = super::spare::read_buffer();
+        }
         buf.reserve(READ);
         match r.read_buf(buf).await {
             Ok(0) => {
@@ -600,7 +605,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             return Err(Failure::protocol());
         }
         let bytes = buf.split_to(len).freeze();
-        let mut headers = super::maps::take(count + 2);
+        let mut headers = super::spare::take(count + 2);
         // One pass over the lines: the map gets what `headers::strip_response` would leave
         // of them (the proxy strips that from every response), and the framing is read on
         // the way.
@@ -735,7 +740,7 @@ impl ResponseBody {
             && self.keep_alive
             && conn.buf.is_empty()
         {
-            conn.buf = BytesMut::new();
+            super::spare::give_read_buffer(std::mem::take(&mut conn.buf));
             self.pool.put_lean(conn, self.idle_timeout);
         }
     }

@@ -6,9 +6,9 @@
 
 pub(crate) mod client;
 pub mod head;
-mod maps;
 pub mod reference;
 pub mod server;
+mod spare;
 
 /// Why a message body failed on the lean path: which body, and what went wrong.
 #[derive(Debug)]

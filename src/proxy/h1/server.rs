@@ -38,7 +38,7 @@ use crate::proxy::body::{self, BoxError, ClientBody, ProxyBody};
 /// How many bytes a read of a request head asks for at a time: small heads fit in one read
 /// (larger ones take more reads), and the buffer is small enough that the many connections of a
 /// burst do not leave large holes in the heap.
-const HEAD_READ: usize = 1024;
+const HEAD_READ: usize = super::spare::HEAD;
 /// How many bytes a read of a request body asks for at a time.
 const BODY_READ: usize = 16 * 1024;
 /// Chunk extensions one body may carry, in bytes (hyper's limit: it refuses at this count).
@@ -614,8 +614,9 @@ pub async fn next_request<I: Transport>(
     let mut spans = spans;
     let idle = shared.lock().buf.is_empty();
     if idle {
-        // Nothing buffered: free the buffer and wait for bytes without one.
-        shared.lock().buf = BytesMut::new();
+        // Nothing buffered: give the buffer up (to this thread's spares) and wait for bytes
+        // without one.
+        super::spare::give_head_buffer(std::mem::take(&mut shared.lock().buf));
         let ready = poll_fn(|cx| {
             let inner = shared.lock();
             match inner.io.as_ref() {
@@ -650,7 +651,14 @@ pub async fn next_request<I: Transport>(
                 }
             }
         }
-        match poll_fn(|cx| shared.lock().poll_fill(cx, HEAD_READ)).await {
+        let fill = poll_fn(|cx| {
+            let mut inner = shared.lock();
+            if inner.buf.capacity() == 0 {
+                inner.buf = super::spare::head_buffer();
+            }
+            inner.poll_fill(cx, HEAD_READ)
+        });
+        match fill.await {
             Ok(0) | Err(_) => return Next::Closed,
             Ok(_) => {}
         }
@@ -674,7 +682,7 @@ fn build<I: Transport>(
     let method = Method::from_bytes(head.method.of(&bytes)).map_err(|_| HeadError::Malformed)?;
     // Room for the headers the proxy adds (X-Forwarded-*, X-Real-IP, X-Request-ID): a map
     // that grows rehashes every entry.
-    let mut headers = super::maps::take(head.headers.len() + ADDED_HEADERS);
+    let mut headers = super::spare::take(head.headers.len() + ADDED_HEADERS);
     let mut trailers = false;
     let mut seen_length = false;
     for (name, value) in &head.headers {
@@ -841,7 +849,7 @@ pub async fn write_response<I: Transport>(
     }
     out.extend_from_slice(b"\r\n");
     // Written out: the map can serve another message.
-    super::maps::give(parts.headers);
+    super::spare::give(parts.headers);
     if encoding == Encoding::None {
         drop(body);
         return shared.write_all(&mut [IoSlice::new(&out)]).await.is_ok()
