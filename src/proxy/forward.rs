@@ -116,186 +116,195 @@ impl Sticky {
 
 impl Proxy {
     /// Sends `out` to an endpoint of `upstream` and returns the response to send back.
-    pub(super) async fn forward(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of `out` in its future (see the body)"
+    )]
+    pub(super) fn forward(
         &self,
         conn: &ConnInfo,
         upstream: &Upstream,
         mut out: Outgoing,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let version = if upstream.settings.protocol.is_h2() {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
-        let body_timeout = upstream
-            .settings
-            .read_timeout
-            .unwrap_or(self.config.read_timeout);
-        let mut read_timeout = body_timeout;
-        // A gRPC call's `grpc-timeout` is its deadline here too: for the response head, and
-        // then for the whole response (cut with DEADLINE_EXCEEDED trailers).
-        let grpc_deadline = if version == Version::HTTP_2 {
-            super::grpc::timeout(&out.headers).map(|t| {
-                read_timeout = read_timeout.min(t);
-                tokio::time::Instant::now() + t
-            })
-        } else {
-            None
-        };
-        let policy = upstream.settings.retry.as_deref().unwrap_or(&DEFAULT_RETRY);
-        let attempts = if out.retryable {
-            usize::try_from(policy.attempts)
-                .unwrap_or(usize::MAX)
-                .min(upstream.balancer.endpoints().len())
-                .max(1)
-        } else {
-            1
-        };
-        // A small body of a retryable request is read whole first, to be resent.
-        let replay = if out.buffer_body {
-            let taken = out.body.take().unwrap_or_else(body::empty);
-            Some(Box::pin(read_whole(taken)).await?)
-        } else {
-            None
-        };
-        upstream.retry_budget.deposit();
-        // Read only when there is a time limit (a clock read per request otherwise).
-        let first_at = policy.total.map(|t| (std::time::Instant::now(), t));
-        // Whether one more try may follow this one: tries left, the time limit, the budget.
-        let may_retry = |attempt: usize| {
-            attempt + 1 < attempts
-                && first_at.is_none_or(|(at, t)| at.elapsed() < t)
-                && upstream.retry_budget.withdraw()
-        };
-        let mut avoid = None;
-        let mut last_error = None;
-        let mut attempt = 0;
-        let (endpoint, inflight, resp, checkout, sent_at) = loop {
-            let chosen = match &out.sticky {
-                Sticky::Cookie {
-                    current: Some(v), ..
-                } => upstream
-                    .balancer
-                    .by_cookie(v, avoid)
-                    .or_else(|| upstream.balancer.pick(avoid)),
-                Sticky::Hash(key) => upstream.balancer.pick_hashed(*key, avoid),
-                _ => upstream.balancer.pick(avoid),
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send {
+        // An async block rather than an async fn: an async fn moves its arguments into
+        // locals, so `out` (about 500 bytes) had two slots in the future, which every
+        // future around it carries and copies.
+        async move {
+            let version = if upstream.settings.protocol.is_h2() {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
             };
-            let Some(endpoint) = chosen else {
-                // No other endpoint to retry on: answer with what the last try got.
-                return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
+            let body_timeout = upstream
+                .settings
+                .read_timeout
+                .unwrap_or(self.config.read_timeout);
+            let mut read_timeout = body_timeout;
+            // A gRPC call's `grpc-timeout` is its deadline here too: for the response head, and
+            // then for the whole response (cut with DEADLINE_EXCEEDED trailers).
+            let grpc_deadline = if version == Version::HTTP_2 {
+                super::grpc::timeout(&out.headers).map(|t| {
+                    read_timeout = read_timeout.min(t);
+                    tokio::time::Instant::now() + t
+                })
+            } else {
+                None
             };
-            let last = attempt + 1 >= attempts;
-            if let Some(bytes) = &replay {
-                out.body = Some(body::full(bytes.clone()));
-            }
-            let mut upreq = upstream_request(upstream, endpoint, &mut out, version, last)?;
-            let inflight = endpoint.start();
-            let sent_at = self.config.access_log.then(std::time::Instant::now);
-            // `proxy-send-timeout`: the upstream must keep taking the request body.
-            let progress = match upstream.settings.send_timeout {
-                Some(limit) if !upreq.body().is_end_stream() => {
-                    let taken = std::mem::replace(upreq.body_mut(), body::empty());
-                    let (watched, progress) = body::watched(taken, super::clock::now_ms);
-                    *upreq.body_mut() = watched;
-                    Some((progress, limit))
-                }
-                _ => None,
+            let policy = upstream.settings.retry.as_deref().unwrap_or(&DEFAULT_RETRY);
+            let attempts = if out.retryable {
+                usize::try_from(policy.attempts)
+                    .unwrap_or(usize::MAX)
+                    .min(upstream.balancer.endpoints().len())
+                    .max(1)
+            } else {
+                1
             };
-            // One exchange future, pinned where it is and polled through references (an
-            // exchange moved into a `select!` or a second await point would take its room
-            // twice in this future, which every request moves and copies).
-            let send = pin!(self.send_upstream(upstream, endpoint, upreq, out.added.as_ref()));
-            let stall = pin!(async {
-                match &progress {
-                    Some((progress, limit)) => stalled(progress, *limit).await,
-                    None => std::future::pending().await,
+            // A small body of a retryable request is read whole first, to be resent.
+            let replay = if out.buffer_body {
+                let taken = out.body.take().unwrap_or_else(body::empty);
+                Some(Box::pin(read_whole(taken)).await?)
+            } else {
+                None
+            };
+            upstream.retry_budget.deposit();
+            // Read only when there is a time limit (a clock read per request otherwise).
+            let first_at = policy.total.map(|t| (std::time::Instant::now(), t));
+            // Whether one more try may follow this one: tries left, the time limit, the budget.
+            let may_retry = |attempt: usize| {
+                attempt + 1 < attempts
+                    && first_at.is_none_or(|(at, t)| at.elapsed() < t)
+                    && upstream.retry_budget.withdraw()
+            };
+            let mut avoid = None;
+            let mut last_error = None;
+            let mut attempt = 0;
+            let (endpoint, inflight, resp, checkout, sent_at) = loop {
+                let chosen = match &out.sticky {
+                    Sticky::Cookie {
+                        current: Some(v), ..
+                    } => upstream
+                        .balancer
+                        .by_cookie(v, avoid)
+                        .or_else(|| upstream.balancer.pick(avoid)),
+                    Sticky::Hash(key) => upstream.balancer.pick_hashed(*key, avoid),
+                    _ => upstream.balancer.pick(avoid),
+                };
+                let Some(endpoint) = chosen else {
+                    // No other endpoint to retry on: answer with what the last try got.
+                    return Err(last_error.unwrap_or(ProxyError::NoEndpoints));
+                };
+                let last = attempt + 1 >= attempts;
+                if let Some(bytes) = &replay {
+                    out.body = Some(body::full(bytes.clone()));
                 }
-            });
-            let sent = tokio::time::timeout(read_timeout, async {
-                match futures::future::select(send, stall).await {
-                    futures::future::Either::Left((sent, _)) => sent,
-                    futures::future::Either::Right(((), _)) => {
-                        Err((ProxyError::UpstreamTimeout, false))
+                let mut upreq = upstream_request(upstream, endpoint, &mut out, version, last)?;
+                let inflight = endpoint.start();
+                let sent_at = self.config.access_log.then(std::time::Instant::now);
+                // `proxy-send-timeout`: the upstream must keep taking the request body.
+                let progress = match upstream.settings.send_timeout {
+                    Some(limit) if !upreq.body().is_end_stream() => {
+                        let taken = std::mem::replace(upreq.body_mut(), body::empty());
+                        let (watched, progress) = body::watched(taken, super::clock::now_ms);
+                        *upreq.body_mut() = watched;
+                        Some((progress, limit))
                     }
-                }
-            })
-            .await;
-            let err = match sent {
-                Ok(Ok((resp, checkout))) => {
-                    let status = resp.status();
-                    if status.is_server_error() {
-                        endpoint.record_failure(&self.config.outlier);
-                    } else {
-                        endpoint.record_success();
+                    _ => None,
+                };
+                // One exchange future, pinned where it is and polled through references (an
+                // exchange moved into a `select!` or a second await point would take its room
+                // twice in this future, which every request moves and copies).
+                let send = pin!(self.send_upstream(upstream, endpoint, upreq, out.added.as_ref()));
+                let stall = pin!(async {
+                    match &progress {
+                        Some((progress, limit)) => stalled(progress, *limit).await,
+                        None => std::future::pending().await,
                     }
-                    // `proxy-next-upstream: http_5xx...`: this answer is dropped (its
-                    // connection with it) and the request tried on another endpoint.
-                    if policy.statuses.contains(&status.as_u16()) && may_retry(attempt) {
-                        self.count_retry(upstream, "status");
-                        avoid = Some(endpoint.addr);
-                        out.body = Some(body::empty());
-                        last_error = Some(ProxyError::UpstreamRefused(format!(
-                            "{} answered {status}",
-                            endpoint.addr
-                        )));
-                        attempt += 1;
-                        continue;
-                    }
-                    break (endpoint, inflight, resp, checkout, sent_at);
-                }
-                Err(_) => ProxyError::UpstreamTimeout,
-                Ok(Err((err, is_connect))) => {
-                    if is_connect {
-                        metrics::counter!("sluice_upstream_connect_errors_total", "service" => upstream.stats.service.clone()).increment(1);
-                        if matches!(err, ProxyError::UpstreamRefused(_)) {
-                            endpoint.mark_down();
+                });
+                let sent = tokio::time::timeout(read_timeout, async {
+                    match futures::future::select(send, stall).await {
+                        futures::future::Either::Left((sent, _)) => sent,
+                        futures::future::Either::Right(((), _)) => {
+                            Err((ProxyError::UpstreamTimeout, false))
                         }
                     }
-                    err
+                })
+                .await;
+                let err = match sent {
+                    Ok(Ok((resp, checkout))) => {
+                        let status = resp.status();
+                        if status.is_server_error() {
+                            endpoint.record_failure(&self.config.outlier);
+                        } else {
+                            endpoint.record_success();
+                        }
+                        // `proxy-next-upstream: http_5xx...`: this answer is dropped (its
+                        // connection with it) and the request tried on another endpoint.
+                        if policy.statuses.contains(&status.as_u16()) && may_retry(attempt) {
+                            self.count_retry(upstream, "status");
+                            avoid = Some(endpoint.addr);
+                            out.body = Some(body::empty());
+                            last_error = Some(ProxyError::UpstreamRefused(format!(
+                                "{} answered {status}",
+                                endpoint.addr
+                            )));
+                            attempt += 1;
+                            continue;
+                        }
+                        break (endpoint, inflight, resp, checkout, sent_at);
+                    }
+                    Err(_) => ProxyError::UpstreamTimeout,
+                    Ok(Err((err, is_connect))) => {
+                        if is_connect {
+                            metrics::counter!("sluice_upstream_connect_errors_total", "service" => upstream.stats.service.clone()).increment(1);
+                            if matches!(err, ProxyError::UpstreamRefused(_)) {
+                                endpoint.mark_down();
+                            }
+                        }
+                        err
+                    }
+                };
+                let (counts, retry) = match &err {
+                    // The client's request body failed, or was too large: not the endpoint's
+                    // doing, and nothing to try again.
+                    ProxyError::BadRequest(_)
+                    | ProxyError::BodyTooLarge
+                    | ProxyError::ClientTimeout => (false, false),
+                    ProxyError::UpstreamTimeout => (true, policy.on_timeout),
+                    _ => (true, policy.on_error),
+                };
+                if counts {
+                    endpoint.record_failure(&self.config.outlier);
                 }
+                if retry && may_retry(attempt) {
+                    self.count_retry(upstream, err.label());
+                    avoid = Some(endpoint.addr);
+                    out.body = Some(body::empty());
+                    last_error = Some(err);
+                    attempt += 1;
+                    continue;
+                }
+                return Err(err);
             };
-            let (counts, retry) = match &err {
-                // The client's request body failed, or was too large: not the endpoint's
-                // doing, and nothing to try again.
-                ProxyError::BadRequest(_)
-                | ProxyError::BodyTooLarge
-                | ProxyError::ClientTimeout => (false, false),
-                ProxyError::UpstreamTimeout => (true, policy.on_timeout),
-                _ => (true, policy.on_error),
-            };
-            if counts {
-                endpoint.record_failure(&self.config.outlier);
+            endpoint.mark_up();
+            let cookie = out.sticky.set_cookie(endpoint);
+            let logged = sent_at.map(|at| super::access::UpstreamInfo {
+                addr: endpoint.addr,
+                head_time: at.elapsed(),
+                retries: u32::try_from(attempt).unwrap_or(u32::MAX),
+                bytes_in: out.bytes_in.clone(),
+            });
+            let mut resp = respond(conn, out, resp, inflight, checkout, body_timeout)?;
+            if let Some(c) = cookie {
+                resp.headers_mut().append(http::header::SET_COOKIE, c);
             }
-            if retry && may_retry(attempt) {
-                self.count_retry(upstream, err.label());
-                avoid = Some(endpoint.addr);
-                out.body = Some(body::empty());
-                last_error = Some(err);
-                attempt += 1;
-                continue;
+            if let Some(at) = grpc_deadline {
+                resp = resp.map(|b| super::grpc::with_deadline(b, at));
             }
-            return Err(err);
-        };
-        endpoint.mark_up();
-        let cookie = out.sticky.set_cookie(endpoint);
-        let logged = sent_at.map(|at| super::access::UpstreamInfo {
-            addr: endpoint.addr,
-            head_time: at.elapsed(),
-            retries: u32::try_from(attempt).unwrap_or(u32::MAX),
-            bytes_in: out.bytes_in.clone(),
-        });
-        let mut resp = respond(conn, out, resp, inflight, checkout, body_timeout)?;
-        if let Some(c) = cookie {
-            resp.headers_mut().append(http::header::SET_COOKIE, c);
+            if let Some(info) = logged {
+                resp.extensions_mut().insert(info);
+            }
+            Ok(resp)
         }
-        if let Some(at) = grpc_deadline {
-            resp = resp.map(|b| super::grpc::with_deadline(b, at));
-        }
-        if let Some(info) = logged {
-            resp.extensions_mut().insert(info);
-        }
-        Ok(resp)
     }
 
     /// Counts a retry (`sluice_upstream_retries_total`).
