@@ -19,8 +19,9 @@
 //!
 //! The connection goes back to its endpoint's pool when the response body ends cleanly, the
 //! response allowed keep-alive and the upstream sent nothing more; its read buffer goes to the
-//! thread's spares then (`spare`), and the next response read on the thread takes it. A pooled connection is checked before reuse (a closed socket, or bytes the upstream
-//! sent while it idled, close it). An idempotent request without a body whose reused
+//! thread's spares then (`spare`), and the next response read on the thread takes it. A
+//! pooled connection is checked before reuse (a closed socket, or bytes the upstream sent
+//! while it idled, close it). An idempotent request without a body whose reused
 //! connection ends before any response byte (the upstream closed it as it was taken) is sent
 //! again on a new connection (RFC 9112 section 9.3.1).
 //!
@@ -48,7 +49,7 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::headers::Added;
 use crate::proxy::pool::ConnPool;
 
-// How many bytes a read from the upstream asks for at a time.
+// The room a read from the upstream asks for at a time.
 use super::spare::READ;
 
 /// The largest response head (hyper's client limit: its default read buffer limit).

@@ -7,15 +7,22 @@
 //! memory kept) and put on this thread's short list; the next head takes it from there.
 //!
 //! An upstream connection reads its responses into a 16 KiB buffer, which it gives up when it
-//! goes back to the pool (an idle pooled connection holds no buffer). Freeing that buffer
-//! and allocating the next one took glibc's slow paths (it is too large for the per-thread
-//! cache) on every request; the buffer now goes on this thread's list instead. A buffer may
-//! still be shared with the last response's bytes when it is given back; it is reused only
-//! once it is not (`BytesMut::try_reclaim`), else dropped.
+//! goes back to the pool (an idle pooled connection holds no buffer), and a client connection
+//! gives up its head buffer while it waits for the next request. Freeing those buffers and
+//! allocating the next ones cost two or three allocations per request (the upstream's buffer
+//! too large for glibc's per-thread cache, and `bytes`' shared record made again the first
+//! time a new buffer is split); a buffer given up now goes on this thread's list instead. It
+//! may still be shared with the bytes of the message read into it (header values, a body
+//! chunk being written); it is handed out again only once it is not
+//! (`BytesMut::try_reclaim`), and waits on the list until then.
 //!
-//! Only so many of each are kept, and only small maps, so what a thread holds is bounded (16
-//! maps of at most 48 headers, 64 read buffers: 1 MiB) whatever the traffic or the number of
-//! connections.
+//! A buffer handed out is empty (its length is zero; a read fills it from its start), so
+//! nothing of the connection that used it before can be read from it, on this connection or
+//! in what it forwards.
+//!
+//! Only so many of each are kept, and only small maps and head buffers, so what a thread
+//! holds is bounded (16 maps of at most 48 headers, 64 upstream read buffers: 1 MiB, 64 head
+//! buffers of at most 4 KiB) whatever the traffic or the number of connections.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
