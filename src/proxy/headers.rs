@@ -406,12 +406,27 @@ impl Added {
 
     /// The bytes [`Added::write`] writes.
     pub fn written_len(&self) -> usize {
-        let values = 2 * self.peer.len() + self.proto.len() + self.host.len() + self.port.len();
+        let fields: usize = Self::LINES
+            .iter()
+            .zip(self.values())
+            .map(|(line, value)| line.len() + value.len())
+            .sum();
         let id = self
             .request_id
             .as_ref()
             .map_or(0, |id| Self::REQUEST_ID.len() + id.len());
-        Self::LINES.iter().map(|l| l.len()).sum::<usize>() + values + id + 2
+        fields + id + 2
+    }
+
+    /// The values of [`Added::LINES`], in their order.
+    fn values(&self) -> [&[u8]; 5] {
+        [
+            self.peer.as_bytes(),
+            self.proto.as_bytes(),
+            self.host.as_bytes(),
+            self.port.as_bytes(),
+            self.peer.as_bytes(),
+        ]
     }
 
     /// Each field's name with the line end before it (none before the first), in the order
@@ -428,14 +443,7 @@ impl Added {
 
     /// Writes the fields as head lines.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let values = [
-            self.peer.as_bytes(),
-            self.proto.as_bytes(),
-            self.host.as_bytes(),
-            self.port.as_bytes(),
-            self.peer.as_bytes(),
-        ];
-        for (line, value) in Self::LINES.iter().zip(values) {
+        for (line, value) in Self::LINES.iter().zip(self.values()) {
             out.extend_from_slice(line);
             out.extend_from_slice(value);
         }

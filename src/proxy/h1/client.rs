@@ -49,7 +49,6 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::headers::Added;
 use crate::proxy::pool::ConnPool;
 
-// The room a read from the upstream asks for at a time.
 use super::spare::READ;
 
 /// The largest response head (hyper's client limit: its default read buffer limit).

@@ -35,10 +35,6 @@ use super::BodyError;
 use super::head::{self, Framing, HeadError, RequestHead};
 use crate::proxy::body::{self, BoxError, ClientBody, ProxyBody};
 
-/// How many bytes a read of a request head asks for at a time: small heads fit in one read
-/// (larger ones take more reads), and the buffer is small enough that the many connections of a
-/// burst do not leave large holes in the heap.
-const HEAD_READ: usize = super::spare::HEAD;
 /// How many bytes a read of a request body asks for at a time.
 const BODY_READ: usize = 16 * 1024;
 /// Chunk extensions one body may carry, in bytes (hyper's limit: it refuses at this count).
@@ -656,7 +652,7 @@ pub async fn next_request<I: Transport>(
             if inner.buf.capacity() == 0 {
                 inner.buf = super::spare::head_buffer();
             }
-            inner.poll_fill(cx, HEAD_READ)
+            inner.poll_fill(cx, super::spare::HEAD)
         });
         match fill.await {
             Ok(0) | Err(_) => return Next::Closed,
