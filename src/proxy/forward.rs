@@ -213,14 +213,23 @@ impl Proxy {
                 // One exchange future, pinned where it is and polled through references (an
                 // exchange moved into a `select!` or a second await point would take its room
                 // twice in this future, which every request moves and copies).
-                let send = pin!(self.send_upstream(upstream, endpoint, upreq, out.added.as_ref()));
+                // One clock read for the attempt: the response's deadline and the pool's idle
+                // check both start from it.
+                let at = tokio::time::Instant::now();
+                let send = pin!(self.send_upstream(
+                    upstream,
+                    endpoint,
+                    upreq,
+                    out.added.as_ref(),
+                    at.into_std()
+                ));
                 let stall = pin!(async {
                     match &progress {
                         Some((progress, limit)) => stalled(progress, *limit).await,
                         None => std::future::pending().await,
                     }
                 });
-                let sent = tokio::time::timeout(read_timeout, async {
+                let sent = tokio::time::timeout_at(at + read_timeout, async {
                     match futures::future::select(send, stall).await {
                         futures::future::Either::Left((sent, _)) => sent,
                         futures::future::Either::Right(((), _)) => {
@@ -323,6 +332,7 @@ impl Proxy {
         endpoint: &'a Arc<EndpointState>,
         mut req: Request<ProxyBody>,
         added: Option<&'a headers::Added>,
+        now: std::time::Instant,
     ) -> impl Future<Output = SendResult> + Send + 'a {
         use futures::FutureExt as _;
         if upstream.transport.is_none()
@@ -335,6 +345,7 @@ impl Proxy {
                 self.config.upstream_idle_timeout,
                 req,
                 added,
+                now,
             );
             return futures::future::Either::Left(
                 send.map(|sent| sent.map(|resp| (resp.map(UpstreamBody::Lean), None))),

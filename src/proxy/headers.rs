@@ -197,6 +197,15 @@ pub struct ConnectionTokens {
 /// ASCII says nothing, as `strip_hop_by_hop` and the servers read it.
 pub fn connection_tokens(value: &[u8]) -> ConnectionTokens {
     let mut said = ConnectionTokens::default();
+    // Most values are one of these two, whole: no split, no trim, no other checks.
+    if value.eq_ignore_ascii_case(b"keep-alive") {
+        said.keep_alive = true;
+        return said;
+    }
+    if value.eq_ignore_ascii_case(b"close") {
+        said.close = true;
+        return said;
+    }
     if !super::h1::head::is_text(value) {
         return said;
     }
@@ -791,7 +800,11 @@ mod tests {
         };
         let cases: &[(&[u8], ConnectionTokens)] = &[
             (b"keep-alive", said(false, true, false)),
+            (b"KEEP-ALIVE", said(false, true, false)),
             (b"Close", said(true, false, false)),
+            (b"close", said(true, false, false)),
+            (b"keep-alive ", said(false, true, false)),
+            (b"keep-alive,x-secret", said(false, true, true)),
             (b" close , Keep-Alive ,", said(true, true, false)),
             (b"upgrade, te, trailer", said(false, false, false)),
             (b"close, x-secret", said(true, false, true)),

@@ -82,11 +82,11 @@ impl ConnPool {
     }
 
     /// The most recently used idle connection of sluice's client that is still open and not
-    /// idle for too long.
-    pub(crate) fn take_lean(&self, idle_timeout: Duration) -> Option<Conn> {
+    /// idle for too long at `now` (the caller's clock read, taken just before).
+    pub(crate) fn take_lean(&self, idle_timeout: Duration, now: Instant) -> Option<Conn> {
         let mut idle = self.lean.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(mut c) = idle.pop() {
-            if c.since.elapsed() <= idle_timeout && c.conn.is_open() {
+            if now.saturating_duration_since(c.since) <= idle_timeout && c.conn.is_open() {
                 return Some(c.conn);
             }
         }

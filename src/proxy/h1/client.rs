@@ -32,7 +32,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -136,6 +136,7 @@ pub(crate) fn send<'a>(
     idle_timeout: Duration,
     req: Request<ProxyBody>,
     added: Option<&Added>,
+    now: Instant,
 ) -> impl Future<Output = Result<Response<ResponseBody>, (ProxyError, bool)>> + Send + use<'a> {
     let (mut parts, body) = req.into_parts();
     let encode = encode_head(&parts.method, &mut parts.headers, &body);
@@ -147,14 +148,14 @@ pub(crate) fn send<'a>(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
     let resendable = idempotent && encode == Encode::Length(0);
-    let timeouts = (connect_timeout, idle_timeout);
+    let timeouts = (connect_timeout, idle_timeout, now);
     send_head(pool, timeouts, head, parts.method, body, encode, resendable)
 }
 
 /// [`send`] from the request head's bytes.
 async fn send_head(
     pool: &Arc<ConnPool>,
-    (connect_timeout, idle_timeout): (Duration, Duration),
+    (connect_timeout, idle_timeout, now): (Duration, Duration, Instant),
     head: Vec<u8>,
     method: Method,
     mut body: ProxyBody,
@@ -162,7 +163,7 @@ async fn send_head(
     resendable: bool,
 ) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
     loop {
-        let (mut conn, reused) = match pool.take_lean(idle_timeout) {
+        let (mut conn, reused) = match pool.take_lean(idle_timeout, now) {
             Some(conn) => (conn, true),
             None => {
                 let io = crate::proxy::connect::tcp(pool.addr(), connect_timeout)
@@ -285,6 +286,15 @@ enum Length {
 impl Length {
     /// Adds one field's value.
     fn add(&mut self, value: &[u8]) {
+        // Most values are one number, as digits alone: read without splitting or trimming.
+        if let Some(n) = digits(value) {
+            *self = match *self {
+                Length::Absent => Length::Agreed(n),
+                Length::Agreed(l) if l == n => Length::Agreed(n),
+                _ => Length::Invalid,
+            };
+            return;
+        }
         for part in value.split(|&b| b == b',') {
             let part = part.trim_ascii();
             let n = if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
@@ -302,6 +312,21 @@ impl Length {
             };
         }
     }
+}
+
+/// The number `value` spells in decimal digits alone (at least one, no sign, no space);
+/// `None` for anything else or a number beyond `u64`.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// The request head's bytes.
@@ -954,6 +979,34 @@ mod tests {
     }
 
     #[test]
+    fn content_length_fields_add_up() {
+        let read = |values: &[&[u8]]| {
+            let mut length = Length::Absent;
+            for v in values {
+                length.add(v);
+            }
+            length
+        };
+        // One number alone (the fast path) and the same in lists and with spaces.
+        assert_eq!(read(&[b"128"]), Length::Agreed(128));
+        assert_eq!(read(&[b"0"]), Length::Agreed(0));
+        assert_eq!(read(&[b"007"]), Length::Agreed(7));
+        assert_eq!(read(&[b"5", b"5"]), Length::Agreed(5));
+        assert_eq!(read(&[b"5", b" 5 , 5"]), Length::Agreed(5));
+        assert_eq!(read(&[b"5, 5", b"5"]), Length::Agreed(5));
+        assert_eq!(read(&[b"18446744073709551615"]), Length::Agreed(u64::MAX));
+        // Differing, not a number, or beyond u64: invalid, and it stays so.
+        assert_eq!(read(&[b"5", b"6"]), Length::Invalid);
+        assert_eq!(read(&[b"5, 6"]), Length::Invalid);
+        assert_eq!(read(&[b"18446744073709551616"]), Length::Invalid);
+        for bad in [&b""[..], b"+5", b"-5", b"5a", b"0x5", b"5,", b" "] {
+            assert_eq!(read(&[bad]), Length::Invalid, "{bad:?}");
+            assert_eq!(read(&[b"5", bad]), Length::Invalid, "5 then {bad:?}");
+        }
+        assert_eq!(read(&[b"x", b"5"]), Length::Invalid);
+    }
+
+    #[test]
     fn response_heads_are_framed_as_rfc_9112_says() {
         let framing = |text: &str, method: Method| {
             let mut buf = BytesMut::from(text.as_bytes());
@@ -1083,6 +1136,7 @@ mod tests {
             Duration::from_secs(30),
             req,
             None,
+            Instant::now(),
         )
     }
 
