@@ -55,6 +55,10 @@ use super::spare::READ;
 const MAX_HEAD: usize = 8192 + 4096 * 100;
 /// The most header lines in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
+
+/// Header lines of a response head whose byte ranges are kept on the stack while it is
+/// parsed (see `parse_head`); the rest go to a vector.
+const INLINE_RANGES: usize = 24;
 /// Request body bytes gathered before they are written (a small body goes with its head).
 const WRITE_GATHER: usize = 16 * 1024;
 
@@ -584,8 +588,10 @@ async fn read_head(
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Failure> {
     loop {
         // Byte ranges of each header's name and value, to build the map from shared bytes
-        // once the head is split off the buffer.
-        let mut ranges = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        // once the head is split off the buffer: the first `INLINE_RANGES` here, the rest (a
+        // rare head) in `more`. Room for all `MAX_HEADERS` was zeroed on every response.
+        let mut ranges = [(0u32, 0u32, 0u32, 0u32); INLINE_RANGES];
+        let mut more = Vec::new();
         let (len, code, minor, count) = {
             // Uninitialised slots: the parser writes the ones it fills.
             let mut slots =
@@ -600,15 +606,19 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             };
             let base = buf.as_ptr() as usize;
             let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-            for (slot, h) in ranges.iter_mut().zip(resp.headers.iter()) {
+            for (i, h) in resp.headers.iter().enumerate() {
                 let name = offset(h.name.as_bytes());
                 let value = offset(h.value);
-                *slot = (
+                let range = (
                     name,
                     name + h.name.len() as u32,
                     value,
                     value + h.value.len() as u32,
                 );
+                match ranges.get_mut(i) {
+                    Some(slot) => *slot = range,
+                    None => more.push(range),
+                }
             }
             (
                 len,
@@ -637,7 +647,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
         let mut transfer_encoding: Option<&[u8]> = None;
         let mut length = Length::Absent;
         let (mut close, mut keep_alive_asked, mut stripped) = (false, false, true);
-        for &(ns, ne, vs, ve) in &ranges[..count] {
+        for &(ns, ne, vs, ve) in ranges[..count.min(INLINE_RANGES)].iter().chain(&more) {
             let name = HeaderName::from_bytes(&bytes[ns as usize..ne as usize])
                 .map_err(|_| Failure::protocol())?;
             let value = &bytes[vs as usize..ve as usize];
@@ -976,6 +986,40 @@ mod tests {
         assert_eq!(head_content_length(&hm(&[("content-length", "+5")])), None);
         assert_eq!(head_content_length(&hm(&[("content-length", "")])), None);
         assert_eq!(head_content_length(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn heads_with_more_lines_than_kept_inline_keep_them_all_in_order() {
+        // Two lines per pair, and two for the framing: heads of 22, 24 (all inline), 26 and
+        // 100 lines (the parser's limit).
+        for pairs in [10, 11, 12, (MAX_HEADERS - 2) / 2] {
+            let mut text = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..pairs {
+                // A name of its own per pair, and one repeated name whose values keep order.
+                text.push_str(&format!("x-n{i}: {i}\r\nx-all: {i}\r\n"));
+            }
+            // The framing comes last, read from beyond the inline ranges when there are more.
+            text.push_str("connection: close\r\ncontent-length: 3\r\n\r\nabc");
+            let mut buf = BytesMut::from(text.as_bytes());
+            let Ok(Some(parsed)) = parse_head(&mut buf, &Method::GET) else {
+                panic!("a valid, complete head of {pairs} pairs");
+            };
+            assert_eq!(&buf[..], b"abc", "the head is taken off, the body left");
+            assert!(matches!(parsed.reading, Reading::Length(3)), "{pairs}");
+            assert!(!parsed.keep_alive, "connection: close was read ({pairs})");
+            assert!(!parsed.headers.contains_key(header::CONNECTION));
+            for i in 0..pairs {
+                assert_eq!(parsed.headers[format!("x-n{i}").as_str()], i.to_string());
+            }
+            let all: Vec<String> = parsed
+                .headers
+                .get_all("x-all")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            let want: Vec<String> = (0..pairs).map(|i| i.to_string()).collect();
+            assert_eq!(all, want);
+        }
     }
 
     #[test]
