@@ -291,7 +291,7 @@ impl Length {
     /// Adds one field's value.
     fn add(&mut self, value: &[u8]) {
         // Most values are one number, as digits alone: read without splitting or trimming.
-        if let Some(n) = digits(value) {
+        if let Some(n) = super::head::digits(value) {
             *self = match *self {
                 Length::Absent => Length::Agreed(n),
                 Length::Agreed(l) if l == n => Length::Agreed(n),
@@ -316,21 +316,6 @@ impl Length {
             };
         }
     }
-}
-
-/// The number `value` spells in decimal digits alone (at least one, no sign, no space);
-/// `None` for anything else or a number beyond `u64`.
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
 }
 
 /// The request head's bytes.

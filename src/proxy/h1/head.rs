@@ -246,7 +246,7 @@ pub(crate) fn list_has(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// A `Content-Length` value: decimal digits only, no sign, no overflow.
-fn digits(value: &[u8]) -> Option<u64> {
+pub(crate) fn digits(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
         return None;
     }

@@ -768,9 +768,9 @@ pub async fn write_response<I: Transport>(
         if name == header::CONTENT_LENGTH {
             if !seen_length {
                 seen_length = true;
-                declared = std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok());
+                // As `u64`'s parse reads it (a leading `+` too), without the UTF-8 check.
+                let v = value.as_bytes();
+                declared = head::digits(v.strip_prefix(b"+").unwrap_or(v));
             }
         } else if name == header::CONNECTION {
             if head::list_has(value.as_bytes(), b"close") {
