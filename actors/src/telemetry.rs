@@ -345,7 +345,8 @@ pub enum LogFormat {
 }
 
 /// Installs the tracing subscriber. `RUST_LOG` overrides the default filter
-/// (`info`, with the access log at info when enabled).
+/// (`info`, with the access log at info when enabled). Release builds have no trace level
+/// (`tracing`'s `release_max_level_debug`, see docs/operations.md).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,hyper=warn,h2=warn,rustls=warn")
