@@ -210,12 +210,12 @@ impl Proxy {
                     }
                     _ => None,
                 };
-                // One exchange future, pinned where it is and polled through references (an
-                // exchange moved into a `select!` or a second await point would take its room
-                // twice in this future, which every request moves and copies).
                 // One clock read for the attempt: the response's deadline and the pool's idle
                 // check both start from it.
                 let at = tokio::time::Instant::now();
+                // One exchange future, pinned where it is and polled through references (an
+                // exchange moved into a `select!` or a second await point would take its room
+                // twice in this future, which every request moves and copies).
                 let send = pin!(self.send_upstream(
                     upstream,
                     endpoint,

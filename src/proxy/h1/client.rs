@@ -159,7 +159,7 @@ pub(crate) fn send<'a>(
 /// [`send`] from the request head's bytes.
 async fn send_head(
     pool: &Arc<ConnPool>,
-    (connect_timeout, idle_timeout, now): (Duration, Duration, Instant),
+    (connect_timeout, idle_timeout, mut now): (Duration, Duration, Instant),
     head: Vec<u8>,
     method: Method,
     mut body: ProxyBody,
@@ -208,6 +208,8 @@ async fn send_head(
             }
             Err(f) if f.unanswered && reused && resendable => {
                 tracing::debug!(upstream = %pool.addr(), "pooled connection closed as it was reused: sending again on a new one");
+                // The next connection taken is checked against the time now.
+                now = Instant::now();
             }
             Err(f) => return Err((f.error, false)),
         }
@@ -1276,6 +1278,38 @@ mod tests {
             assert_eq!(collect(resp).await.unwrap().2, b"ok");
             assert_eq!(idle_count(&pool), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_is_taken_only_within_the_idle_timeout_of_the_time_given() {
+        let (addr, accepted) =
+            canned(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+        let pool = Arc::new(ConnPool::new(addr));
+        let idle = Duration::from_secs(30);
+        let pooled = |pool: Arc<ConnPool>| async move {
+            let req = Request::get("/").body(body::empty()).unwrap();
+            let resp = send_plain(&pool, req).await.map_err(|_| ()).unwrap();
+            assert_eq!(collect(resp).await.unwrap().2, b"ok");
+            assert_eq!(idle_count(&pool), 1, "back in the pool");
+        };
+        pooled(pool.clone()).await;
+        // Seen from a time past its idle timeout, the connection is dropped, not taken.
+        let later = Instant::now() + idle + Duration::from_secs(1);
+        assert!(pool.take_lean(idle, later).is_none());
+        assert_eq!(idle_count(&pool), 0);
+        // Within it (and from a time read before the connection went back), it is taken.
+        let before = Instant::now();
+        pooled(pool.clone()).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a new connection after the drop"
+        );
+        assert!(pool.take_lean(idle, before).is_some());
+        assert!(
+            pool.take_lean(idle, Instant::now()).is_none(),
+            "only one was pooled"
+        );
     }
 
     #[tokio::test]
