@@ -775,13 +775,6 @@ mod tests {
         for id in theirs {
             assert!(seen.insert(id), "another thread's ids differ");
         }
-        // Ids outlive their thread's block being replaced.
-        let kept = new_request_id();
-        let copy = kept.as_bytes().to_vec();
-        for _ in 0..IDS_PER_BLOCK {
-            new_request_id();
-        }
-        assert_eq!(kept.as_bytes(), &copy[..]);
     }
 
     /// The connection values of the `set_forwarded` tests: peer, host, port.

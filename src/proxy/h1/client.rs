@@ -294,29 +294,22 @@ impl Length {
     fn add(&mut self, value: &[u8]) {
         // Most values are one number, as digits alone: read without splitting or trimming.
         if let Some(n) = super::head::digits(value) {
-            *self = match *self {
-                Length::Absent => Length::Agreed(n),
-                Length::Agreed(l) if l == n => Length::Agreed(n),
-                _ => Length::Invalid,
-            };
+            self.agree(Some(n));
             return;
         }
         for part in value.split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            let n = if !part.is_empty() && part.iter().all(u8::is_ascii_digit) {
-                std::str::from_utf8(part)
-                    .ok()
-                    .and_then(|p| p.parse::<u64>().ok())
-            } else {
-                None
-            };
-            *self = match (*self, n) {
-                (Length::Invalid, _) | (_, None) => Length::Invalid,
-                (Length::Absent, Some(n)) => Length::Agreed(n),
-                (Length::Agreed(l), Some(n)) if l == n => Length::Agreed(n),
-                (Length::Agreed(_), Some(_)) => Length::Invalid,
-            };
+            self.agree(super::head::digits(part.trim_ascii()));
         }
+    }
+
+    /// Adds one length (`None`: a part that is not one).
+    fn agree(&mut self, n: Option<u64>) {
+        *self = match (*self, n) {
+            (Length::Invalid, _) | (_, None) => Length::Invalid,
+            (Length::Absent, Some(n)) => Length::Agreed(n),
+            (Length::Agreed(l), Some(n)) if l == n => Length::Agreed(n),
+            (Length::Agreed(_), Some(_)) => Length::Invalid,
+        };
     }
 }
 
