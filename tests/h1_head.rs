@@ -4,10 +4,15 @@
 //! and body framing). Handpicked heads (request smuggling's shapes, limits, malformed lines)
 //! and generated ones. The `h1_head_differential` fuzz target runs the same comparison on
 //! arbitrary bytes. The chunked body decoder is compared the same way (handpicked and
-//! generated bodies here, the `chunked_differential` fuzz target on arbitrary bytes).
+//! generated bodies here, the `chunked_differential` fuzz target on arbitrary bytes). The lean
+//! path's upstream client is compared with hyper's HTTP/1 client on responses (handpicked and
+//! generated here, the `h1_response_differential` fuzz target on arbitrary bytes): the same
+//! status, version, forwarded headers, body and trailers, or a failure for both.
 
 use proptest::prelude::*;
-use sluice::proxy::h1::reference::{Decision, both, hyper_chunked, ours_chunked};
+use sluice::proxy::h1::reference::{
+    Decision, ResponseDecision, both, both_responses, hyper_chunked, ours_chunked,
+};
 
 const MAX_HEAD: usize = 32 * 1024;
 
@@ -231,5 +236,181 @@ proptest! {
             body.push_str(p);
         }
         check_chunked(body.as_bytes());
+    }
+}
+
+fn check_response(raw: &[u8], method: http::Method) -> ResponseDecision {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ours, hyper) = rt.block_on(both_responses(raw, method.clone()));
+    let shown = || {
+        format!(
+            "{method} answered {:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(300)])
+        )
+    };
+    // The upstream closes after its bytes: hyper's client always decides.
+    assert_ne!(hyper, ResponseDecision::Undecided, "{}", shown());
+    if ours != hyper {
+        let short = |s: String| s.chars().take(600).collect::<String>();
+        panic!(
+            "{}\n  ours:  {}\n  hyper: {}",
+            shown(),
+            short(format!("{ours:?}")),
+            short(format!("{hyper:?}")),
+        );
+    }
+    ours
+}
+
+#[test]
+fn handpicked_responses_get_hypers_client_decision() {
+    use http::Method;
+    let many: String = (0..101).map(|i| format!("x-{i}: 1\r\n")).collect();
+    let many = format!("HTTP/1.1 200 OK\r\n{many}content-length: 0\r\n\r\n");
+    let big = format!(
+        "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+        "a".repeat(500 * 1024)
+    );
+    let cases: Vec<(&[u8], Method)> = vec![
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\nx-b: 2\r\nx-a: 3\r\n\r\nhello", Method::GET),
+        (b"HTTP/1.1 200 OK\r\nConnection: x-hop, close\r\nx-hop: 1\r\nx-keep: 2\r\ncontent-length: 2\r\n\r\nok", Method::GET),
+        (b"HTTP/1.1 200 OK\r\nkeep-alive: timeout=5\r\nproxy-connection: x\r\nupgrade: h2c\r\ncontent-length: 2\r\n\r\nok", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\nhello", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length:  5 \r\n\r\nhello", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5,\r\n\r\nhello", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551616\r\n\r\nhello", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nhello, more than asked", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\nraw", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: CHUNKED\r\n\r\n2\r\nok\r\n0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: xchunked\r\n\r\nraw", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nconnection: x\r\ncontent-length: 9\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK\ncontent-length: 2\n\nok", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length : 2\r\n\r\nok", Method::GET),
+        (b"HTTP/1.1 200 OK\r\n content-length: 2\r\n\r\nok", Method::GET),
+        (b"HTTP/1.1 200 OK\r\nx-empty:\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK\r\nx-nul: a\x00b\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK\r\nx-del: a\x7fb\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 201 \r\ncontent-length: 0\r\n\r\n", Method::POST),
+        (b"HTTP/1.1 99 Low\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 1000 High\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Method::GET),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", Method::HEAD),
+        (b"HTTP/1.1 200 OK\r\n\r\n", Method::CONNECT),
+        (b"HTTP/1.1 404 Not Found\r\n\r\nnot found, until the end", Method::CONNECT),
+        (b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok", Method::GET),
+        (b"HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\netag: \"a\"\r\n\r\n", Method::GET),
+        (b"HTTP/1.1  200 OK\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK\r\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"http/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 200 OK", Method::GET),
+        (many.as_bytes(), Method::GET),
+        (big.as_bytes(), Method::GET),
+    ];
+    let mut read = 0;
+    for (raw, method) in cases {
+        read += usize::from(matches!(
+            check_response(raw, method),
+            ResponseDecision::Read { .. }
+        ));
+    }
+    // Both kinds are here: answers read whole and answers refused.
+    assert!((10..30).contains(&read), "{read} answers read whole");
+}
+
+/// A 101 to a request that asked for no upgrade: hyper's client hands it on (the switch is
+/// the caller's to take), the lean client refuses it as a protocol error (a 502 from the
+/// proxy). Requests that ask for an upgrade go to hyper's client, never to this one.
+#[test]
+fn an_unasked_for_switch_of_protocols_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let raw =
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+    let (ours, hyper) = rt.block_on(both_responses(raw, http::Method::GET));
+    assert_eq!(ours, ResponseDecision::Failed);
+    assert!(
+        matches!(hyper, ResponseDecision::Read { status: 101, .. }),
+        "{hyper:?}"
+    );
+}
+
+/// Lines of response heads, valid and not.
+const STATUS_LINES: &[&str] = &[
+    "HTTP/1.1 200 OK",
+    "HTTP/1.0 200 OK",
+    "HTTP/1.1 204 No Content",
+    "HTTP/1.1 304 Not Modified",
+    "HTTP/1.1 100 Continue",
+    "HTTP/1.1 404 ",
+    "HTTP/1.1 500",
+    "HTTP/1.2 200 OK",
+    "HTTP/1.1 2000 OK",
+];
+
+const RESPONSE_HEADERS: &[&str] = &[
+    "Content-Length: 0",
+    "Content-Length: 3",
+    "Content-Length: 7",
+    "content-length: 3, 3",
+    "Content-Length: 3,4",
+    "Content-Length: x",
+    "Content-Length: 99999999999999999999",
+    "Transfer-Encoding: chunked",
+    "Transfer-Encoding: gzip, chunked",
+    "Transfer-Encoding: chunked, gzip",
+    "Transfer-Encoding: identity",
+    "Connection: close",
+    "Connection: keep-alive",
+    "Connection: x-a",
+    "X-A: 1",
+    "X-A: 2",
+    "Keep-Alive: timeout=1",
+    "Trailer: x-t",
+    "X-Fold: a\r\n b",
+    "X-Tab:\tv\t",
+    "Bad Name: 1",
+    "X-Obs: caf\u{e9}",
+];
+
+const RESPONSE_BODIES: &[&str] = &[
+    "",
+    "abc",
+    "abcdefg",
+    "3\r\nabc\r\n0\r\n\r\n",
+    "3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n",
+    "3\r\nabc\r\n",
+    "z\r\n",
+    "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn generated_responses_get_hypers_client_decision(
+        line in prop::sample::select(STATUS_LINES),
+        headers in prop::collection::vec(prop::sample::select(RESPONSE_HEADERS), 0..5),
+        body in prop::sample::select(RESPONSE_BODIES),
+        crlf in any::<bool>(),
+        head in any::<bool>(),
+    ) {
+        let eol = if crlf { "\r\n" } else { "\n" };
+        let mut raw = format!("{line}{eol}");
+        for h in headers {
+            raw.push_str(h);
+            raw.push_str(eol);
+        }
+        raw.push_str(eol);
+        raw.push_str(body);
+        let method = if head { http::Method::HEAD } else { http::Method::GET };
+        check_response(raw.as_bytes(), method);
     }
 }

@@ -580,7 +580,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             let len = match httparse::ParserConfig::default()
                 .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
             {
-                Ok(httparse::Status::Complete(len)) => len,
+                // A whole head over the limit is refused too: one read can bring more than
+                // the limit in.
+                Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+                Ok(httparse::Status::Complete(_)) => return Err(Failure::protocol()),
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(_) => return Err(Failure::protocol()),
             };

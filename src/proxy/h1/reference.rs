@@ -1,7 +1,8 @@
-//! What hyper's HTTP/1 server (the one sluice serves with today, configured as sluice
-//! configures it) decides for a request head: the reference [`head::parse_request`] must agree
-//! with. Used by tests/h1_head.rs and the differential fuzz targets; not on any
-//! serving path.
+//! What hyper's HTTP/1 server (configured as sluice configures it) decides for a request head
+//! and a chunked body, and what hyper's HTTP/1 client reads from an upstream's answer: the
+//! references the lean path's parser ([`head::parse_request`]), chunked decoder and upstream
+//! client must agree with. Used by tests/h1_head.rs and the differential fuzz targets; not on
+//! any serving path.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -253,4 +254,169 @@ pub async fn hyper_chunked(body: &[u8]) -> Option<BodyDecision> {
     seen.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
+}
+
+/// What an HTTP/1.1 client makes of an upstream's answer, as the proxy would forward it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseDecision {
+    /// Read whole: the status, HTTP/1.1 or not, the headers the proxy forwards (after
+    /// `headers::strip_response`; lower-case names, sorted by name with each name's values
+    /// in their order: the order of different names carries no meaning, RFC 9110 section
+    /// 5.3, and a `HeaderMap` changes it when a field is removed), the body and the
+    /// trailers.
+    Read {
+        /// The status code.
+        status: u16,
+        /// HTTP/1.1 (else HTTP/1.0).
+        http11: bool,
+        /// The forwarded headers.
+        headers: Vec<(String, Vec<u8>)>,
+        /// The body, decoded.
+        body: Vec<u8>,
+        /// The trailers (a chunked body's).
+        trailers: Vec<(String, Vec<u8>)>,
+    },
+    /// The head was refused or the body failed (malformed, cut short).
+    Failed,
+    /// The client did not decide in time.
+    Undecided,
+}
+
+/// Which client reads the answer.
+#[derive(Clone, Copy, Debug)]
+enum Reader {
+    /// The lean path's upstream client (`client::send`).
+    Ours,
+    /// hyper's HTTP/1 client connection.
+    Hyper,
+}
+
+/// The decisions of the lean path's upstream client and of hyper's HTTP/1 client for `raw`,
+/// the bytes an upstream writes (then closing the connection) in answer to a `method`
+/// request for `/` with only a `Host`. Each client reads them on its own loopback
+/// connection (127.0.0.1). Runs on the current tokio runtime.
+pub async fn both_responses(
+    raw: &[u8],
+    method: http::Method,
+) -> (ResponseDecision, ResponseDecision) {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(_) => return (ResponseDecision::Undecided, ResponseDecision::Undecided),
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return (ResponseDecision::Undecided, ResponseDecision::Undecided);
+    };
+    let answer = bytes::Bytes::copy_from_slice(raw);
+    let upstream = tokio::spawn(async move {
+        // One connection per client, each answered with the same bytes after its request head.
+        for _ in 0..2 {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(&answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let ours = read_response(Reader::Ours, addr, method.clone()).await;
+    let hyper = read_response(Reader::Hyper, addr, method).await;
+    upstream.abort();
+    (ours, hyper)
+}
+
+/// One client's decision for the answer at `addr` (see [`both_responses`]).
+async fn read_response(
+    reader: Reader,
+    addr: std::net::SocketAddr,
+    method: http::Method,
+) -> ResponseDecision {
+    use crate::proxy::body::ProxyBody;
+    let req = || -> http::Request<ProxyBody> {
+        let mut req = http::Request::new(crate::proxy::body::empty());
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = http::Uri::from_static("/");
+        req.headers_mut()
+            .insert(http::header::HOST, http::HeaderValue::from_static("x"));
+        req
+    };
+    let read = async {
+        match reader {
+            Reader::Ours => {
+                let pool = Arc::new(crate::proxy::pool::ConnPool::new(addr));
+                let sent = super::client::send(
+                    &pool,
+                    Duration::from_secs(2),
+                    Duration::from_secs(30),
+                    req(),
+                    None,
+                    std::time::Instant::now(),
+                )
+                .await;
+                match sent {
+                    Ok(resp) => collected(resp).await,
+                    Err(_) => ResponseDecision::Failed,
+                }
+            }
+            Reader::Hyper => {
+                let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                    return ResponseDecision::Undecided;
+                };
+                let Ok((mut sender, conn)) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                else {
+                    return ResponseDecision::Undecided;
+                };
+                let conn = tokio::spawn(conn);
+                let decision = match sender.send_request(req()).await {
+                    Ok(resp) => collected(resp).await,
+                    Err(_) => ResponseDecision::Failed,
+                };
+                conn.abort();
+                decision
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or(ResponseDecision::Undecided)
+}
+
+/// `resp` read to its end, its headers as the proxy forwards them.
+async fn collected<B>(resp: http::Response<B>) -> ResponseDecision
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+{
+    let pairs = |h: &http::HeaderMap| -> Vec<(String, Vec<u8>)> {
+        h.iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    let status = resp.status().as_u16();
+    let http11 = resp.version() == http::Version::HTTP_11;
+    let mut forwarded = resp.headers().clone();
+    crate::proxy::headers::strip_response(&mut forwarded);
+    let mut headers = pairs(&forwarded);
+    // Stable: each name's values stay in order.
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    match http_body_util::BodyExt::collect(resp.into_body()).await {
+        Ok(c) => ResponseDecision::Read {
+            status,
+            http11,
+            headers,
+            trailers: c.trailers().map(pairs).unwrap_or_default(),
+            body: c.to_bytes().to_vec(),
+        },
+        Err(_) => ResponseDecision::Failed,
+    }
 }
