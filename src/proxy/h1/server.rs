@@ -732,6 +732,20 @@ fn build<I: Transport>(
     Ok((req, asked, head.headers))
 }
 
+/// The number a `Content-Length` list of equal numbers says (`5, 5`), as hyper's client and
+/// sluice's accept it from an upstream; `None` for anything else.
+fn listed_length(value: &[u8]) -> Option<u64> {
+    let mut n = None;
+    for part in value.split(|&b| b == b',') {
+        let d = head::digits(part.trim_ascii())?;
+        if n.is_some_and(|m| m != d) {
+            return None;
+        }
+        n = Some(d);
+    }
+    n
+}
+
 /// Whether the request's body was read to its end (the connection can carry another
 /// request).
 pub fn body_done<I: Transport>(shared: &Shared<I>) -> bool {
@@ -764,6 +778,9 @@ pub async fn write_response<I: Transport>(
     let mut keep = asked.keep_alive && !closing.load(Ordering::Relaxed);
     // One walk over the fields rather than a lookup (a hash and a probe) for each of these.
     let (mut declared, mut seen_length, mut dated) = (None, false, false);
+    // Whether the first `Content-Length` is a plain number (written as it is); otherwise the
+    // number it lists, if any, is written in its place.
+    let mut plain_length = false;
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             if !seen_length {
@@ -771,6 +788,19 @@ pub async fn write_response<I: Transport>(
                 // As `u64`'s parse reads it (a leading `+` too), without the UTF-8 check.
                 let v = value.as_bytes();
                 declared = head::digits(v.strip_prefix(b"+").unwrap_or(v));
+                plain_length = declared.is_some();
+                if !plain_length {
+                    declared = listed_length(v);
+                }
+            } else if declared.is_some() {
+                // A HEAD's answer is read whatever its lengths say (hyper's client rule):
+                // lengths that disagree are not passed on.
+                let v = value.as_bytes();
+                let n =
+                    head::digits(v.strip_prefix(b"+").unwrap_or(v)).or_else(|| listed_length(v));
+                if n != declared {
+                    (declared, plain_length) = (None, false);
+                }
             }
         } else if name == header::CONNECTION {
             if head::list_has(value.as_bytes(), b"close") {
@@ -809,27 +839,51 @@ pub async fn write_response<I: Transport>(
         out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // No `Content-Length` on a 1xx, 204 or 304, as hyper's server writes them (RFC 9110
+    // section 8.6 forbids it on the first two; a 304's would only repeat a 200's).
+    let lengthless = status < 200 || status == 204 || status == 304;
+    let mut length_written = false;
     for (name, value) in &parts.headers {
         if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
             continue;
         }
-        if name == header::CONTENT_LENGTH && matches!(encoding, Encoding::Chunked | Encoding::Close)
-        {
-            continue;
+        if name == header::CONTENT_LENGTH {
+            // One line (an upstream's repeated equal lines are one length), and none where
+            // the framing or the status has no place for it.
+            if length_written
+                || !plain_length
+                || lengthless
+                || matches!(encoding, Encoding::Chunked | Encoding::Close)
+            {
+                continue;
+            }
+            length_written = true;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    match encoding {
-        Encoding::Length(n) if declared.is_none() => {
+    // The length, when no plain field said it: the body's, or the one number a list said
+    // (`5, 5`: RFC 9110 section 8.6). A HEAD's too: the length a GET's body would have had
+    // (sluice's own answers know it), as hyper's server writes it; never an implied 0.
+    let written_length = match encoding {
+        Encoding::Length(n) => Some(n),
+        Encoding::None if !lengthless => {
+            declared.or_else(|| body.size_hint().exact().filter(|&n| n > 0))
+        }
+        _ => None,
+    };
+    match written_length {
+        Some(n) if !plain_length => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Encoding::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
+    }
+    if encoding == Encoding::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if !dated {
         out.extend_from_slice(b"date: ");
