@@ -132,6 +132,19 @@ const HEADERS: &[&str] = &[
     "X-Obs: caf\u{e9}",
 ];
 
+/// A message of a first line, header lines and a body, its lines ended by CRLF or LF alone.
+fn message(line: &str, headers: &[&str], body: &str, crlf: bool) -> String {
+    let eol = if crlf { "\r\n" } else { "\n" };
+    let mut raw = format!("{line}{eol}");
+    for h in headers {
+        raw.push_str(h);
+        raw.push_str(eol);
+    }
+    raw.push_str(eol);
+    raw.push_str(body);
+    raw
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -141,15 +154,7 @@ proptest! {
         headers in prop::collection::vec(prop::sample::select(HEADERS), 0..6),
         crlf in any::<bool>(),
     ) {
-        let eol = if crlf { "\r\n" } else { "\n" };
-        let mut raw = format!("{line}{eol}");
-        for h in headers {
-            raw.push_str(h);
-            raw.push_str(eol);
-        }
-        raw.push_str(eol);
-        raw.push_str("body");
-        check(raw.as_bytes());
+        check(message(line, &headers, "body", crlf).as_bytes());
     }
 }
 
@@ -402,15 +407,7 @@ proptest! {
         crlf in any::<bool>(),
         head in any::<bool>(),
     ) {
-        let eol = if crlf { "\r\n" } else { "\n" };
-        let mut raw = format!("{line}{eol}");
-        for h in headers {
-            raw.push_str(h);
-            raw.push_str(eol);
-        }
-        raw.push_str(eol);
-        raw.push_str(body);
         let method = if head { http::Method::HEAD } else { http::Method::GET };
-        check_response(raw.as_bytes(), method);
+        check_response(message(line, &headers, body, crlf).as_bytes(), method);
     }
 }
