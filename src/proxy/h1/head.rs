@@ -259,6 +259,49 @@ pub(crate) fn digits(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// What a message's `Content-Length` fields say, added up one field at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Length {
+    /// No `Content-Length`.
+    Absent,
+    /// Every value (comma-separated lists included) is this length.
+    Agreed(u64),
+    /// A value that is not a length, or two that differ.
+    Invalid,
+}
+
+impl Length {
+    /// Adds one field's value.
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        // Most values are one number, as digits alone: read without splitting or trimming.
+        if let Some(n) = digits(value) {
+            self.agree(Some(n));
+            return;
+        }
+        for part in value.split(|&b| b == b',') {
+            self.agree(digits(part.trim_ascii()));
+        }
+    }
+
+    /// The length every value agreed on; `None` when absent or invalid.
+    pub(crate) fn agreed(self) -> Option<u64> {
+        match self {
+            Length::Agreed(n) => Some(n),
+            Length::Absent | Length::Invalid => None,
+        }
+    }
+
+    /// Adds one length (`None`: a part that is not one).
+    fn agree(&mut self, n: Option<u64>) {
+        *self = match (*self, n) {
+            (Length::Invalid, _) | (_, None) => Length::Invalid,
+            (Length::Absent, Some(n)) => Length::Agreed(n),
+            (Length::Agreed(l), Some(n)) if l == n => Length::Agreed(n),
+            (Length::Agreed(_), Some(_)) => Length::Invalid,
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +403,33 @@ mod tests {
             parse_request(partial.as_bytes(), 64, &mut Vec::new()).unwrap_err(),
             HeadError::TooLarge
         );
+    }
+
+    #[test]
+    fn content_length_fields_add_up() {
+        let read = |values: &[&[u8]]| {
+            let mut length = Length::Absent;
+            for v in values {
+                length.add(v);
+            }
+            length
+        };
+        // One number alone (the fast path) and the same in lists and with spaces.
+        assert_eq!(read(&[b"128"]), Length::Agreed(128));
+        assert_eq!(read(&[b"0"]), Length::Agreed(0));
+        assert_eq!(read(&[b"007"]), Length::Agreed(7));
+        assert_eq!(read(&[b"5", b"5"]), Length::Agreed(5));
+        assert_eq!(read(&[b"5", b" 5 , 5"]), Length::Agreed(5));
+        assert_eq!(read(&[b"5, 5", b"5"]), Length::Agreed(5));
+        assert_eq!(read(&[b"18446744073709551615"]), Length::Agreed(u64::MAX));
+        // Differing, not a number, or beyond u64: invalid, and it stays so.
+        assert_eq!(read(&[b"5", b"6"]), Length::Invalid);
+        assert_eq!(read(&[b"5, 6"]), Length::Invalid);
+        assert_eq!(read(&[b"18446744073709551616"]), Length::Invalid);
+        for bad in [&b""[..], b"+5", b"-5", b"5a", b"0x5", b"5,", b" "] {
+            assert_eq!(read(&[bad]), Length::Invalid, "{bad:?}");
+            assert_eq!(read(&[b"5", bad]), Length::Invalid, "5 then {bad:?}");
+        }
+        assert_eq!(read(&[b"x", b"5"]), Length::Invalid);
     }
 }

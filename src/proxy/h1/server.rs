@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::BodyError;
-use super::head::{self, Framing, HeadError, RequestHead};
+use super::head::{self, Framing, HeadError, Length, RequestHead};
 use crate::proxy::body::{self, BoxError, ClientBody, ProxyBody};
 
 /// How many bytes a read of a request body asks for at a time.
@@ -732,20 +732,6 @@ fn build<I: Transport>(
     Ok((req, asked, head.headers))
 }
 
-/// The number a `Content-Length` list of equal numbers says (`5, 5`), as hyper's client and
-/// sluice's accept it from an upstream; `None` for anything else.
-fn listed_length(value: &[u8]) -> Option<u64> {
-    let mut n = None;
-    for part in value.split(|&b| b == b',') {
-        let d = head::digits(part.trim_ascii())?;
-        if n.is_some_and(|m| m != d) {
-            return None;
-        }
-        n = Some(d);
-    }
-    n
-}
-
 /// Whether the request's body was read to its end (the connection can carry another
 /// request).
 pub fn body_done<I: Transport>(shared: &Shared<I>) -> bool {
@@ -777,31 +763,18 @@ pub async fn write_response<I: Transport>(
     let status = parts.status.as_u16();
     let mut keep = asked.keep_alive && !closing.load(Ordering::Relaxed);
     // One walk over the fields rather than a lookup (a hash and a probe) for each of these.
-    let (mut declared, mut seen_length, mut dated) = (None, false, false);
+    let (mut length, mut dated) = (Length::Absent, false);
     // Whether the first `Content-Length` is a plain number (written as it is); otherwise the
-    // number it lists, if any, is written in its place.
+    // one number a list says (`5, 5`), if any, is written in its place. A HEAD's answer is
+    // read whatever its lengths say (hyper's client rule): lengths that disagree are not
+    // passed on.
     let mut plain_length = false;
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
-            if !seen_length {
-                seen_length = true;
-                // As `u64`'s parse reads it (a leading `+` too), without the UTF-8 check.
-                let v = value.as_bytes();
-                declared = head::digits(v.strip_prefix(b"+").unwrap_or(v));
-                plain_length = declared.is_some();
-                if !plain_length {
-                    declared = listed_length(v);
-                }
-            } else if declared.is_some() {
-                // A HEAD's answer is read whatever its lengths say (hyper's client rule):
-                // lengths that disagree are not passed on.
-                let v = value.as_bytes();
-                let n =
-                    head::digits(v.strip_prefix(b"+").unwrap_or(v)).or_else(|| listed_length(v));
-                if n != declared {
-                    (declared, plain_length) = (None, false);
-                }
+            if length == Length::Absent {
+                plain_length = head::digits(value.as_bytes()).is_some();
             }
+            length.add(value.as_bytes());
         } else if name == header::CONNECTION {
             if head::list_has(value.as_bytes(), b"close") {
                 keep = false;
@@ -810,6 +783,8 @@ pub async fn write_response<I: Transport>(
             dated = true;
         }
     }
+    let declared = length.agreed();
+    plain_length &= declared.is_some();
     let encoding = if asked.head || status < 200 || status == 204 || status == 304 {
         Encoding::None
     } else if let Some(n) = declared {
