@@ -106,6 +106,67 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     }
 }
 
+/// sluice's server and client reuse the header names of the last head read on their thread,
+/// by position, while the bytes are the same (`h1::names`). Heads whose names change place,
+/// case or spelling from one request to the next reach the upstream each with its own names,
+/// and the answers come back with theirs.
+#[tokio::test]
+async fn each_head_reaches_the_upstream_with_its_own_header_names() {
+    // Each request's path, its fields, and the names it does not carry.
+    type Head = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+    let heads: [Head; 5] = [
+        ("/1", &[("X-Alpha", "1"), ("X-Beta", "2")], &["x-alph"]),
+        ("/2", &[("X-Alpha", "3"), ("X-Beta", "4")], &[]),
+        ("/3", &[("x-beta", "5"), ("X-ALPHA", "6")], &[]),
+        (
+            "/4",
+            &[("X-Alph", "7"), ("X-Betaa", "8")],
+            &["x-alpha", "x-beta"],
+        ),
+        ("/5", &[("X-Alpha", "9")], &["x-beta", "x-alph"]),
+    ];
+    for engine in ENGINES {
+        let h = web_harness(on(engine)).await;
+        let mut s = connect(h.running.http_addr).await;
+        for (path, fields, absent) in heads {
+            let lines: String = fields
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}\r\n"))
+                .collect();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: web.test\r\n{lines}\r\n").as_bytes())
+                .await
+                .unwrap();
+            let raw = read_responses(&mut s, 1).await;
+            let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+            assert!(
+                body.contains(&format!("GET {path} HTTP/1.1")),
+                "{engine:?}: {raw}"
+            );
+            for (name, value) in fields {
+                let line = format!("\n{}: {value}\n", name.to_ascii_lowercase());
+                assert!(
+                    body.contains(&line),
+                    "{engine:?} {path}: no {line:?} in {body}"
+                );
+            }
+            for name in absent {
+                assert!(
+                    !body.contains(&format!("\n{name}:")),
+                    "{engine:?} {path}: {name} in {body}"
+                );
+            }
+            assert!(
+                head.to_ascii_lowercase().contains("\r\nx-echo-endpoint: "),
+                "{engine:?}: {head}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_chunked_body_with_extensions_and_trailers_reaches_the_upstream_decoded() {
     for engine in ENGINES {

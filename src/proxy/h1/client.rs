@@ -35,7 +35,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
@@ -593,8 +593,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
         let mut transfer_encoding: Option<&[u8]> = None;
         let mut length = Length::Absent;
         let (mut close, mut keep_alive_asked, mut stripped) = (false, false, true);
-        for &(ns, ne, vs, ve) in ranges[..count.min(INLINE_RANGES)].iter().chain(&more) {
-            let name = HeaderName::from_bytes(&bytes[ns as usize..ne as usize])
+        let mut names = super::names::responses();
+        let all = ranges[..count.min(INLINE_RANGES)].iter().chain(&more);
+        for (i, &(ns, ne, vs, ve)) in all.enumerate() {
+            let name = names
+                .name(i, &bytes[ns as usize..ne as usize])
                 .map_err(|_| Failure::protocol())?;
             let value = &bytes[vs as usize..ve as usize];
             if name == header::CONTENT_LENGTH {

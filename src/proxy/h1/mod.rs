@@ -6,6 +6,7 @@
 
 pub(crate) mod client;
 pub mod head;
+mod names;
 pub mod reference;
 pub mod server;
 mod spare;

@@ -674,8 +674,11 @@ fn build<I: Transport>(
     let mut headers = super::spare::take(head.headers.len() + ADDED_HEADERS);
     let mut trailers = false;
     let mut seen_length = false;
-    for (name, value) in &head.headers {
-        let name = HeaderName::from_bytes(name.of(&bytes)).map_err(|_| HeadError::Malformed)?;
+    let mut names = super::names::requests();
+    for (i, (name, value)) in head.headers.iter().enumerate() {
+        let name = names
+            .name(i, name.of(&bytes))
+            .map_err(|_| HeadError::Malformed)?;
         if name == header::CONTENT_LENGTH {
             // Repeated equal lengths (the parser refused unequal ones) are kept once.
             if seen_length {
