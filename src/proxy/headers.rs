@@ -103,14 +103,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     } else {
         None
     };
-    // Most `Connection` headers only say keep-alive or close: nothing more to strip, and no
-    // list to build.
-    let names_others = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| !is_connection_option(t.trim()));
+    // One pass over the fields, rather than a hash lookup for each hop-by-hop name (most
+    // messages carry none or one of them), reading `Connection` on the way: most only say
+    // keep-alive or close, so there is nothing more to strip and no list to build.
+    let mut present = 0u16;
+    let mut names_others = false;
+    for (name, value) in headers.iter() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+            if i == CONNECTION_INDEX {
+                names_others |= connection_tokens(value.as_bytes()).names_others;
+            }
+        }
+    }
     if names_others {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -121,14 +126,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
             .collect();
         for name in named {
             headers.remove(name);
-        }
-    }
-    // One pass over the names instead of a hash lookup per hop-by-hop name: most messages
-    // carry none or one of them.
-    let mut present = 0u16;
-    for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name) {
-            present |= 1 << i;
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
@@ -174,12 +171,31 @@ const HOP_BY_HOP_NAMES: [&str; 9] = [
     "http2-settings",
 ];
 
+/// `connection`'s place in [`HOP_BY_HOP`].
+const CONNECTION_INDEX: usize = 0;
+
+/// The lengths of [`HOP_BY_HOP_NAMES`], one bit each: a name of none of them (most names)
+/// is not one, without a comparison.
+const HOP_BY_HOP_LENGTHS: u64 = {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < HOP_BY_HOP_NAMES.len() {
+        bits |= 1 << HOP_BY_HOP_NAMES[i].len();
+        i += 1;
+    }
+    bits
+};
+
 /// `name`'s place in [`HOP_BY_HOP`].
 fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    let n = name.as_str();
+    let n = name.as_str().as_bytes();
+    if n.len() >= 64 || HOP_BY_HOP_LENGTHS & (1 << n.len()) == 0 {
+        return None;
+    }
+    // The first byte before the rest: names of the same length mostly differ there.
     HOP_BY_HOP_NAMES
         .iter()
-        .position(|h| h.len() == n.len() && *h == n)
+        .position(|h| h.len() == n.len() && h.as_bytes()[0] == n[0] && h.as_bytes() == n)
 }
 
 /// What a `Connection` value says.
@@ -892,6 +908,10 @@ mod tests {
             assert_eq!(HOP_BY_HOP_NAMES[i], name.as_str());
             assert!(is_hop_by_hop(name), "{name}");
         }
+        assert_eq!(HOP_BY_HOP[CONNECTION_INDEX], header::CONNECTION);
+        // Names of a hop-by-hop name's length (or first byte) that are not one, and one past
+        // the length bits.
+        let long = "x".repeat(64);
         for name in [
             "content-length",
             "host",
@@ -899,8 +919,18 @@ mod tests {
             "tee",
             "upgrades",
             "date",
+            "user-agent",
+            "ke",
+            "sec-fetch-mode",
+            "sec-ch-ua-mobile",
+            "sec-ch-ua-platform",
+            "trailed",
+            long.as_str(),
         ] {
-            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+            assert!(
+                !is_hop_by_hop(&HeaderName::from_bytes(name.as_bytes()).unwrap()),
+                "{name}"
+            );
         }
         let said = |close, keep_alive, names_others| ConnectionTokens {
             close,
