@@ -141,14 +141,48 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
 }
 
 /// What every forwarded response loses: `Content-Length` when `Transfer-Encoding` is there
-/// too (the chunked framing was used, the length is wrong: RFC 9112 section 6.3), and the
-/// hop-by-hop headers ([`strip_hop_by_hop`]). sluice's HTTP/1.1 client applies the same
-/// rule as it reads a head (`h1::client`).
+/// too (the chunked framing was used, the length is wrong: RFC 9112 section 6.3), repeated
+/// or listed lengths ([`one_content_length`]), and the hop-by-hop headers
+/// ([`strip_hop_by_hop`]). sluice's HTTP/1.1 client applies the same rules as it reads a
+/// head (`h1::client`).
 pub fn strip_response(headers: &mut HeaderMap) {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         headers.remove(header::CONTENT_LENGTH);
+    } else {
+        one_content_length(headers);
     }
     strip_hop_by_hop(headers, false);
+}
+
+/// A response's `Content-Length` fields as one plain number: repeated equal fields, or a
+/// list of equal numbers (`5, 5`), become one field (RFC 9110 section 8.6); lengths that
+/// differ, or a value that is not a length, are removed. Only the answer to a HEAD gets here
+/// with those (both upstream clients refuse any other answer whose lengths disagree, as
+/// hyper's client does), and it has no body for a length to frame. hyper's server, which
+/// serves the answer on its engine, closes the connection without answering a response that
+/// still carries them.
+pub fn one_content_length(headers: &mut HeaderMap) {
+    use super::h1::head::{Length, digits};
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    if values.next().is_none() && digits(first.as_bytes()).is_some() {
+        // The usual: one number.
+        return;
+    }
+    let mut length = Length::Absent;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        length.add(value.as_bytes());
+    }
+    match length.agreed() {
+        Some(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+    }
 }
 
 /// Whether `name` is one of the hop-by-hop fields every forwarded message loses. The
@@ -900,6 +934,53 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, &xff(&["unknown"]), &trusted), None);
         assert_eq!(client_ip(proxy, &xff(&["192.0.2.1, "]), &trusted), None);
+    }
+
+    #[test]
+    fn repeated_or_listed_content_lengths_become_one_or_none() {
+        let one = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_str(v).unwrap());
+            }
+            one_content_length(&mut h);
+            h.get_all(header::CONTENT_LENGTH)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let none: [&str; 0] = [];
+        assert_eq!(one(&[]), none);
+        // One number alone stays as it came.
+        assert_eq!(one(&["5"]), ["5"]);
+        assert_eq!(one(&["007"]), ["007"]);
+        // Repeated or listed, and equal: one.
+        assert_eq!(one(&["5", "5"]), ["5"]);
+        assert_eq!(one(&["5, 5"]), ["5"]);
+        assert_eq!(one(&["5", " 5 , 5"]), ["5"]);
+        // Different, or not a length: none.
+        for bad in [
+            &["5", "6"][..],
+            &["5, 6"],
+            &["+5"],
+            &["abc"],
+            &["5", "x"],
+            &[""],
+        ] {
+            assert_eq!(one(bad), none, "{bad:?}");
+        }
+        // `strip_response` does it too, and with `Transfer-Encoding` removes them all.
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        strip_response(&mut h);
+        assert_eq!(h.get_all(header::CONTENT_LENGTH).iter().count(), 1);
+        h.append(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        strip_response(&mut h);
+        assert!(!h.contains_key(header::CONTENT_LENGTH));
     }
 
     #[test]

@@ -592,6 +592,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
         // the way.
         let mut transfer_encoding: Option<&[u8]> = None;
         let mut length = Length::Absent;
+        // How many `Content-Length` fields, and whether each was one number alone.
+        let (mut length_fields, mut plain_length) = (0u32, true);
         let (mut close, mut keep_alive_asked, mut stripped) = (false, false, true);
         let mut names = super::names::responses();
         let all = ranges[..count.min(INLINE_RANGES)].iter().chain(&more);
@@ -602,6 +604,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             let value = &bytes[vs as usize..ve as usize];
             if name == header::CONTENT_LENGTH {
                 length.add(value);
+                length_fields += 1;
+                plain_length &= super::head::digits(value).is_some();
             } else if name == header::CONNECTION {
                 let said = crate::proxy::headers::connection_tokens(value);
                 close |= said.close;
@@ -625,6 +629,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
         if transfer_encoding.is_some() {
             // `strip_response`'s other half.
             headers.remove(header::CONTENT_LENGTH);
+        } else if length_fields > 1 || !plain_length {
+            // Repeated or listed lengths, as `strip_response` leaves them (one, or none where
+            // they differ: a HEAD's answer, the only one read with such lengths).
+            crate::proxy::headers::one_content_length(&mut headers);
         }
         let http11 = minor == 1;
         let reading = reading(status, method, http11, transfer_encoding, length)
