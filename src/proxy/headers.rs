@@ -156,11 +156,11 @@ pub fn strip_response(headers: &mut HeaderMap) {
 
 /// A response's `Content-Length` fields as one plain number: repeated equal fields, or a
 /// list of equal numbers (`5, 5`), become one field (RFC 9110 section 8.6); lengths that
-/// differ, or a value that is not a length, are removed. Only the answer to a HEAD gets here
-/// with those (both upstream clients refuse any other answer whose lengths disagree, as
-/// hyper's client does), and it has no body for a length to frame. hyper's server, which
-/// serves the answer on its engine, closes the connection without answering a response that
-/// still carries them.
+/// differ, or a value that is not a length, are removed. Only answers without a body (to a
+/// HEAD, a 204, a 304) get here with those (both upstream clients refuse any other answer
+/// whose lengths disagree, as hyper's client does), so no length frames anything. hyper's
+/// server, which serves the answer on its engine, closes the connection without answering a
+/// response that still carries them.
 pub fn one_content_length(headers: &mut HeaderMap) {
     use super::h1::head::{Length, digits};
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();

@@ -631,7 +631,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
             headers.remove(header::CONTENT_LENGTH);
         } else if length_fields > 1 || !plain_length {
             // Repeated or listed lengths, as `strip_response` leaves them (one, or none where
-            // they differ: a HEAD's answer, the only one read with such lengths).
+            // they differ: only an answer without a body is read with such lengths).
             crate::proxy::headers::one_content_length(&mut headers);
         }
         let http11 = minor == 1;
