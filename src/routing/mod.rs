@@ -264,8 +264,13 @@ impl RoutingTable {
         };
         let path = if path.is_empty() { "/" } else { path };
         let mut buf = [0u8; 253];
-        let host = if is_plain_host(host) {
-            Some(host)
+        // A name with a port (`:authority` on a port other than 443) is its name: no copy.
+        let bare = match host.rfind(':') {
+            Some(i) if !host.starts_with('[') => &host[..i],
+            _ => host,
+        };
+        let host = if is_plain_host(bare) {
+            Some(bare)
         } else {
             normalize_request_host(host, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok())
         };

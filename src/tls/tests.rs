@@ -163,6 +163,19 @@ fn resolves_exact_then_wildcard_then_default() {
     assert!(!store.covers(None, "foo.example.com"));
     assert!(store.covers(None, "unknown.org"));
     assert!(store.covers(Some("unknown.net"), "[::1]:8443"));
+    // The same name as the handshake's, in any case, with a port or a trailing dot.
+    for (sni, host) in [
+        ("FOO.example.com", "foo.EXAMPLE.com:8443"),
+        ("foo.example.com.", "foo.example.com"),
+        ("foo.example.com", "foo.example.com.:443"),
+        ("a.WILD.example.com", "a.wild.example.com"),
+        ("unknown.org", "Unknown.org"),
+    ] {
+        assert!(store.covers(Some(sni), host), "{sni} {host}");
+    }
+    assert!(!store.covers(Some("a.wild.example.com"), "wild.example.com"));
+    assert!(!store.covers(Some("unknown.org"), "bar.example.com"));
+    assert!(!store.covers(Some("foo.example.com"), "zzz.example.com:443"));
 
     let expected_not_after = foo.cert.params().not_after.unix_timestamp();
     assert_eq!(
