@@ -13,10 +13,11 @@ use sluice_actors::run::{self, RunOptions};
 use sluice_actors::telemetry::{self, LogFormat};
 
 /// mimalloc rather than the C library's malloc: fewer instructions per request and per
-/// connection (docs/benchmarks.md, "The allocator").
+/// connection (docs/benchmarks.md, "The allocator"), through `sluice-alloc`, which asks for
+/// aligned blocks only when the alignment needs it.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice_alloc::Mimalloc = sluice_alloc::Mimalloc;
 
 /// `--http1-engine`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
