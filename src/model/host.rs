@@ -122,6 +122,18 @@ pub fn normalize_request_host(host: &str, buf: &mut [u8; 253]) -> Option<usize> 
     Some(n)
 }
 
+/// A request host's name: without its `:port` and one trailing dot, as received (case kept);
+/// an IPv6 literal keeps its brackets (`[::1]:80` is `[::1]`).
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    h.strip_suffix('.').unwrap_or(h)
+}
+
 /// Whether a request `Host` header or `:authority` is a host sluice answers for: a DNS name
 /// of RFC 1123 labels (letters, digits and `-`, any case, 1 to 63 characters each, not
 /// starting or ending with `-`; a trailing dot allowed; 253 characters at most), or an IPv4
@@ -195,6 +207,15 @@ fn is_valid_name(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_without_port() {
+        assert_eq!(host_without_port("a.com:8443"), "a.com");
+        assert_eq!(host_without_port("a.com."), "a.com");
+        assert_eq!(host_without_port("A.com.:80"), "A.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("a.com"), "a.com");
+    }
 
     #[test]
     fn parses_hosts() {

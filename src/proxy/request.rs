@@ -38,6 +38,7 @@ use super::serve::AmbiguousFraming;
 use super::snapshot::{Snapshot, Upstream};
 use super::stats::RequestStats;
 use crate::model::UpstreamProtocol;
+use crate::model::host::host_without_port;
 use crate::model::host::is_valid_request_host;
 use crate::routing::{RouteMatch, normalize_request_path};
 
@@ -942,29 +943,6 @@ fn request_host(parts: &http::request::Parts) -> Result<HeaderValue, ProxyError>
     value
         .filter(|h| !h.is_empty())
         .ok_or(ProxyError::BadRequest("missing Host header"))
-}
-
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| &host[..h.len() + 1]);
-    }
-    let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    h.strip_suffix('.').unwrap_or(h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_without_port() {
-        assert_eq!(host_without_port("a.com:8443"), "a.com");
-        assert_eq!(host_without_port("a.com."), "a.com");
-        assert_eq!(host_without_port("[::1]:80"), "[::1]");
-        assert_eq!(host_without_port("a.com"), "a.com");
-    }
 }
 
 #[cfg(test)]

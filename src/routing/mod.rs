@@ -20,7 +20,7 @@ use std::hash::BuildHasher as _;
 
 use hashbrown::HashTable;
 
-use crate::model::host::normalize_request_host;
+use crate::model::host::{host_without_port, normalize_request_host};
 use crate::model::{Backend, HostMatch, Model, PathKind, Route};
 
 pub use crate::model::path::{RequestPathError, normalize_request_path};
@@ -265,10 +265,7 @@ impl RoutingTable {
         let path = if path.is_empty() { "/" } else { path };
         let mut buf = [0u8; 253];
         // A name with a port (`:authority` on a port other than 443) is its name: no copy.
-        let bare = match host.rfind(':') {
-            Some(i) if !host.starts_with('[') => &host[..i],
-            _ => host,
-        };
+        let bare = host_without_port(host);
         let host = if is_plain_host(bare) {
             Some(bare)
         } else {

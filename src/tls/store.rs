@@ -10,7 +10,7 @@ use rustls::sign::CertifiedKey;
 
 use super::{LoadedCert, ParsedCert};
 use crate::cluster::object_ref;
-use crate::model::host::normalize_request_host;
+use crate::model::host::{host_without_port, normalize_request_host};
 use crate::model::{Diagnostic, HostMatch, Kind, ObjectRef, Reason, TlsHost};
 
 /// Parsed TLS Secrets by reference.
@@ -176,15 +176,15 @@ impl CertStore {
     pub fn covers(&self, sni: Option<&str>, host: &str) -> bool {
         // The usual request names the host its handshake named. `pick` depends only on the
         // name with ASCII case ignored (and `normalize_request_host` below only drops the
-        // port and one trailing dot), so the same name picks the same certificate: no copy
-        // and no lookup (two hashed lookups per request on HTTPS otherwise).
+        // port and one trailing dot, as `host_without_port` does), so the same name picks
+        // the same certificate: no copy and no lookup (two hashed lookups per request on
+        // HTTPS otherwise). An IPv6 literal, which `normalize_request_host` refuses, is
+        // left to the lookups.
         if let Some(sni) = sni
             && !host.starts_with('[')
+            && sni.eq_ignore_ascii_case(host_without_port(host))
         {
-            let name = host.rfind(':').map_or(host, |i| &host[..i]);
-            if sni.eq_ignore_ascii_case(name.strip_suffix('.').unwrap_or(name)) {
-                return true;
-            }
+            return true;
         }
         let mut buf = [0u8; MAX_NAME];
         let host = normalize_request_host(host, &mut buf)

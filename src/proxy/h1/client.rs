@@ -603,9 +603,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Fai
                 .map_err(|_| Failure::protocol())?;
             let value = &bytes[vs as usize..ve as usize];
             if name == header::CONTENT_LENGTH {
-                length.add(value);
+                plain_length &= length.add(value);
                 length_fields += 1;
-                plain_length &= super::head::digits(value).is_some();
             } else if name == header::CONNECTION {
                 let said = crate::proxy::headers::connection_tokens(value);
                 close |= said.close;

@@ -271,16 +271,17 @@ pub(crate) enum Length {
 }
 
 impl Length {
-    /// Adds one field's value.
-    pub(crate) fn add(&mut self, value: &[u8]) {
+    /// Adds one field's value; `true` when it was one number alone (digits only).
+    pub(crate) fn add(&mut self, value: &[u8]) -> bool {
         // Most values are one number, as digits alone: read without splitting or trimming.
         if let Some(n) = digits(value) {
             self.agree(Some(n));
-            return;
+            return true;
         }
         for part in value.split(|&b| b == b',') {
             self.agree(digits(part.trim_ascii()));
         }
+        false
     }
 
     /// The length every value agreed on; `None` when absent or invalid.
