@@ -461,7 +461,7 @@ impl Proxy {
         closing: &AtomicBool,
     ) -> bool {
         let max_head = self.config.max_header_bytes.max(8192);
-        let mut spans = Vec::new();
+        let mut spans = h1::KeptSpans::new();
         let mut first = true;
         loop {
             // The exchange (or the refusal) is boxed, and the request it is built from is
@@ -469,14 +469,13 @@ impl Proxy {
             // only what waiting for the next head needs.
             let (exchange, served) = {
                 let next =
-                    h1::next_request(shared, max_head, std::mem::take(&mut spans), first, || {
+                    h1::next_request(shared, max_head, &mut spans, first, || {
                         activity.set_head_arriving(true);
                     })
                     .await;
                 first = false;
                 match next {
-                    Next::Request(req, asked, kept) => {
-                        spans = kept;
+                    Next::Request(req, asked) => {
                         activity.heads_completed(1, false);
                         activity.request_started();
                         let guard = RequestGuard(activity.clone());

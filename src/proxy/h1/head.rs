@@ -20,7 +20,12 @@ pub struct Span {
 impl Span {
     /// The bytes of this span in `buf` (the buffer the head was parsed from).
     pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[usize::from(self.start)..usize::from(self.end)]
+        &buf[self.range()]
+    }
+
+    /// This span as a range of indices.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        usize::from(self.start)..usize::from(self.end)
     }
 
     fn within(buf: &[u8], part: &[u8]) -> Span {
@@ -54,8 +59,10 @@ pub struct RequestHead {
     pub method: Span,
     /// The request target as sent.
     pub target: Span,
-    /// The request target, parsed (as hyper's server parses it).
-    pub uri: http::Uri,
+    /// The request target, parsed (as hyper's server parses it) when it had to be copied to
+    /// be checked; `None` for a plain origin-form target ([`plain_origin_form`]), which
+    /// [`RequestHead::uri`] makes from the head's own bytes.
+    pub uri: Option<http::Uri>,
     /// HTTP/1.1 (else HTTP/1.0).
     pub http11: bool,
     /// (name, value) of each header line, in order.
@@ -139,9 +146,16 @@ pub fn parse_request(
     if target.len() > MAX_TARGET_LEN {
         return Err(HeadError::UriTooLong);
     }
-    // What hyper's server accepts as a request target (`http::Uri`): checked the same way.
-    let Ok(uri) = http::Uri::try_from(target.as_bytes()) else {
-        return Err(HeadError::Malformed);
+    // What hyper's server accepts as a request target (`http::Uri`): checked the same way,
+    // except that a target known to pass (most are) is parsed later from the head's bytes
+    // rather than from a copy of them.
+    let uri = if plain_origin_form(target.as_bytes()) {
+        None
+    } else {
+        match http::Uri::try_from(target.as_bytes()) {
+            Ok(uri) => Some(uri),
+            Err(_) => return Err(HeadError::Malformed),
+        }
     };
     let http11 = version == 1;
     let mut keep_alive = http11;
@@ -219,6 +233,39 @@ pub fn parse_request(
         expect_continue,
         wants_upgrade,
     }))
+}
+
+impl RequestHead {
+    /// The request target as an `http::Uri`; `head` is the buffer the head was parsed from,
+    /// split off (its bytes are shared, not copied). `None` cannot happen for a head
+    /// [`parse_request`] accepted (its plain targets always parse); it is refused as
+    /// malformed all the same.
+    pub fn uri(&mut self, head: &bytes::Bytes) -> Option<http::Uri> {
+        match self.uri.take() {
+            Some(uri) => Some(uri),
+            None => http::Uri::from_maybe_shared(head.slice(self.target.range())).ok(),
+        }
+    }
+}
+
+/// Bytes `http::Uri` takes as they are both in a path and in a query (`?` too: the first
+/// one starts the query, later ones are query bytes), by http 1.x's tables: visible ASCII but
+/// `"`, `#`, `<`, `>`, `` ` `` (and space and controls, which are not visible).
+const PLAIN_TARGET: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = matches!(b as u8, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7E);
+        b += 1;
+    }
+    t
+};
+
+/// Whether `target` is an origin-form target (`/` first) of [`PLAIN_TARGET`] bytes only:
+/// such a target is one `http::Uri` accepts (tested against it byte by byte), so it need not
+/// be copied to be checked.
+pub(crate) fn plain_origin_form(target: &[u8]) -> bool {
+    target.first() == Some(&b'/') && target.iter().all(|&b| PLAIN_TARGET[usize::from(b)])
 }
 
 /// A header value as `HeaderValue::to_str` accepts it (visible ASCII, space, tab).
@@ -432,5 +479,69 @@ mod tests {
             assert_eq!(read(&[b"5", bad]), Length::Invalid, "5 then {bad:?}");
         }
         assert_eq!(read(&[b"x", b"5"]), Length::Invalid);
+    }
+
+    #[test]
+    fn plain_targets_are_the_ones_http_takes_as_they_are() {
+        // Every byte, in the path, after it, and in the query: where the fast path takes a
+        // target, `http::Uri` accepts its copy and the shared bytes alike, unchanged.
+        let mut taken = 0;
+        for b in 0..=255u8 {
+            for shape in [
+                &[b'/', b][..],
+                &[b'/', b'a', b, b'b'],
+                &[b'/', b'?', b],
+                &[b'/', b'a', b'?', b'x', b, b'y'],
+            ] {
+                let copied = http::Uri::try_from(shape);
+                if !plain_origin_form(shape) {
+                    continue;
+                }
+                taken += 1;
+                let copied = copied.unwrap_or_else(|e| panic!("{shape:?}: {e}"));
+                let shared =
+                    http::Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(shape)).unwrap();
+                assert_eq!(copied, shared, "{shape:?}");
+                let pq = shared.path_and_query().unwrap().as_str();
+                assert_eq!(pq.as_bytes(), shape, "nothing dropped or changed");
+            }
+        }
+        // The 89 visible ASCII bytes the set holds, in four shapes (none loses one).
+        assert_eq!(taken, 89 * 4);
+        // Targets that need the full check: asterisk, absolute and authority form, and
+        // bytes `http` refuses, truncates or checks as UTF-8.
+        for other in [
+            &b"*"[..],
+            b"http://a.test/",
+            b"a.test:443",
+            b"/a#frag",
+            b"/a b",
+            b"/\"q\"",
+            b"/\xc3\xa9",
+            b"",
+        ] {
+            assert!(!plain_origin_form(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_plain_target_is_parsed_from_the_head_bytes() {
+        let raw = "GET /a/b?c=d&e HTTP/1.1\r\nHost: x.test\r\n\r\n";
+        let mut h = parse(raw).unwrap().unwrap();
+        assert!(h.uri.is_none(), "no copy made to check it");
+        let head = bytes::Bytes::copy_from_slice(&raw.as_bytes()[..h.len]);
+        let uri = h.uri(&head).unwrap();
+        assert_eq!(uri.path(), "/a/b");
+        assert_eq!(uri.query(), Some("c=d&e"));
+        // The path's bytes are the head's own.
+        let at = uri.path_and_query().unwrap().as_str().as_ptr() as usize;
+        assert_eq!(at, head.as_ptr() as usize + 4);
+        // Other forms are parsed (from a copy) while the head is.
+        let raw = "GET http://x.test/a HTTP/1.1\r\nHost: x.test\r\n\r\n";
+        let mut h = parse(raw).unwrap().unwrap();
+        assert!(h.uri.is_some());
+        let uri = h.uri(&bytes::Bytes::new()).unwrap();
+        assert_eq!(uri.host(), Some("x.test"));
+        assert_eq!(parse("GET /a b HTTP/1.1\r\n\r\n").unwrap_err(), HeadError::Malformed);
     }
 }

@@ -226,7 +226,9 @@ impl<I: Transport> Shared<I> {
         .await;
         let mut inner = self.lock();
         inner.io = None;
-        inner.buf = BytesMut::new();
+        // To this thread's spares if nothing is left in it (the next connection's head is
+        // read into it without a new allocation).
+        super::spare::give_head_buffer(std::mem::take(&mut inner.buf));
         inner.body = BodyState::Failed;
     }
 }
@@ -573,6 +575,44 @@ pub struct Asked {
 /// The header ranges of a head (their allocation is kept between requests).
 pub type Spans = Vec<(head::Span, head::Span)>;
 
+/// A connection's [`Spans`], taken from this thread's spares and given back to them when the
+/// connection ends (a new connection's first head then needs no allocation for its ranges).
+#[derive(Debug)]
+pub struct KeptSpans(Spans);
+
+impl KeptSpans {
+    /// Spare spans of this thread, else new ones.
+    pub fn new() -> KeptSpans {
+        KeptSpans(super::spare::spans())
+    }
+}
+
+impl Default for KeptSpans {
+    fn default() -> KeptSpans {
+        KeptSpans::new()
+    }
+}
+
+impl std::ops::Deref for KeptSpans {
+    type Target = Spans;
+
+    fn deref(&self) -> &Spans {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KeptSpans {
+    fn deref_mut(&mut self) -> &mut Spans {
+        &mut self.0
+    }
+}
+
+impl Drop for KeptSpans {
+    fn drop(&mut self) {
+        super::spare::give_spans(std::mem::take(&mut self.0));
+    }
+}
+
 /// What became of the head being read.
 #[expect(
     clippy::large_enum_variant,
@@ -580,7 +620,7 @@ pub type Spans = Vec<(head::Span, head::Span)>;
 )]
 pub enum Next {
     /// A request to serve.
-    Request(Request<ClientBody>, Asked, Spans),
+    Request(Request<ClientBody>, Asked),
     /// A head refused with this error (and its method, when the request line parsed).
     Refused(HeadError, Option<Method>),
     /// A connection for hyper to serve, from the head just read.
@@ -591,16 +631,15 @@ pub enum Next {
 
 /// Waits for the next request, reads its head and builds the request (the body is read
 /// from the connection as it is polled). `spans` is the allocation for the head's header
-/// ranges, kept between requests. `first`: the connection's first request (h2c is
-/// recognised then).
+/// ranges, kept between requests (and given back once the request is built). `first`: the
+/// connection's first request (h2c is recognised then).
 pub async fn next_request<I: Transport>(
     shared: &Arc<Shared<I>>,
     max_head_bytes: usize,
-    spans: Spans,
+    spans: &mut Spans,
     first: bool,
     head_arriving: impl Fn(),
 ) -> Next {
-    let mut spans = spans;
     let idle = shared.lock().buf.is_empty();
     if idle {
         // Nothing buffered: give the buffer up (to this thread's spares) and wait for bytes
@@ -623,7 +662,7 @@ pub async fn next_request<I: Transport>(
             let inner = shared.lock();
             if !inner.buf.is_empty() {
                 head_arriving();
-                let parsed = head::parse_request(&inner.buf, max_head_bytes, &mut spans);
+                let parsed = head::parse_request(&inner.buf, max_head_bytes, spans);
                 if first && inner.buf.starts_with(H2_PREFACE) {
                     return Next::HandOff;
                 }
@@ -656,7 +695,10 @@ pub async fn next_request<I: Transport>(
         return Next::HandOff;
     }
     match build(shared, head) {
-        Ok((req, asked, spans)) => Next::Request(req, asked, spans),
+        Ok((req, asked, kept)) => {
+            *spans = kept;
+            Next::Request(req, asked)
+        }
         Err(e) => Next::Refused(e, None),
     }
 }
@@ -664,11 +706,12 @@ pub async fn next_request<I: Transport>(
 /// The request of `head` (at the front of the buffer), its body tied to the connection.
 fn build<I: Transport>(
     shared: &Arc<Shared<I>>,
-    head: RequestHead,
+    mut head: RequestHead,
 ) -> Result<(Request<ClientBody>, Asked, Spans), HeadError> {
     let mut inner = shared.lock();
     let bytes = inner.buf.split_to(head.len).freeze();
     let method = Method::from_bytes(head.method.of(&bytes)).map_err(|_| HeadError::Malformed)?;
+    let uri = head.uri(&bytes).ok_or(HeadError::Malformed)?;
     // Room for the headers the proxy adds (X-Forwarded-*, X-Real-IP, X-Request-ID): a map
     // that grows rehashes every entry.
     let mut headers = super::spare::take(head.headers.len() + ADDED_HEADERS);
@@ -725,7 +768,7 @@ fn build<I: Transport>(
     drop(inner);
     let mut req = Request::new(body);
     *req.method_mut() = method;
-    *req.uri_mut() = head.uri;
+    *req.uri_mut() = uri;
     *req.version_mut() = if head.http11 {
         Version::HTTP_11
     } else {

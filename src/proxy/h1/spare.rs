@@ -21,15 +21,22 @@
 //! nothing of the connection that used it before can be read from it, on this connection or
 //! in what it forwards.
 //!
-//! Only so many of each are kept, and only small maps and head buffers, so what a thread
-//! holds is bounded (16 maps of at most 48 headers, 64 upstream read buffers: 1 MiB, 64 head
-//! buffers of at most 4 KiB) whatever the traffic or the number of connections.
+//! A client connection that ends gives its head buffer back too, and the list of its heads'
+//! header ranges (`server::Spans`): a connection per request otherwise allocated both, and
+//! `bytes`' shared record for the buffer, for each request.
+//!
+//! Only so many of each are kept, and only small maps, head buffers and range lists, so what
+//! a thread holds is bounded (16 maps of at most 48 headers, 64 upstream read buffers: 1 MiB,
+//! 64 head buffers of at most 4 KiB, 64 range lists of at most 48 ranges: 24 KiB) whatever
+//! the traffic or the number of connections.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
 use bytes::BytesMut;
 use http::HeaderMap;
+
+use super::server::Spans;
 
 /// Spare maps kept per thread.
 const MAP_SPARES: usize = 16;
@@ -59,7 +66,11 @@ thread_local! {
     static MAPS: List<HeaderMap> = const { RefCell::new(Vec::new()) };
     static READ_BUFFERS: List<BytesMut> = const { RefCell::new(Vec::new()) };
     static HEAD_BUFFERS: List<BytesMut> = const { RefCell::new(Vec::new()) };
+    static SPANS: List<Spans> = const { RefCell::new(Vec::new()) };
 }
+
+/// Ranges a new list is made with: a head with more grows it.
+const SPANS_ROOM: usize = 16;
 
 /// The last spare on `list`, if this thread has one (during its teardown it has none).
 fn pop<T>(list: &'static LocalKey<List<T>>) -> Option<T> {
@@ -124,6 +135,20 @@ pub(crate) fn head_buffer() -> BytesMut {
 /// few heads (one that grew for a body is dropped) and the list is not full.
 pub(crate) fn give_head_buffer(buf: BytesMut) {
     give_buffer(&HEAD_BUFFERS, buf, 4 * HEAD);
+}
+
+/// An empty list for a connection's header ranges: a spare one if this thread has one.
+pub(crate) fn spans() -> Spans {
+    pop(&SPANS).unwrap_or_else(|| Vec::with_capacity(SPANS_ROOM))
+}
+
+/// Clears `spans` and keeps it for [`spans`], if it is small and the list is not full.
+pub(crate) fn give_spans(mut spans: Spans) {
+    if spans.capacity() == 0 || spans.capacity() > KEEP_CAPACITY {
+        return;
+    }
+    spans.clear();
+    push(&SPANS, spans, BUFFER_SPARES);
 }
 
 fn buffer(list: &'static LocalKey<List<BytesMut>>, room: usize) -> BytesMut {
@@ -191,6 +216,47 @@ mod tests {
             give(HeaderMap::with_capacity(8));
         }
         assert_eq!(spares(), MAP_SPARES);
+    }
+
+    #[test]
+    fn range_lists_come_back_empty_and_only_small_ones_are_kept() {
+        let spare = |n| SPANS.with(|s| s.borrow().len()) == n;
+        let mut list = spans();
+        assert!(list.capacity() >= SPANS_ROOM);
+        list.push(Default::default());
+        let at = list.as_ptr() as usize;
+        give_spans(list);
+        assert!(spare(1));
+        let again = spans();
+        assert!(again.is_empty(), "nothing of the last head");
+        assert_eq!(again.as_ptr() as usize, at, "the same allocation");
+        assert!(spare(0));
+        give_spans(Vec::with_capacity(KEEP_CAPACITY + 1));
+        give_spans(Vec::new());
+        assert!(spare(0));
+        for _ in 0..BUFFER_SPARES + 5 {
+            give_spans(Vec::with_capacity(4));
+        }
+        assert!(spare(BUFFER_SPARES));
+        drop(again);
+    }
+
+    #[test]
+    fn a_closed_connections_head_buffer_is_reused() {
+        let mut buf = head_buffer();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let at = buf.as_ptr() as usize;
+        let head = buf.split().freeze();
+        give_head_buffer(buf);
+        drop(head);
+        let again = head_buffer();
+        assert_eq!(again.as_ptr() as usize, at);
+        assert!(again.is_empty());
+        // One with unread bytes is not kept.
+        let mut unread = again;
+        unread.extend_from_slice(b"GET");
+        give_head_buffer(unread);
+        assert_eq!(HEAD_BUFFERS.with(|s| s.borrow().len()), 0);
     }
 
     fn read_spares() -> usize {
