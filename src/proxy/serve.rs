@@ -94,7 +94,12 @@ impl Proxy {
         }
         let info = plain_info(&tracker, peer, local);
         let shared = Arc::new(Shared::new(stream));
-        Either::Right(self.serve_h1(tracker, shared, info, activity, guard))
+        // Boxed: the task then holds a pointer, and tokio's moves of the task's future (into
+        // its cell as it is spawned, and of the cell's stage as the task ends: eight copies)
+        // copy that rather than the whole future.
+        Either::Right(Box::pin(
+            self.serve_h1(tracker, shared, info, activity, guard),
+        ))
     }
 
     /// [`Proxy::serve_http_entered`] with a PROXY protocol header to read first, or on
@@ -468,11 +473,10 @@ impl Proxy {
             // scoped to this block: this future, held for the connection's whole life, keeps
             // only what waiting for the next head needs.
             let (exchange, served) = {
-                let next =
-                    h1::next_request(shared, max_head, &mut spans, first, || {
-                        activity.set_head_arriving(true);
-                    })
-                    .await;
+                let next = h1::next_request(shared, max_head, &mut spans, first, || {
+                    activity.set_head_arriving(true);
+                })
+                .await;
                 first = false;
                 match next {
                     Next::Request(req, asked) => {

@@ -542,6 +542,9 @@ mod tests {
         assert!(h.uri.is_some());
         let uri = h.uri(&bytes::Bytes::new()).unwrap();
         assert_eq!(uri.host(), Some("x.test"));
-        assert_eq!(parse("GET /a b HTTP/1.1\r\n\r\n").unwrap_err(), HeadError::Malformed);
+        assert_eq!(
+            parse("GET /a b HTTP/1.1\r\n\r\n").unwrap_err(),
+            HeadError::Malformed
+        );
     }
 }
