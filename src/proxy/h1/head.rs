@@ -60,7 +60,7 @@ pub struct RequestHead {
     /// The request target as sent.
     pub target: Span,
     /// The request target, parsed (as hyper's server parses it) when it had to be copied to
-    /// be checked; `None` for a plain origin-form target ([`plain_origin_form`]), which
+    /// be checked; `None` for a plain origin-form target (`plain_origin_form`), which
     /// [`RequestHead::uri`] makes from the head's own bytes.
     pub uri: Option<http::Uri>,
     /// HTTP/1.1 (else HTTP/1.0).
@@ -264,7 +264,7 @@ const PLAIN_TARGET: [bool; 256] = {
 /// Whether `target` is an origin-form target (`/` first) of [`PLAIN_TARGET`] bytes only:
 /// such a target is one `http::Uri` accepts (tested against it byte by byte), so it need not
 /// be copied to be checked.
-pub(crate) fn plain_origin_form(target: &[u8]) -> bool {
+fn plain_origin_form(target: &[u8]) -> bool {
     target.first() == Some(&b'/') && target.iter().all(|&b| PLAIN_TARGET[usize::from(b)])
 }
 
